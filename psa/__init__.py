@@ -1,0 +1,1 @@
+"""The PSA host application: the Django project package and the PSA's own apps."""

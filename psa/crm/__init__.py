@@ -1,0 +1,1 @@
+"""CRM: accounts (client organisations), their contacts and opportunities."""

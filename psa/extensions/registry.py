@@ -1,0 +1,63 @@
+"""Registries of profile tabs and "Extensions & Integrations" admin pages."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+
+User = AbstractBaseUser | AnonymousUser
+
+
+def _always(user: User) -> bool:
+    return True
+
+
+@dataclass(frozen=True)
+class ProfileTab:
+    """A tab on My › Profile. ``url_name`` is reversed without arguments."""
+
+    slug: str
+    label: str
+    url_name: str
+    order: int = 100
+    is_visible: Callable[[User], bool] = _always
+
+
+@dataclass(frozen=True)
+class ExtensionPage:
+    """An entry under Admin › Extensions & Integrations, grouped by ``group``."""
+
+    slug: str
+    label: str
+    group: str
+    url_name: str
+    permission: str
+    description: str = ""
+
+
+_profile_tabs: dict[str, ProfileTab] = {}
+_extension_pages: dict[str, ExtensionPage] = {}
+
+
+def register_profile_tab(tab: ProfileTab) -> None:
+    """Add (or replace, by slug) a profile tab. Call from ``AppConfig.ready()``."""
+    _profile_tabs[tab.slug] = tab
+
+
+def register_extension_page(page: ExtensionPage) -> None:
+    """Add (or replace, by slug) an extension's admin page. Call from ``AppConfig.ready()``."""
+    _extension_pages[page.slug] = page
+
+
+def profile_tabs_for(user: User) -> list[ProfileTab]:
+    """The tabs ``user`` sees on their profile, in display order."""
+    tabs = [tab for tab in _profile_tabs.values() if tab.is_visible(user)]
+    return sorted(tabs, key=lambda tab: (tab.order, tab.label))
+
+
+def extension_pages_for(user: User) -> list[ExtensionPage]:
+    """The extension admin pages ``user`` holds the permission for, grouped then by label."""
+    pages = [page for page in _extension_pages.values() if user.has_perm(page.permission)]
+    return sorted(pages, key=lambda page: (page.group, page.label))

@@ -1,0 +1,18 @@
+"""Top-level URL map: the PSA's apps, the extensions' URLs, auth and Django admin."""
+
+from django.contrib import admin
+from django.contrib.auth import views as auth_views
+from django.urls import include, path
+from django.views.generic import RedirectView
+
+urlpatterns = [
+    path("", RedirectView.as_view(pattern_name="calendar", permanent=False), name="home"),
+    path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
+    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("calendar/", include("psa.scheduling.urls")),
+    path("crm/", include("psa.crm.urls")),
+    path("profile/", include("psa.resources.urls")),
+    path("extensions/", include("psa.extensions.urls")),
+    path("extensions/exchange/", include("exchange_ext.urls")),
+    path("admin/", admin.site.urls),
+]
