@@ -1,0 +1,11 @@
+"""Suite-wide test settings. Subdirectories keep their own fixtures in their own conftest."""
+
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def _fast_password_hashing(settings):
+    # Hashing with the production hasher costs ~0.2 s per login; tests log in hundreds of times.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
