@@ -41,6 +41,7 @@ INSTALLED_APPS = [
     "psa.crm",
     "psa.scheduling",
     "psa.extensions",
+    "psa.demo",
     "exchange_ext",
 ]
 
