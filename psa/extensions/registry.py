@@ -1,4 +1,23 @@
-"""Registries of profile tabs and "Extensions & Integrations" admin pages."""
+"""Registries of profile tabs and "Extensions & Integrations" admin pages.
+
+Profile tabs — the contract for an extension adding a tab to My › Profile:
+
+1. In its ``AppConfig.ready()``, register it::
+
+       register_profile_tab(ProfileTab(slug="exchange", label="MS Exchange",
+                                       url_name="exchange_ext:profile", order=50))
+
+   ``url_name`` is reversed without arguments; ``is_visible(user)`` hides the tab from users it
+   does not concern. The PSA's own "General" tab has slug ``general``, order 0, at ``/profile/``.
+2. Its view checks its own permissions (a user only ever sees their own profile) and renders a
+   template that ``{% extends "resources/profile_base.html" %}``, fills
+   ``{% block profile_content %}`` and passes ``active_tab`` (its slug) in the context. The base
+   draws the tab strip (``templates/resources/_profile_tabs.html``, via the ``profile_tab_strip``
+   tag of ``psa_nav``) from :func:`profile_tabs_for` with that tab highlighted.
+
+Extension pages appear on ``/extensions/`` (url name ``extensions``) for users holding their
+``permission``; the "Extensions" navigation entry shows only when there is at least one.
+"""
 
 from __future__ import annotations
 

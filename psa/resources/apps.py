@@ -1,3 +1,5 @@
+from __future__ import annotations
+
 from django.apps import AppConfig
 
 
@@ -5,3 +7,10 @@ class ResourcesConfig(AppConfig):
     name = "psa.resources"
     label = "resources"
     verbose_name = "Resources"
+
+    def ready(self) -> None:
+        from psa.extensions.registry import ProfileTab, register_profile_tab
+
+        register_profile_tab(
+            ProfileTab(slug="general", label="General", url_name="profile", order=0)
+        )

@@ -1,0 +1,27 @@
+"""Template tags of the base layout: active navigation entries and the profile tab strip."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import template
+
+from psa.extensions.registry import profile_tabs_for
+
+register = template.Library()
+
+
+@register.simple_tag(takes_context=True)
+def nav_current(context: template.Context, prefix: str) -> str:
+    """``aria-current="page"`` for the nav entry whose URL prefix the current page is under."""
+    request = context.get("request")
+    if request is not None and request.path.startswith(prefix):
+        return 'aria-current="page"'
+    return ""
+
+
+@register.inclusion_tag("resources/_profile_tabs.html", takes_context=True)
+def profile_tab_strip(context: template.Context) -> dict[str, Any]:
+    """The profile tabs the current user sees; ``active_tab`` (a slug) marks the current one."""
+    request = context["request"]
+    return {"tabs": profile_tabs_for(request.user), "active_tab": context.get("active_tab", "")}
