@@ -1,0 +1,98 @@
+"""``manage.py run_demo``: the web server, a worker and (when present) the Exchange sandbox.
+
+``make run`` calls this after ``load_demo``. Ctrl-C or SIGTERM stops every child cleanly; if one
+child dies, the others are stopped and the command exits non-zero. ``PSA_PORT`` changes the port.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.core.management import get_commands
+from django.core.management.base import BaseCommand, CommandError
+
+from psa.demo.reference import load_reference
+from psa.demo.supervisor import Child, Supervisor
+from psa.environment import env_int
+
+READY_TIMEOUT = 60.0  # seconds to wait for the login page before printing the banner anyway
+
+
+class Command(BaseCommand):
+    help = "Run the demo: web server on 127.0.0.1:$PSA_PORT (8000), worker, Exchange sandbox."
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        port = env_int("PSA_PORT", 8000)
+        url = f"http://127.0.0.1:{port}/"
+        supervisor = Supervisor()
+        supervisor.handle_signals()
+        for child in self.children(port):
+            supervisor.start(child)
+        try:
+            self.wait_until_ready(supervisor, f"{url}accounts/login/")
+            if supervisor.first_exited() is None:
+                self.print_banner(url, supervisor.children)
+            died = supervisor.watch()
+        finally:
+            self.stdout.write("Stopping the demo...")
+            supervisor.stop_all()
+        if died is not None:
+            tail = died.tail()
+            where = f"; last lines of {died.log}:\n{tail}" if tail else ""
+            raise CommandError(
+                f"{died.name} exited with code {died.process.returncode}, so the demo stopped"
+                f"{where}"
+            )
+
+    def children(self, port: int) -> list[Child]:
+        manage = [sys.executable, str(Path(settings.BASE_DIR) / "manage.py")]
+        logs = Path(settings.VAR_DIR) / "log"
+        children = [
+            # --noreload: one process per child, so stopping the group stops the server.
+            Child(
+                "web server",
+                [*manage, "runserver", f"127.0.0.1:{port}", "--noreload"],
+                logs / "web.log",
+            ),
+            Child("worker", [*manage, "qcluster"], logs / "worker.log"),
+        ]
+        if "exchange_sandbox" in get_commands():
+            state = Path(settings.VAR_DIR) / "sandbox-state.json"
+            # Its output (endpoint, CA certificate path) is for the operator: pass it through.
+            children.append(
+                Child("Exchange sandbox", [*manage, "exchange_sandbox", "--state", str(state)])
+            )
+        return children
+
+    def wait_until_ready(self, supervisor: Supervisor, login_url: str) -> None:
+        """Poll the login page so the banner appears when the URL really works."""
+        deadline = time.monotonic() + READY_TIMEOUT
+        while time.monotonic() < deadline and not supervisor.stop_requested:
+            if supervisor.first_exited() is not None:
+                return  # watch() reports it
+            try:
+                with urllib.request.urlopen(login_url, timeout=2):
+                    return
+            except (urllib.error.URLError, OSError):
+                time.sleep(0.5)
+
+    def print_banner(self, url: str, children: list[Child]) -> None:
+        technicians = [p["username"] for p in load_reference().staff["people"]][1:]
+        logs = ", ".join(f"{c.name}: {c.log}" for c in children if c.log)
+        lines = [
+            "",
+            f"  PSA demo running at {url}",
+            "  Logins (for the demo only, password 'demo'):",
+            "    admin / demo            administrator, manages the MS Exchange extension",
+            f"    {technicians[0]} … {technicians[-1]} / demo     technicians",
+            f"  Logs: {logs}",
+            "  Press Ctrl-C to stop.",
+            "",
+        ]
+        self.stdout.write("\n".join(lines))
