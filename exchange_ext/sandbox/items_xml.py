@@ -40,7 +40,8 @@ ITEM_ORDER = [
     "LastModifiedName", "LastModifiedTime", "IsAssociated",
 ]  # fmt: skip
 KIND_ORDER = {
-    "CalendarItem": ITEM_ORDER + [
+    "CalendarItem": [
+        *ITEM_ORDER,
         "UID", "RecurrenceId", "DateTimeStamp", "Start", "End", "OriginalStart",
         "IsAllDayEvent", "LegacyFreeBusyStatus", "Location", "When", "IsMeeting", "IsCancelled",
         "IsRecurring", "MeetingRequestWasSent", "IsResponseRequested", "CalendarItemType",
@@ -51,7 +52,8 @@ KIND_ORDER = {
         "MeetingTimeZone", "StartTimeZone", "EndTimeZone", "ConferenceType",
         "AllowNewTimeProposal", "IsOnlineMeeting", "MeetingWorkspaceUrl", "NetShowUrl",
     ],
-    "Contact": ITEM_ORDER + [
+    "Contact": [
+        *ITEM_ORDER,
         "FileAs", "FileAsMapping", "DisplayName", "GivenName", "Initials", "MiddleName",
         "Nickname", "CompleteName", "CompanyName", "EmailAddresses", "PhysicalAddresses",
         "PhoneNumbers", "AssistantName", "Birthday", "BusinessHomePage", "Children",
@@ -59,7 +61,8 @@ KIND_ORDER = {
         "Manager", "Mileage", "OfficeLocation", "PostalAddressIndex", "Profession",
         "SpouseName", "Surname", "WeddingAnniversary",
     ],
-    "Task": ITEM_ORDER + [
+    "Task": [
+        *ITEM_ORDER,
         "ActualWork", "AssignedTime", "BillingInformation", "ChangeCount", "Companies",
         "CompleteDate", "Contacts", "DelegationState", "Delegator", "DueDate",
         "IsAssignmentEditable", "IsComplete", "IsRecurring", "IsTeamTask", "Mileage", "Owner",

@@ -366,7 +366,7 @@ class Store:
         return base64.b64encode(payload + b"." + self._sign(payload).encode()).decode()
 
     def decode_sync_state(self, folder_id: str, state: str) -> tuple[int, int, int]:
-        """``(base, target, offset)`` of a state issued for this folder, else ErrorInvalidSyncStateData."""
+        """``(base, target, offset)`` of this folder's state; else ErrorInvalidSyncStateData."""
         invalid = EwsError("ErrorInvalidSyncStateData", "Synchronization state data is corrupt.")
         try:
             raw = base64.b64decode(state.encode(), validate=True)
