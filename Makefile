@@ -1,20 +1,38 @@
 # The two commands: `make run` (demo on embedded defaults) and `make test` (whole suite).
 # Everything else is a building block of those two; see the README.
 
-PYTHON ?= python3
+# Python 3.11 is what pyproject.toml requires; fall back to python3 where it is that version.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
+# Stamps: re-installed whenever pyproject.toml (the pins) is newer than the last install.
+RUN_STAMP := $(VENV)/.installed-run
+TEST_STAMP := $(VENV)/.installed-test
+PIP := $(BIN)/python -m pip install --quiet --disable-pip-version-check --no-input
 POSTGRES_URL ?= postgres://postgres@127.0.0.1:5432/test
-PYTEST_ARGS ?=
+# Two xdist workers: the suite spends its time in Django setup, subprocesses and a browser,
+# so two processes on two cores finish sooner; `make test PYTEST_ARGS=` runs in one process.
+PYTEST_ARGS ?= -n 2
 
-.PHONY: run test test-sqlite test-postgres lint format migrate demo sandbox worker browser-deps clean
+.PHONY: run test test-sqlite test-postgres lint format migrate demo demo-refresh worker \
+	browser-deps install install-test clean
 
 # --- setup -------------------------------------------------------------------------------
-$(STAMP): pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test]'
-	touch $(STAMP)
+install: $(RUN_STAMP)
+install-test: $(TEST_STAMP)
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+
+# `make run` needs only the product's pins; the test extras (Playwright, ruff...) come with
+# `make test`.
+$(RUN_STAMP): pyproject.toml | $(VENV)/bin/python
+	$(PIP) -e .
+	touch $@
+
+$(TEST_STAMP): pyproject.toml | $(VENV)/bin/python
+	$(PIP) -e '.[test]'
+	touch $(RUN_STAMP) $@
 
 # Debian's Chromium for the Playwright browser tests (browsers cannot be downloaded here).
 browser-deps:
@@ -25,46 +43,53 @@ browser-deps:
 	  || { $$SUDO apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q chromium >/dev/null; }; }
 
 # --- run ---------------------------------------------------------------------------------
-migrate: $(STAMP)
+migrate: $(RUN_STAMP)
 	$(BIN)/python manage.py migrate --noinput
 
 demo: migrate
 	$(BIN)/python manage.py load_demo
 
+# New calendar items around today (the people and accounts stay as they are).
+demo-refresh: migrate
+	$(BIN)/python manage.py load_demo --refresh-calendar
+
 run: demo
 	$(BIN)/python manage.py run_demo
 
-worker: $(STAMP)
+worker: $(RUN_STAMP)
 	$(BIN)/python manage.py qcluster
 
 # --- test --------------------------------------------------------------------------------
-# pytest exits 5 when it collects nothing; that is not a failure of the suite.
+# pytest exits 5 when it collects nothing; that is not a failure of the suite. REDIS_URL is
+# unset so the suite's settings do not depend on the caller's shell (the worker tests use
+# Redis on their own).
 define pytest
-	$(BIN)/pytest $(PYTEST_ARGS); rc=$$?; if [ $$rc -eq 5 ]; then rc=0; fi; exit $$rc
+	env -u REDIS_URL $(BIN)/pytest $(PYTEST_ARGS); rc=$$?; if [ $$rc -eq 5 ]; then rc=0; fi; exit $$rc
 endef
 
 test: lint test-sqlite test-postgres
 
-test-sqlite: $(STAMP) browser-deps
+test-sqlite: $(TEST_STAMP) browser-deps
 	env -u DATABASE_URL $(call pytest)
 
 # Runs against the machine's PostgreSQL. Outside CI a missing server is reported and skipped;
 # with CI=true it is a failure.
-test-postgres: $(STAMP) browser-deps
+test-postgres: $(TEST_STAMP) browser-deps
 	@if $(BIN)/python -c "import psycopg,sys; psycopg.connect('$(POSTGRES_URL)', connect_timeout=3).close()" 2>/dev/null; then \
+	  echo "DATABASE_URL=$(POSTGRES_URL) pytest $(PYTEST_ARGS)"; \
 	  DATABASE_URL=$(POSTGRES_URL) $(MAKE) --no-print-directory _pytest; \
 	elif [ "$$CI" = true ]; then echo "PostgreSQL at $(POSTGRES_URL) is unreachable" >&2; exit 1; \
 	else echo "PostgreSQL at $(POSTGRES_URL) is unreachable: skipping the PostgreSQL run"; fi
 
 .PHONY: _pytest
 _pytest:
-	$(call pytest)
+	@$(call pytest)
 
-lint: $(STAMP)
+lint: $(TEST_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-format: $(STAMP)
+format: $(TEST_STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
