@@ -1,0 +1,268 @@
+"""The JSON control API under ``/_sandbox/`` (the server only lets loopback clients in).
+
+==========  ==============================================================  ====================
+Method      Path (below ``/_sandbox``)                                      What
+==========  ==============================================================  ====================
+GET         ``/``                                                           this index
+POST        ``/reset``                                                      back to the config
+GET, POST   ``/accounts``                                                   list / add accounts
+GET, POST   ``/mailboxes``                                                  list / add mailboxes
+GET, POST   ``/faults``; DELETE ``/faults`` or ``/faults/<id>``             fault rules
+GET, DELETE ``/requests?operation=&mailbox=``                               request log, counters
+GET, DELETE ``/outbox``                                                     would-be-sent mail
+GET         ``/schema``                                                     validation report
+GET, POST   ``/mailboxes/<address>/folders/<folder>/items``                 backdoor list/create
+PATCH, DEL  ``/mailboxes/<address>/items/<item_id>``                        backdoor edit/delete
+GET, POST   ``/clock`` (``{"offset_seconds": n}`` or ``{"now": iso}``)      sandbox clock
+==========  ==============================================================  ====================
+
+Bad input gets a 4xx with ``{"error": "..."}``; nothing raised here ever reaches the client as
+a traceback. Path segments are percent-decoded (item ids are base64 and may hold ``/``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from .accounts import account_from_config
+from .contract import EwsError
+
+if TYPE_CHECKING:
+    from .server import Sandbox
+
+log = logging.getLogger(__name__)
+
+Result = tuple[int, Any]
+
+
+class BadRequest(ValueError):
+    """Input the client must fix (400), or with ``status`` another 4xx."""
+
+    def __init__(self, message: str, status: int = 400):
+        super().__init__(message)
+        self.status = status
+
+
+def handle(sandbox: Sandbox, method: str, raw_path: str, body: bytes) -> Result:
+    """Answer one control request: ``(HTTP status, JSON-able payload)``."""
+    parts = urlsplit(raw_path)
+    segments = [unquote(s) for s in parts.path.split("/")[2:] if s]
+    query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+    try:
+        route, args = _match(method, segments)
+        data = _json_body(body) if method in ("POST", "PATCH", "PUT") else None
+        return route(sandbox, data, query, *args)
+    except BadRequest as exc:
+        return exc.status, {"error": str(exc)}
+    except EwsError as exc:
+        status = 404 if "NotFound" in exc.code else 400
+        return status, {"error": exc.message, "code": exc.code}
+    except (ValueError, TypeError) as exc:
+        return 400, {"error": str(exc)}
+    except KeyError as exc:
+        return 404, {"error": f"not found: {exc}"}
+    except Exception:
+        log.exception("control API request %s %s failed", method, raw_path)
+        return 500, {"error": "internal error in the sandbox (see its log)"}
+
+
+def _json_body(body: bytes) -> Any:
+    if not body.strip():
+        return {}
+    try:
+        return json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BadRequest(f"the body is not JSON: {exc}") from None
+
+
+def _object(data: Any) -> dict[str, Any]:
+    if not isinstance(data, dict):
+        raise BadRequest("the body must be a JSON object")
+    return data
+
+
+# ---------------------------------------------------------------------------- handlers
+
+
+def _index(sandbox: Sandbox, data: Any, query: dict[str, str]) -> Result:
+    return 200, {
+        "endpoints": [line.strip() for line in (__doc__ or "").splitlines() if "``/" in line],
+        "server_version": sandbox.server_version,
+        "schema": sandbox.validator.active,
+    }
+
+
+def _reset(sandbox: Sandbox, data: Any, query: dict[str, str]) -> Result:
+    sandbox.reset()
+    sandbox.save()
+    return 200, {"reset": True, "mailboxes": sandbox.mailbox_addresses()}
+
+
+def _list_accounts(sandbox: Sandbox, data: Any, query: dict[str, str]) -> Result:
+    return 200, {"accounts": [a.to_public() for a in sandbox.accounts.all()]}
+
+
+def _add_account(sandbox: Sandbox, data: Any, query: dict[str, str]) -> Result:
+    entry = _object(data)
+    account = account_from_config(entry, str(sandbox.config.get("domain", "")))
+    sandbox.add_account(account, str(entry.get("display_name", "")))
+    sandbox.save()
+    return 201, account.to_public()
+
+
+def _list_mailboxes(sandbox: Sandbox, data: Any, query: dict[str, str]) -> Result:
+    return 200, {"mailboxes": sandbox.store.mailboxes()}
+
+
+def _add_mailbox(sandbox: Sandbox, data: Any, query: dict[str, str]) -> Result:
+    entry = _object(data)
+    address = entry.get("address")
+    if not isinstance(address, str) or address.count("@") != 1 or " " in address:
+        raise BadRequest("address must be an SMTP address")
+    display_name = entry.get("display_name", "")
+    if not isinstance(display_name, str):
+        raise BadRequest("display_name must be a string")
+    sandbox.add_mailbox(address, display_name)
+    sandbox.save()
+    return 201, {"address": address.lower(), "display_name": display_name}
+
+
+def _list_faults(sandbox: Sandbox, data: Any, query: dict[str, str]) -> Result:
+    return 200, {"faults": sandbox.faults.list()}
+
+
+def _add_fault(sandbox: Sandbox, data: Any, query: dict[str, str]) -> Result:
+    return 201, sandbox.faults.add(_object(data)).to_public()
+
+
+def _clear_faults(sandbox: Sandbox, data: Any, query: dict[str, str]) -> Result:
+    sandbox.faults.clear()
+    return 200, {"faults": []}
+
+
+def _remove_fault(sandbox: Sandbox, data: Any, query: dict[str, str], rule_id: str) -> Result:
+    if not rule_id.isdigit() or not sandbox.faults.remove(int(rule_id)):
+        raise BadRequest(f"no fault rule {rule_id}", 404)
+    return 200, {"removed": int(rule_id)}
+
+
+def _list_requests(sandbox: Sandbox, data: Any, query: dict[str, str]) -> Result:
+    return 200, sandbox.requests.query(query.get("operation"), query.get("mailbox"))
+
+
+def _clear_requests(sandbox: Sandbox, data: Any, query: dict[str, str]) -> Result:
+    sandbox.requests.clear()
+    return 200, {"requests": [], "counters": {}}
+
+
+def _list_outbox(sandbox: Sandbox, data: Any, query: dict[str, str]) -> Result:
+    return 200, {"messages": list(sandbox.outbox.messages)}
+
+
+def _clear_outbox(sandbox: Sandbox, data: Any, query: dict[str, str]) -> Result:
+    sandbox.outbox.messages.clear()
+    return 200, {"messages": []}
+
+
+def _schema(sandbox: Sandbox, data: Any, query: dict[str, str]) -> Result:
+    return 200, sandbox.validator.report()
+
+
+def _get_clock(sandbox: Sandbox, data: Any, query: dict[str, str]) -> Result:
+    return 200, {
+        "now": sandbox.now().isoformat(),
+        "offset_seconds": sandbox.clock_offset.total_seconds(),
+    }
+
+
+def _set_clock(sandbox: Sandbox, data: Any, query: dict[str, str]) -> Result:
+    entry = _object(data)
+    if "now" in entry:
+        try:
+            target = dt.datetime.fromisoformat(str(entry["now"]))
+        except ValueError:
+            raise BadRequest("now must be an ISO 8601 date-time with an offset") from None
+        if target.tzinfo is None:
+            raise BadRequest("now must carry a UTC offset")
+        sandbox.clock_offset = target - dt.datetime.now(dt.UTC)
+    elif isinstance(entry.get("offset_seconds"), int | float):
+        sandbox.clock_offset = dt.timedelta(seconds=float(entry["offset_seconds"]))
+    else:
+        raise BadRequest("give now (ISO date-time) or offset_seconds (number)")
+    return _get_clock(sandbox, None, query)
+
+
+def _mailbox(sandbox: Sandbox, address: str) -> str:
+    if not sandbox.store.has_mailbox(address):
+        raise BadRequest(f"no mailbox {address}", 404)
+    return address.lower()
+
+
+def _backdoor_list(
+    sandbox: Sandbox, data: Any, query: dict[str, str], address: str, folder: str
+) -> Result:
+    items = sandbox.store.backdoor_list(_mailbox(sandbox, address), folder)
+    return 200, {"items": items}
+
+
+def _backdoor_create(
+    sandbox: Sandbox, data: Any, query: dict[str, str], address: str, folder: str
+) -> Result:
+    item = sandbox.store.backdoor_create(_mailbox(sandbox, address), folder, _object(data))
+    sandbox.save()
+    return 201, item
+
+
+def _backdoor_update(
+    sandbox: Sandbox, data: Any, query: dict[str, str], address: str, item_id: str
+) -> Result:
+    item = sandbox.store.backdoor_update(_mailbox(sandbox, address), item_id, _object(data))
+    sandbox.save()
+    return 200, item
+
+
+def _backdoor_delete(
+    sandbox: Sandbox, data: Any, query: dict[str, str], address: str, item_id: str
+) -> Result:
+    sandbox.store.backdoor_delete(_mailbox(sandbox, address), item_id)
+    sandbox.save()
+    return 200, {"deleted": item_id}
+
+
+# ---------------------------------------------------------------------------- routing
+
+# (pattern, {method: handler}); "*" in a pattern captures one path segment.
+ROUTES: list[tuple[tuple[str, ...], dict[str, Callable[..., Result]]]] = [
+    ((), {"GET": _index}),
+    (("reset",), {"POST": _reset}),
+    (("accounts",), {"GET": _list_accounts, "POST": _add_account}),
+    (("mailboxes",), {"GET": _list_mailboxes, "POST": _add_mailbox}),
+    (("faults",), {"GET": _list_faults, "POST": _add_fault, "DELETE": _clear_faults}),
+    (("faults", "*"), {"DELETE": _remove_fault}),
+    (("requests",), {"GET": _list_requests, "DELETE": _clear_requests}),
+    (("outbox",), {"GET": _list_outbox, "DELETE": _clear_outbox}),
+    (("schema",), {"GET": _schema}),
+    (("clock",), {"GET": _get_clock, "POST": _set_clock}),
+    (
+        ("mailboxes", "*", "folders", "*", "items"),
+        {"GET": _backdoor_list, "POST": _backdoor_create},
+    ),
+    (("mailboxes", "*", "items", "*"), {"PATCH": _backdoor_update, "DELETE": _backdoor_delete}),
+]
+
+
+def _match(method: str, segments: list[str]) -> tuple[Callable[..., Result], list[str]]:
+    for pattern, handlers in ROUTES:
+        if len(pattern) != len(segments):
+            continue
+        if all(p in ("*", s) for p, s in zip(pattern, segments, strict=True)):
+            if method not in handlers:
+                raise BadRequest(f"{method} is not allowed here", 405)
+            args = [s for p, s in zip(pattern, segments, strict=True) if p == "*"]
+            return handlers[method], args
+    raise BadRequest("no such control endpoint; GET /_sandbox/ lists them", 404)

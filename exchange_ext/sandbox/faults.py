@@ -1,0 +1,176 @@
+"""Fault injection: rules that make the next N matching EWS requests misbehave.
+
+A rule matches on the operation name (or ``*``) and optionally on the mailbox the request is for.
+It fires ``count`` times (``None`` = until removed). Rules fire in two phases:
+
+- ``before`` the request is applied: ``latency``, ``server_busy`` (SOAP fault ErrorServerBusy with
+  BackOffMilliseconds), ``http_status`` (500, 503 with Retry-After, 401, 429...),
+  ``reset_before`` (the connection is reset and nothing is applied);
+- ``after`` the request was applied: ``reset_after`` (the write happened, the client never hears
+  of it), ``truncate`` (the body is cut at ``bytes``), ``malformed`` (the body is not XML),
+  ``warning`` (not implemented; see docs/sandbox.md).
+
+Latency combines with one other fault; of the other kinds, the first matching rule per phase
+wins. How Exchange throttles is described in
+https://learn.microsoft.com/exchange/client-developer/exchange-web-services/ews-throttling-in-exchange
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+BEFORE_KINDS = ("latency", "server_busy", "http_status", "reset_before")
+AFTER_KINDS = ("reset_after", "truncate", "malformed")
+KINDS = BEFORE_KINDS + AFTER_KINDS
+MAX_LATENCY_MS = 120_000  # bounded: a rule can never hang a worker thread for long
+HTTP_STATUSES = (400, 401, 403, 404, 429, 500, 502, 503, 504)
+
+
+@dataclass
+class FaultRule:
+    """One injected fault; ``remaining`` None means unlimited."""
+
+    id: int
+    kind: str
+    operation: str = "*"
+    mailbox: str | None = None
+    remaining: int | None = 1
+    fired: int = 0
+    latency_ms: int = 0
+    back_off_ms: int = 1000
+    status: int = 503
+    retry_after: int | None = None
+    bytes: int = 100
+    declared: str = "truncated"  # truncate: Content-Length of the cut body, or "full" (then close)
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def matches(self, operation: str | None, mailbox: str | None) -> bool:
+        if self.remaining == 0:
+            return False
+        if self.operation != "*" and self.operation != operation:
+            return False
+        return self.mailbox is None or (mailbox or "").lower() == self.mailbox
+
+    def to_public(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "id": self.id,
+            "kind": self.kind,
+            "operation": self.operation,
+            "mailbox": self.mailbox,
+            "remaining": self.remaining,
+            "fired": self.fired,
+        }
+        data.update(_KIND_FIELDS[self.kind](self))
+        return data
+
+
+_KIND_FIELDS = {
+    "latency": lambda r: {"latency_ms": r.latency_ms},
+    "server_busy": lambda r: {"back_off_ms": r.back_off_ms},
+    "http_status": lambda r: {"status": r.status, "retry_after": r.retry_after},
+    "reset_before": lambda r: {},
+    "reset_after": lambda r: {},
+    "truncate": lambda r: {"bytes": r.bytes, "declared": r.declared},
+    "malformed": lambda r: {},
+}
+
+
+def _int(entry: dict[str, Any], key: str, default: int | None, low: int, high: int) -> int | None:
+    value = entry.get(key, default)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ValueError(f"{key} must be an integer between {low} and {high}")
+    return value
+
+
+def rule_from_json(rule_id: int, entry: dict[str, Any]) -> FaultRule:
+    """Validate a control-API fault description; ValueError with a readable message on bad input."""
+    if not isinstance(entry, dict):
+        raise ValueError("a fault must be a JSON object")
+    kind = entry.get("kind")
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {', '.join(KINDS)}")
+    operation = entry.get("operation", "*")
+    mailbox = entry.get("mailbox")
+    if not isinstance(operation, str) or not operation:
+        raise ValueError("operation must be an EWS operation name or '*'")
+    if mailbox is not None and not isinstance(mailbox, str):
+        raise ValueError("mailbox must be an SMTP address")
+    status = _int(entry, "status", 503, 400, 599)
+    if kind == "http_status" and status not in HTTP_STATUSES:
+        raise ValueError(f"status must be one of {HTTP_STATUSES}")
+    declared = entry.get("declared", "truncated")
+    if declared not in ("truncated", "full"):
+        raise ValueError("declared must be 'truncated' or 'full'")
+    return FaultRule(
+        id=rule_id,
+        kind=kind,
+        operation=operation,
+        mailbox=mailbox.lower() if mailbox else None,
+        remaining=_int(entry, "count", 1, 1, 1_000_000),
+        latency_ms=_int(entry, "latency_ms", 0, 0, MAX_LATENCY_MS) or 0,
+        back_off_ms=_int(entry, "back_off_ms", 1000, 0, 3_600_000) or 0,
+        status=status or 503,
+        retry_after=_int(entry, "retry_after", None, 0, 86_400),
+        bytes=_int(entry, "bytes", 100, 0, 100_000_000) or 0,
+        declared=declared,
+    )
+
+
+class FaultSet:
+    """The active rules. Thread-safe: matching and decrementing happen under one lock."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._rules: list[FaultRule] = []
+        self._ids = itertools.count(1)
+
+    def add(self, entry: dict[str, Any]) -> FaultRule:
+        with self._lock:
+            rule = rule_from_json(next(self._ids), entry)
+            self._rules.append(rule)
+            return rule
+
+    def remove(self, rule_id: int) -> bool:
+        with self._lock:
+            before = len(self._rules)
+            self._rules = [r for r in self._rules if r.id != rule_id]
+            return len(self._rules) != before
+
+    def clear(self) -> None:
+        with self._lock:
+            self._rules.clear()
+
+    def list(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return [r.to_public() for r in self._rules]
+
+    def take(self, phase: str, operation: str | None, mailbox: str | None) -> list[FaultRule]:
+        """Consume the rules that fire now in ``phase`` (``before``/``after``).
+
+        Returns copies: at most one latency rule and at most one other rule, in rule order.
+        Each returned rule's count has been decremented atomically with the match; spent rules
+        stay listed (with ``remaining`` 0) so the control API shows what fired.
+        """
+        kinds = BEFORE_KINDS if phase == "before" else AFTER_KINDS
+        fired: list[FaultRule] = []
+        with self._lock:
+            for rule in self._rules:
+                if rule.kind not in kinds or not rule.matches(operation, mailbox):
+                    continue
+                if any(_slot(f.kind) == _slot(rule.kind) for f in fired):
+                    continue
+                if rule.remaining is not None:
+                    rule.remaining -= 1
+                rule.fired += 1
+                fired.append(dataclasses.replace(rule))
+        return fired
+
+
+def _slot(kind: str) -> str:
+    return "latency" if kind == "latency" else "terminal"
