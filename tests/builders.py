@@ -12,16 +12,18 @@ from typing import Any
 from django.contrib.auth.models import Permission, User
 
 from psa.audit.origin import Origin
-from psa.crm.actions import do_create_account, do_create_contact
-from psa.crm.models import Account, Contact
+from psa.audit.writes import create_object
+from psa.crm.actions import do_create_account, do_create_contact, do_create_opportunity
+from psa.crm.models import Account, Contact, Opportunity
 from psa.resources.actions import do_create_resource
 from psa.resources.models import Resource
 from psa.scheduling.actions import (
     do_create_appointment,
     do_create_service_call,
+    do_create_ticket,
     do_create_todo,
 )
-from psa.scheduling.models import Appointment, ServiceCall, Todo
+from psa.scheduling.models import Appointment, ServiceCall, Ticket, Todo
 
 TESTS = Origin.by_system("tests")
 PASSWORD = "correct horse battery staple"
@@ -85,7 +87,12 @@ def make_appointment(
 ) -> Appointment:
     begin = at(start)
     defaults = {"title": "Site visit", "start": begin, "end": begin + dt.timedelta(hours=hours)}
-    return do_create_appointment(TESTS, resource=resource, **{**defaults, **fields})
+    values = {**defaults, **fields, "resource": resource}
+    if "origin" in values:
+        # do_create_appointment's first parameter is also called ``origin``, so the model field
+        # of that name cannot pass through it as a keyword; go one level down instead.
+        return create_object(TESTS, Appointment, values)
+    return do_create_appointment(TESTS, **values)
 
 
 def make_todo(resource: Resource, start: str = "2026-11-23 14:00", **fields: Any) -> Todo:
@@ -110,3 +117,14 @@ def make_service_call(
         "account": fields.pop("account", None) or make_account(),
     }
     return do_create_service_call(TESTS, resources=resources, **{**defaults, **fields})
+
+
+def make_ticket(number: str | None = None, **fields: Any) -> Ticket:
+    n = next(_serial)
+    defaults = {"number": number or f"T{n:05d}", "title": f"Printer offline {n}"}
+    return do_create_ticket(TESTS, **{**defaults, **fields})
+
+
+def make_opportunity(account: Account, owner: Resource, **fields: Any) -> Opportunity:
+    defaults = {"title": f"Managed backup {next(_serial)}"}
+    return do_create_opportunity(TESTS, account=account, owner=owner, **{**defaults, **fields})

@@ -63,6 +63,7 @@ class AgendaEntry:
     all_day: bool
     before: bool
     after: bool
+    when: str
 
     @property
     def sort_key(self) -> tuple[bool, dt.datetime, int]:
@@ -71,8 +72,12 @@ class AgendaEntry:
 
 @dataclass
 class AgendaDay:
+    """``clock_change``: the zone's UTC offset changes that day, so times show their zone
+    abbreviation (01:30 EDT and 01:30 EST are an hour apart)."""
+
     date: dt.date
     is_today: bool
+    clock_change: bool
     entries: list[AgendaEntry] = field(default_factory=list)
 
 
@@ -96,15 +101,43 @@ def build_agenda(resource: Resource, window: AgendaWindow) -> Agenda:
     tz = resource.tzinfo
     today = local_today(tz)
     bounds = [day_start(date, tz) for date in [*window.dates, window.next_start]]
-    days = [AgendaDay(date, date == today) for date in window.dates]
+    days = [
+        AgendaDay(date, date == today, _offset(lo, tz) != _offset(hi, tz))
+        for date, lo, hi in zip(window.dates, bounds, bounds[1:], strict=False)
+    ]
     for kind, item in _items(resource, bounds[0], bounds[-1]):
         all_day = kind == "appointment" and item.all_day
         for day, lo, hi in zip(days, bounds, bounds[1:], strict=False):
             if _overlaps(item.start, item.end, lo, hi):
-                day.entries.append(AgendaEntry(kind, item, all_day, item.start < lo, item.end > hi))
+                when = _when(item, lo, hi, tz, all_day, day.clock_change)
+                day.entries.append(
+                    AgendaEntry(kind, item, all_day, item.start < lo, item.end > hi, when)
+                )
     for day in days:
         day.entries.sort(key=lambda entry: entry.sort_key)
     return Agenda(resource, window, days)
+
+
+def _when(
+    item: Item, lo: dt.datetime, hi: dt.datetime, tz: ZoneInfo, all_day: bool, zoned: bool
+) -> str:
+    """``09:00–10:00``; ``…`` where the item runs over the day's edge; zone abbreviations on a
+    day the clocks change (Django's ``T`` format leaves them out exactly for repeated times)."""
+    if all_day:
+        return "All day"
+    start = "…" if item.start < lo else _clock(item.start, tz, zoned)
+    if item.end == item.start:
+        return start
+    return f"{start}–{'…' if item.end > hi else _clock(item.end, tz, zoned)}"
+
+
+def _clock(instant: dt.datetime, tz: ZoneInfo, zoned: bool) -> str:
+    local = instant.astimezone(tz)
+    return f"{local:%H:%M} {local.tzname()}" if zoned else f"{local:%H:%M}"
+
+
+def _offset(instant: dt.datetime, tz: ZoneInfo) -> dt.timedelta | None:
+    return instant.astimezone(tz).utcoffset()
 
 
 def _overlaps(start: dt.datetime, end: dt.datetime, lo: dt.datetime, hi: dt.datetime) -> bool:
