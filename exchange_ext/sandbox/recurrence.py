@@ -33,7 +33,8 @@ Semantics chosen (and why)
 - An ``EndDateRange`` includes occurrences whose local date is on or before ``EndDate``.
 - A modified occurrence (exception) is shown where it now is: it is returned when its NEW
   times overlap the window (CalendarView semantics: an item overlaps when
-  ``start < window_end and end > window_start``).
+  ``start < window_end and end > window_start``; a zero-length one belongs to the window
+  holding its instant).
   https://learn.microsoft.com/exchange/client-developer/web-service-reference/calendarview
 
 Errors are ``contract.EwsError`` with ResponseCodes from messages.xsd:
@@ -424,28 +425,44 @@ def _pattern_to_xml(parent: etree._Element, pattern: Pattern) -> None:
         _sub(elem, "Interval", str(pattern.interval))
 
 
-def _range_to_xml(parent: etree._Element, rng: Range) -> None:
+def _date_text(day: dt.date, tz: ZoneInfo | None) -> str:
+    """An xs:date with a zone suffix, as Exchange returns it (e.g. "2026-03-02+01:00").
+
+    exchangelib reads a suffixed StartDate/EndDate as a date but a bare one as a UTC datetime
+    (``DateOrDateTimeField.from_xml``), so the suffix matters to the client.
+    """
+    if tz is None:
+        return f"{day.isoformat()}Z"
+    offset = dt.datetime.combine(day, dt.time(12), tz).utcoffset() or dt.timedelta(0)
+    minutes = int(offset.total_seconds()) // 60
+    sign = "+" if minutes >= 0 else "-"
+    hours, mins = divmod(abs(minutes), 60)
+    return f"{day.isoformat()}{sign}{hours:02d}:{mins:02d}"
+
+
+def _range_to_xml(parent: etree._Element, rng: Range, tz: ZoneInfo | None) -> None:
     if isinstance(rng, NoEndRange):
         elem = etree.SubElement(parent, _t("NoEndRecurrence"))
-        _sub(elem, "StartDate", rng.start_date.isoformat())
+        _sub(elem, "StartDate", _date_text(rng.start_date, tz))
     elif isinstance(rng, EndDateRange):
         elem = etree.SubElement(parent, _t("EndDateRecurrence"))
-        _sub(elem, "StartDate", rng.start_date.isoformat())
-        _sub(elem, "EndDate", rng.end_date.isoformat())
+        _sub(elem, "StartDate", _date_text(rng.start_date, tz))
+        _sub(elem, "EndDate", _date_text(rng.end_date, tz))
     else:
         elem = etree.SubElement(parent, _t("NumberedRecurrence"))
-        _sub(elem, "StartDate", rng.start_date.isoformat())
+        _sub(elem, "StartDate", _date_text(rng.start_date, tz))
         _sub(elem, "NumberOfOccurrences", str(rng.number_of_occurrences))
 
 
-def recurrence_to_xml(rec: Recurrence) -> etree._Element:
+def recurrence_to_xml(rec: Recurrence, tz: ZoneInfo | None = None) -> etree._Element:
     """Render ``rec`` as a new ``t:Recurrence`` element, valid against types.xsd.
 
-    The caller appends it where the schema wants it (CalendarItem or Task).
+    Range dates carry the UTC offset of ``tz`` on that date (``Z`` when ``tz`` is None). The
+    caller appends the element where the schema wants it (CalendarItem or Task).
     """
     elem = etree.Element(_t("Recurrence"), nsmap={"t": NS_T})
     _pattern_to_xml(elem, rec.pattern)
-    _range_to_xml(elem, rec.range)
+    _range_to_xml(elem, rec.range, tz)
     return elem
 
 
@@ -497,6 +514,8 @@ class _Dates:
             self.offsets = sorted((w - first) % 7 for w in chosen)
             lead = (start_date - self.week_start).days
             self.skipped = sum(1 for o in self.offsets if o < lead)
+        elif isinstance(pattern, DailyPattern):
+            self.skipped = 0
         else:
             self.skipped = 1 if self._period_date(0) < start_date else 0
 
@@ -627,6 +646,19 @@ class _Series:
         return index if self.original(index)[0] == original_start else None
 
 
+def _overlaps(
+    start: dt.datetime, end: dt.datetime, window_start: dt.datetime, window_end: dt.datetime
+) -> bool:
+    """CalendarView overlap: ``start < window_end and end > window_start``.
+
+    A zero-length occurrence belongs to the window that contains its instant, so that
+    adjacent windows partition a series exactly.
+    """
+    if start == end:
+        return window_start <= start < window_end
+    return start < window_end and end > window_start
+
+
 def _utc(value: dt.datetime) -> dt.datetime:
     return value.astimezone(dt.UTC)
 
@@ -684,16 +716,16 @@ def expand(
     found = [
         occ
         for occ in _regular_in_window(series, window_start, window_end, gone, moved, limit)
-        if occ.start < window_end and occ.end > window_start
+        if _overlaps(occ.start, occ.end, window_start, window_end)
     ]
     for original_start in moved:
         index = series.index_of(original_start)
         if index is None or original_start in gone:
             continue
         occ = _occurrence(series, index, moved)
-        if occ.start < window_end and occ.end > window_start:
+        if _overlaps(occ.start, occ.end, window_start, window_end):
             found.append(occ)
-    found.sort(key=lambda o: (o.start, o.index))
+    found.sort(key=lambda o: (_utc(o.start), o.index))
     return found[:limit]
 
 
@@ -724,7 +756,11 @@ def _regular_in_window(
         if begin >= window_end:
             return
         key = _utc(begin)
-        if key not in gone and key not in moved and finish > window_start:
+        if (
+            key not in gone
+            and key not in moved
+            and _overlaps(begin, finish, window_start, window_end)
+        ):
             produced += 1
             yield Occurrence(index, begin, begin, finish, False)
         index += 1
