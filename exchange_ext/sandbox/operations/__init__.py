@@ -14,8 +14,7 @@ from lxml import etree
 
 from exchange_ext.sandbox.contract import EwsError, OperationRequest, SandboxState, SoapFault
 from exchange_ext.sandbox.operations import finding, folders, items, names, sync
-from exchange_ext.sandbox.operations.common import Context, children, m, response
-from exchange_ext.sandbox.soap import render_error_message
+from exchange_ext.sandbox.operations.common import Context, children, error_message, m, response
 
 Handler = Callable[[Context], etree._Element]
 
@@ -59,4 +58,4 @@ def dispatch(request: OperationRequest, sandbox: SandboxState) -> etree._Element
 def _error_for_all(request: OperationRequest, err: EwsError) -> etree._Element:
     container = request.body.find(m(INPUT_CONTAINERS.get(request.name, "-")))
     count = max(1, len(children(container)))
-    return response(request.name, [render_error_message(request.name, err) for _ in range(count)])
+    return response(request.name, [error_message(request.name, err) for _ in range(count)])

@@ -82,12 +82,25 @@ def each_input(
         try:
             payload = handle(elem)
         except EwsError as err:
-            messages.append(render_error_message(op, err))
+            messages.append(error_message(op, err))
             continue
         message = success(op)
         message.extend(payload)
         messages.append(message)
     return messages
+
+
+# Operations whose message type (ItemInfoResponseMessageType) requires m:Items even on error,
+# as in Microsoft's GetItem error sample.
+REQUIRED_ON_ERROR = {"GetItem": "Items", "CreateItem": "Items", "UpdateItem": "Items"}
+
+
+def error_message(op: str, err: EwsError) -> etree._Element:
+    """The error ResponseMessage of one input, with the payload the schema requires."""
+    message = render_error_message(op, err)
+    if op in REQUIRED_ON_ERROR:
+        etree.SubElement(message, m(REQUIRED_ON_ERROR[op]))
+    return message
 
 
 def children(parent: etree._Element | None) -> list[etree._Element]:
