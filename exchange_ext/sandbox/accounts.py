@@ -24,7 +24,7 @@ from typing import Any
 
 @dataclass
 class Account:
-    """One login. ``password_hash`` is a salted SHA-256: the sandbox is a test double, not a vault."""
+    """One login. ``password_hash`` is a salted SHA-256: a test double, not a vault."""
 
     login: str
     mailbox: str

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
@@ -85,7 +86,7 @@ def _reusable(paths: CertificatePaths) -> bool:
             ca = x509.load_pem_x509_certificate(paths.ca_file.read_bytes())
             leaf.verify_directly_issued_by(ca)
             certs.append(ca)
-    except (ValueError, TypeError, x509.InvalidSignature, OSError):
+    except (ValueError, TypeError, InvalidSignature, OSError):
         return False
     if key.public_key().public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo

@@ -24,6 +24,7 @@ from __future__ import annotations
 import collections
 import logging
 import os
+import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -46,11 +47,12 @@ _WRAPPER = b"""<xs:schema xmlns:xs="http://www.w3.org/2001/XMLSchema" targetName
   <xs:import namespace="http://schemas.microsoft.com/exchange/services/2006/messages"
              schemaLocation="messages.xsd"/>
 </xs:schema>"""
-_TRANSITIONS_STRICT = b"""            <xs:element ref="t:AbsoluteDateTransition" minOccurs="0" maxOccurs="unbounded" />
-            <xs:element ref="t:RecurringDayTransition" minOccurs="0" maxOccurs="unbounded" />
-            <xs:element ref="t:RecurringDateTransition" minOccurs="0" maxOccurs="unbounded" />
-            <xs:element ref="t:Transition" minOccurs="0" maxOccurs="unbounded" />"""
-_TRANSITIONS_LOOSE = b"""<xs:element ref="t:Transition" minOccurs="0" maxOccurs="unbounded" />"""
+# The sequence of ArrayOfTransitionsType, whatever its whitespace.
+_TRANSITIONS_STRICT = re.compile(
+    rb'(<xs:complexType name="ArrayOfTransitionsType">\s*<xs:sequence>).*?(</xs:sequence>)',
+    re.DOTALL,
+)
+_TRANSITIONS_LOOSE = rb'\1<xs:element ref="t:Transition" minOccurs="0" maxOccurs="unbounded"/>\2'
 MAX_RECENT_FAILURES = 50
 
 
@@ -93,9 +95,10 @@ class _SchemaResolver(etree.Resolver):
             return self.resolve_string(_XML_NS_SCHEMA, context)
         if name == "types.xsd":
             text = (self.directory / "types.xsd").read_bytes()
-            return self.resolve_string(
-                text.replace(_TRANSITIONS_STRICT, _TRANSITIONS_LOOSE), context
-            )
+            text, count = _TRANSITIONS_STRICT.subn(_TRANSITIONS_LOOSE, text, count=1)
+            if not count:
+                log.warning("types.xsd: ArrayOfTransitionsType not found; compiled unchanged")
+            return self.resolve_string(text, context)
         if name == "messages.xsd":
             return self.resolve_filename(str(self.directory / name), context)
         return None  # anything else: libxml2's default loader, with network access disabled

@@ -260,8 +260,10 @@ def handle_ews(sandbox: Sandbox, body: bytes, headers: Any, facts: Exchange) -> 
     facts.mailbox = (facts.impersonation or headers.get("X-AnchorMailbox") or "").lower() or None
     before = sandbox.faults.take("before", facts.operation, facts.mailbox)
     facts.faults += [_fault_label(r) for r in before]
-    early = _apply_before_faults(before, parsed)
+    early = _apply_before_faults(before)
     if early is not None:
+        busy = any(rule.kind == "server_busy" for rule in before)
+        facts.response_code = "ErrorServerBusy" if busy else None
         return early
     account = sandbox.accounts.authenticate(headers.get("Authorization"))
     if account is None:
@@ -377,7 +379,7 @@ def _fault_label(rule: FaultRule) -> str:
     return f"{rule.kind}#{rule.id}"
 
 
-def _apply_before_faults(rules: list[FaultRule], parsed: soap.ParsedRequest | None) -> Reply | None:
+def _apply_before_faults(rules: list[FaultRule]) -> Reply | None:
     for rule in rules:
         if rule.kind == "latency":
             time.sleep(rule.latency_ms / 1000)
