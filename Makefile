@@ -10,9 +10,10 @@ RUN_STAMP := $(VENV)/.installed-run
 TEST_STAMP := $(VENV)/.installed-test
 PIP := $(BIN)/python -m pip install --quiet --disable-pip-version-check --no-input
 POSTGRES_URL ?= postgres://postgres@127.0.0.1:5432/test
-# Two xdist workers: the suite spends its time in Django setup, subprocesses and a browser,
-# so two processes on two cores finish sooner; `make test PYTEST_ARGS=` runs in one process.
-PYTEST_ARGS ?= -n 2
+# Two xdist workers, whole files per worker (module fixtures such as the demo data or a browser
+# then run once). The suite waits on subprocesses, a browser and databases as much as it
+# computes, so two workers finish sooner on two cores; `make test PYTEST_ARGS=` runs in one.
+PYTEST_ARGS ?= -n 2 --dist loadfile
 
 .PHONY: run test test-sqlite test-postgres lint format migrate demo demo-refresh worker \
 	browser-deps install install-test clean
