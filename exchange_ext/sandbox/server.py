@@ -664,6 +664,7 @@ class SandboxHandle:
         self.thread = thread
         self.state = server.sandbox
         self.ca_file = ca_file
+        self.stopped = False
         self.port = server.server_address[1]
         # The certificate names localhost; for plain HTTP the bound address is used as is.
         name = (
@@ -676,7 +677,10 @@ class SandboxHandle:
         self.control_url = f"{self.base_url}/_sandbox"
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Stop accepting, close the socket, save the state; bounded by ``timeout``."""
+        """Stop accepting, close the socket, save the state; bounded by ``timeout``; idempotent."""
+        if self.stopped:
+            return
+        self.stopped = True
         self.server.shutdown()
         self.server.server_close()
         self.thread.join(timeout)
