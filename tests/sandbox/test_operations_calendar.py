@@ -216,3 +216,30 @@ def test_bulk_create_of_a_thousand_items_pages_back_completely(service_account: 
     assert service_account.calendar.all().count() == 1000
     subjects = {i.subject for i in service_account.calendar.all().only("subject")}
     assert len(subjects) == 1000
+
+
+def test_filters_on_common_fields_sort_and_page(service_account: Account) -> None:
+    for day, subject, categories in [(5, "Beta", ["Red"]), (3, "Alpha", ["Blue"]),
+                                     (4, "Gamma", ["Red", "Blue"])]:  # fmt: skip
+        new_item(service_account, subject, day=day, categories=categories).save()
+    calendar = service_account.calendar
+
+    by_start = [i.subject for i in calendar.filter(start__gte=berlin(4, 0)).order_by("start")]
+    red = [i.subject for i in calendar.filter(categories__contains=["Red"]).order_by("-subject")]
+    paged = [i.subject for i in calendar.all().order_by("subject")[1:3]]
+
+    assert by_start == ["Gamma", "Beta"]
+    assert red == ["Gamma", "Beta"]
+    assert paged == ["Beta", "Gamma"]
+
+
+def test_update_without_changekey_requires_one(service_account: Account) -> None:
+    from exchangelib.errors import ErrorChangeKeyRequired
+
+    item = new_item(service_account, "Keyless")
+    item.save()
+    item._id = type(item._id)(id=item.id, changekey=None)
+    item.subject = "Still keyless"
+
+    with pytest.raises(ErrorChangeKeyRequired):
+        service_account.bulk_update([(item, ["subject"])])

@@ -157,3 +157,19 @@ def test_recurring_masters_are_reported_not_their_occurrences(service_account: A
     changes, _ = sync_round(service_account, state)
 
     assert [(kind, obj.id) for kind, obj in changes] == [("update", master.id)]
+
+
+def test_move_to_trash_reports_a_delete_and_lands_in_deleted_items(
+    service_account: Account,
+) -> None:
+    item = CalendarItem(folder=service_account.calendar, subject="Trash me", start=at(9),
+                        end=at(10))  # fmt: skip
+    item.save()
+    _, state = sync_round(service_account, None)
+    original_id = item.id
+
+    item.move_to_trash()
+    changes, _ = sync_round(service_account, state)
+
+    assert [(kind, obj.id) for kind, obj in changes] == [("delete", original_id)]
+    assert [i.subject for i in service_account.trash.all()] == ["Trash me"]
