@@ -17,6 +17,7 @@ from django.views.decorators.http import require_GET
 from psa.crm.models import Account, Contact
 from psa.resources.permissions import own_resource, require_directory_access
 from psa.scheduling.models import ServiceCall
+from psa.scheduling.selection import fallback_zone_name
 
 PAGE_SIZE = 25
 ACTIVE_FILTERS = {"active": Q(active=True), "inactive": Q(active=False), "all": Q()}
@@ -101,6 +102,7 @@ def _page(request: HttpRequest, items: QuerySet) -> Page:
 
 
 def _viewer_zone(request: HttpRequest) -> str:
-    """Times on CRM pages are shown in the viewer's own zone (UTC for users without one)."""
+    """Times on CRM pages are shown in the viewer's own zone (the organisation's for users
+    without a resource)."""
     resource = own_resource(request.user)
-    return resource.time_zone if resource is not None else "UTC"
+    return resource.time_zone if resource is not None else fallback_zone_name()

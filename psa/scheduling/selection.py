@@ -18,7 +18,7 @@ from django.shortcuts import get_object_or_404
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 
-from psa.resources.models import Resource
+from psa.resources.models import Organisation, Resource
 from psa.resources.permissions import own_resource, require_resource_access
 from psa.scheduling.agenda import DEFAULT_DAYS, MAX_DAYS, AgendaWindow
 from psa.scheduling.localtime import week_start
@@ -104,3 +104,9 @@ def safe_next(request: HttpRequest, default: str) -> str:
 def requested_day(request: HttpRequest) -> dt.date | None:
     """``?date=YYYY-MM-DD`` (the agenda's "add" links), or None."""
     return _parse_date(request.GET.get("date", ""))
+
+
+def fallback_zone_name() -> str:
+    """The zone for users without a resource: the organisation's default, else UTC."""
+    organisation = Organisation.objects.order_by("pk").first()
+    return organisation.default_time_zone if organisation is not None else "UTC"

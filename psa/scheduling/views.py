@@ -51,6 +51,7 @@ from psa.scheduling.forms import AppointmentForm, ServiceCallForm, TodoForm
 from psa.scheduling.models import Appointment, ServiceCall, Todo
 from psa.scheduling.selection import (
     agenda_url_for,
+    fallback_zone_name,
     requested_day,
     requested_resource,
     requested_window,
@@ -190,7 +191,7 @@ def service_call_create(request: HttpRequest) -> HttpResponse:
         "Service call created.",
     )
     if created is not None:
-        return redirect(safe_next(request, reverse("calendar")))
+        return redirect(safe_next(request, _service_call_agenda(request, created)))
     return _render_form(request, form, tz, "New service call")
 
 
@@ -209,7 +210,7 @@ def service_call_edit(request: HttpRequest, pk: int) -> HttpResponse:
         "Service call saved.",
     )
     if done is not None:
-        return redirect(safe_next(request, reverse("calendar")))
+        return redirect(safe_next(request, _service_call_agenda(request, call)))
     return _render_form(request, form, tz, "Edit service call")
 
 
@@ -244,7 +245,15 @@ def _service_call_zone(request: HttpRequest, call: ServiceCall | None) -> ZoneIn
     resource = own_resource(request.user)
     if resource is None and call is not None:
         resource = call.resources.first()
-    return resource.tzinfo if resource is not None else ZoneInfo("UTC")
+    return resource.tzinfo if resource is not None else ZoneInfo(fallback_zone_name())
+
+
+def _service_call_agenda(request: HttpRequest, call: ServiceCall) -> str:
+    """Back to the agenda the call is on: the user's own if assigned, else the first assignee's."""
+    assigned = list(call.resources.all())
+    own = next((r for r in assigned if r.user_id == request.user.pk), None)
+    resource = own or (assigned[0] if assigned and can_dispatch(request.user) else None)
+    return agenda_url_for(resource, call.start) if resource else reverse("calendar")
 
 
 def _day_initial(request: HttpRequest) -> dict[str, Any]:

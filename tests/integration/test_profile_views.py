@@ -88,6 +88,7 @@ def test_layout_shows_the_organisation_name_and_a_post_logout_button(client):
     client.force_login(make_resource().user)
     html = client.get(PROFILE).content.decode()
     assert "Contoso MSP" in html
+    assert f'<a href="{PROFILE}" aria-current="page">Profile</a>' in html
     assert f'<form method="post" action="{reverse("logout")}"' in html
 
 

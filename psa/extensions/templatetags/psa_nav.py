@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django import template
+from django.utils.safestring import SafeString, mark_safe
 
 from psa.extensions.registry import profile_tabs_for
 
@@ -12,11 +13,11 @@ register = template.Library()
 
 
 @register.simple_tag(takes_context=True)
-def nav_current(context: template.Context, prefix: str) -> str:
+def nav_current(context: template.Context, prefix: str) -> SafeString | str:
     """``aria-current="page"`` for the nav entry whose URL prefix the current page is under."""
     request = context.get("request")
     if request is not None and request.path.startswith(prefix):
-        return 'aria-current="page"'
+        return mark_safe('aria-current="page"')  # a constant, nothing from the request
     return ""
 
 
