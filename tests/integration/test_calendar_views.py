@@ -500,3 +500,11 @@ def test_dispatcher_creates_a_service_call_with_tickets(client):
     call = ServiceCall.objects.get()
     assert list(call.resources.all()) == [tech] and list(call.tickets.all()) == [ticket]
     assert audit_for("scheduling.servicecall", call.pk, "create").user_id == dispatcher.user_id
+
+
+def test_an_item_spanning_midnight_shows_on_both_days_with_open_ends(client):
+    tech = make_resource(time_zone="Europe/Berlin")
+    make_appointment(tech, start="2026-03-30 20:00", hours=4, title="Night migration")
+    response = logged_in(client, tech).get(CALENDAR, {"start": "2026-03-30", "days": "2"})
+    assert "22:00–…" in day_html(response, "2026-03-30")
+    assert "…–02:00" in day_html(response, "2026-03-31")
