@@ -481,11 +481,15 @@ def _add_months(year: int, month: int, months: int) -> tuple[int, int]:
 
 
 def _clamped(year: int, month: int, day: int) -> dt.date:
+    if not dt.MINYEAR <= year <= dt.MAXYEAR:
+        raise OverflowError(f"year {year} is out of range")
     return dt.date(year, month, min(day, calendar.monthrange(year, month)[1]))
 
 
 def _relative_day(year: int, month: int, days_of_week: str, index: str) -> dt.date:
     """The First..Fourth/Last day of the month that is one of ``days_of_week``."""
+    if not dt.MINYEAR <= year <= dt.MAXYEAR:
+        raise OverflowError(f"year {year} is out of range")
     wanted = _weekday_set(days_of_week)
     last = calendar.monthrange(year, month)[1]
     matching = [d for d in range(1, last + 1) if dt.date(year, month, d).weekday() in wanted]
@@ -557,17 +561,35 @@ class _Dates:
         if isinstance(p, WeeklyPattern):
             weeks = (day - self.week_start).days // 7 // p.interval
             guess = weeks * len(self.offsets) - self.skipped + 1
-        elif isinstance(p, AbsoluteYearlyPattern | RelativeYearlyPattern):
-            guess = day.year - self.start_date.year - self.skipped + 1
-        else:
-            interval = p.interval  # type: ignore[union-attr]
+        elif isinstance(p, AbsoluteMonthlyPattern | RelativeMonthlyPattern):
             months = (day.year - self.start_date.year) * 12 + day.month - self.start_date.month
-            guess = months // interval - self.skipped + 1
+            guess = months // p.interval - self.skipped + 1
+        else:
+            guess = day.year - self.start_date.year - self.skipped + 1
         # The guess is at most one period early; step forward (bounded by one period's dates).
         index = max(1, guess - 1)
         while self.date(index) < day:
             index += 1
         return index
+
+    def last_index_on_or_before(self, day: dt.date) -> int:
+        """Largest index (≤ MAX_INDEX) whose date is on or before ``day``; 0 when there is none.
+
+        A binary search (dates grow with the index), so it also copes with patterns that run
+        past year 9999 before reaching ``day``.
+        """
+        low, high = 0, MAX_INDEX
+        while low < high:
+            middle = (low + high + 1) // 2
+            try:
+                fits = self.date(middle) <= day
+            except OverflowError:
+                fits = False
+            if fits:
+                low = middle
+            else:
+                high = middle - 1
+        return low
 
     def index_of(self, day: dt.date) -> int | None:
         """The index whose date is ``day``, or None when the pattern does not produce ``day``."""
@@ -620,7 +642,7 @@ class _Series:
         if isinstance(self.rng, NumberedRange):
             return self.rng.number_of_occurrences
         if isinstance(self.rng, EndDateRange):
-            return self.dates.first_index_on_or_after(self.rng.end_date + dt.timedelta(days=1)) - 1
+            return self.dates.last_index_on_or_before(self.rng.end_date)
         return MAX_INDEX
 
     def in_range(self, index: int) -> bool:

@@ -285,10 +285,7 @@ def evaluate(restriction: etree._Element, lookup: Lookup) -> bool:
     Raises ``contract.EwsError`` for constructs the sandbox does not support or that are
     malformed; it never treats an unknown construct as a match.
     """
-    if etree.QName(restriction).localname == "Restriction" and restriction.tag in {
-        f"{{{NS_M}}}Restriction",
-        _t("Restriction"),
-    }:
+    if restriction.tag in {f"{{{NS_M}}}Restriction", _t("Restriction")}:
         children = _elements(restriction)
         if not children:
             raise EwsError("ErrorInvalidRestriction", "empty Restriction")
@@ -420,7 +417,7 @@ def _cmp(left: object, right: object) -> int:
     if isinstance(a, bool) != isinstance(b, bool):
         raise _type_mismatch(left, right)
     try:
-        return (a > b) - (a < b)
+        return int(a > b) - int(a < b)
     except TypeError:
         raise _type_mismatch(left, right) from None
 

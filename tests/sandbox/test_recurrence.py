@@ -791,3 +791,52 @@ def test_expanding_two_adjacent_windows_equals_expanding_their_union(
     straddling = {o for o in whole if o.start < wm < o.end} if ws < wm < we else set()
     assert left & right == straddling
     assert not {o.original_start for o in whole} & set(deleted)
+
+
+def test_an_end_date_before_the_first_pattern_date_gives_an_empty_series() -> None:
+    rec = r.Recurrence(
+        r.AbsoluteMonthlyPattern(1, 10), r.EndDateRange(dt.date(2026, 3, 20), dt.date(2026, 4, 5))
+    )
+    start = local(2026, 4, 10)
+    assert expand_all(rec, start, window_start=local(2026, 1, 1)) == []
+    assert r.first_and_last(rec, start=start, end=start, tz=BERLIN) == (None, None)
+
+
+def test_series_reaching_the_end_of_the_calendar_stay_bounded() -> None:
+    yearly = r.Recurrence(
+        r.AbsoluteYearlyPattern(1, "June"),
+        r.EndDateRange(dt.date(2026, 1, 1), dt.date(9999, 12, 30)),
+    )
+    start = local(2026, 6, 1)
+    _first, last = r.first_and_last(yearly, start=start, end=start, tz=BERLIN)
+    assert last is not None and last.start.date() == dt.date(9999, 6, 1)
+    far = r.expand(
+        yearly,
+        start=start,
+        end=start,
+        tz=BERLIN,
+        window_start=local(9990, 1, 1),
+        window_end=local(9999, 12, 31),
+    )
+    assert len(far) == 10
+    with pytest.raises(EwsError):
+        r.occurrence_by_index(yearly, start=start, end=start, tz=BERLIN, index=10_000)
+
+
+def test_a_window_decades_into_an_endless_series_is_computed_without_walking_from_the_start() -> (
+    None
+):
+    daily = r.Recurrence(r.DailyPattern(1), r.NoEndRange(dt.date(2026, 1, 1)))
+    start = local(2026, 1, 1)
+    found = r.expand(
+        daily,
+        start=start,
+        end=start + dt.timedelta(hours=1),
+        tz=BERLIN,
+        window_start=local(2900, 1, 1, 0),
+        window_end=local(2900, 1, 3, 0),
+    )
+    assert [o.index for o in found] == [
+        (dt.date(2900, 1, 1) - dt.date(2026, 1, 1)).days + 1,
+        (dt.date(2900, 1, 2) - dt.date(2026, 1, 1)).days + 1,
+    ]
