@@ -9,6 +9,8 @@ Public API
   (str, int, float, bool, aware datetime, bytes, a list for multi-valued properties, or None
   when the item lacks the property).
 - ``convert_constant(text, property_type)``: an EWS text value → Python, by MAPI type.
+- ``FIELD_TYPES``: MAPI types of common non-string FieldURIs, so values a store keeps as EWS
+  text ("15", "true", "2026-03-02T09:00:00Z") compare by type, not as strings.
 
 Semantics chosen (and why)
 --------------------------
@@ -66,6 +68,73 @@ DISTINGUISHED_PROPERTY_SETS: dict[str, str] = {
 _INTEGER_TYPES = {"Integer", "Long", "Short"}
 _FLOAT_TYPES = {"Double", "Float", "Currency"}
 _TIME_TYPES = {"SystemTime", "ApplicationTime"}
+
+
+# MAPI types of the non-string FieldURIs a calendar item, contact or task filter may use
+# (types.xsd UnindexedFieldURIType). A store may hand these back as EWS text; knowing the type
+# lets "15" > "5" compare as numbers. FieldURIs not listed are typed by the looked-up value.
+FIELD_TYPES: dict[str, str] = {
+    **dict.fromkeys(
+        (
+            "item:Size",
+            "item:ReminderMinutesBeforeStart",
+            "calendar:AppointmentSequenceNumber",
+            "calendar:AppointmentState",
+            "calendar:AdjacentMeetingCount",
+            "calendar:ConflictingMeetingCount",
+            "task:ActualWork",
+            "task:TotalWork",
+            "task:ChangeCount",
+        ),
+        "Integer",
+    ),
+    "task:PercentComplete": "Double",
+    **dict.fromkeys(
+        (
+            "item:DateTimeReceived",
+            "item:DateTimeSent",
+            "item:DateTimeCreated",
+            "item:LastModifiedTime",
+            "item:ReminderDueBy",
+            "calendar:Start",
+            "calendar:End",
+            "calendar:OriginalStart",
+            "calendar:AppointmentReplyTime",
+            "task:StartDate",
+            "task:DueDate",
+            "task:CompleteDate",
+            "task:AssignedTime",
+            "contacts:Birthday",
+            "contacts:WeddingAnniversary",
+        ),
+        "SystemTime",
+    ),
+    **dict.fromkeys(
+        (
+            "item:HasAttachments",
+            "item:IsAssociated",
+            "item:IsDraft",
+            "item:IsFromMe",
+            "item:IsResend",
+            "item:IsSubmitted",
+            "item:IsUnmodified",
+            "item:ReminderIsSet",
+            "calendar:IsAllDayEvent",
+            "calendar:IsCancelled",
+            "calendar:IsMeeting",
+            "calendar:IsOnlineMeeting",
+            "calendar:IsRecurring",
+            "calendar:IsResponseRequested",
+            "calendar:AllowNewTimeProposal",
+            "calendar:MeetingRequestWasSent",
+            "task:IsComplete",
+            "task:IsRecurring",
+            "task:IsTeamTask",
+            "message:IsRead",
+        ),
+        "Boolean",
+    ),
+}
 
 
 def _t(local: str) -> str:
@@ -140,6 +209,13 @@ class PropertyPath:
             property_type=property_type,
             distinguished_property_set_id=distinguished_property_set_id,
         )
+
+    @property
+    def value_type(self) -> str | None:
+        """The MAPI type of the value: PropertyType, else ``FIELD_TYPES`` for a FieldURI."""
+        if self.property_type:
+            return self.property_type
+        return FIELD_TYPES.get(self.field_uri or "") if self.kind == "field" else None
 
     @property
     def is_array(self) -> bool:
@@ -387,10 +463,11 @@ def _compare(expr: etree._Element, lookup: Lookup) -> bool:
     left = _values(lookup(path))
     if operand[0].tag == _t("Constant"):
         text = str(operand[0].get("Value", ""))
-        if path.property_type:
+        ptype = path.value_type
+        if ptype:
             # Typed by the path: convert (and so validate) even when the item lacks the value.
-            typed = convert_constant(text, path.property_type)
-            return any(accept(_cmp(_typed(v, path.property_type), typed)) for v in left)
+            typed = convert_constant(text, ptype)
+            return any(accept(_cmp(_typed(v, ptype), typed)) for v in left)
         return any(accept(_cmp(v, _like(text, v))) for v in left)
     right = _values(lookup(path_from_element(operand[0])))
     return any(accept(_cmp(a, b)) for a in left for b in right)
@@ -465,7 +542,7 @@ def _contains(expr: etree._Element, lookup: Lookup) -> bool:
     comparison = str(expr.get("ContainmentComparison", "Exact"))
     if mode not in _MODES or comparison not in _COMPARISONS:
         raise EwsError("ErrorInvalidRestriction", f"Contains {mode}/{comparison}")
-    if path.property_type and path.property_type.removesuffix("Array") != "String":
+    if path.value_type and path.value_type.removesuffix("Array") != "String":
         raise EwsError("ErrorUnsupportedPathForQuery", "t:Contains applies to strings only")
     needle = _fold(str(rest[0].get("Value", "")), comparison)
     matched = False
@@ -500,10 +577,12 @@ def _excludes(expr: etree._Element, lookup: Lookup) -> bool:
         mask = _to_int(str(rest[0].get("Value", "")), "Bitmask")
     except EwsError:
         raise EwsError("ErrorInvalidRestriction", "Bitmask is not a number") from None
-    if path.property_type and path.property_type not in _INTEGER_TYPES:
+    ptype = path.value_type
+    if ptype and ptype not in _INTEGER_TYPES:
         raise EwsError("ErrorUnsupportedPathForQuery", "t:Excludes applies to integers only")
     matched = False
-    for value in _values(lookup(path)):
+    for raw in _values(lookup(path)):
+        value = _typed(raw, ptype) if ptype else raw
         if isinstance(value, bool) or not isinstance(value, int):
             raise EwsError("ErrorUnsupportedPathForQuery", "t:Excludes applies to integers only")
         matched = matched or (value & mask) == 0

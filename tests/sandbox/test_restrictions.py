@@ -307,6 +307,25 @@ def test_a_single_search_expression_can_be_evaluated_without_the_restriction_wra
     assert evaluate(restriction[0], lookup) is True
 
 
+@pytest.mark.parametrize(
+    ("q", "stored", "expected"),
+    [
+        (Q(reminder_minutes_before_start__gt=5), "15", True),
+        (Q(reminder_minutes_before_start__lt=5), "15", False),
+        (Q(start__gte=T0), "2026-03-02T09:00:00Z", True),
+        (Q(start__lt=T0), "2026-03-02T10:00:00+02:00", True),
+        (Q(is_all_day=True), "true", True),
+        (Q(is_all_day=True), "false", False),
+    ],
+)
+def test_known_fields_stored_as_ews_text_compare_by_their_type(
+    q: Q, stored: str, expected: bool
+) -> None:
+    elem = client_xml(q)
+    key = next(iter(paths_in(elem)))
+    assert evaluate(elem, {key: stored}.get) is expected
+
+
 def test_extended_values_stored_as_text_are_converted_like_the_constant() -> None:
     elem = client_xml(Q(sandbox_test_priority__gt=2))
     assert evaluate(elem, {PRIORITY_PATH: "3"}.get) is True
