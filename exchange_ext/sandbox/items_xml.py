@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from lxml import etree
 
+from exchange_ext.sandbox import restrictions
 from exchange_ext.sandbox.contract import NS_T, EwsError
 
 if TYPE_CHECKING:
@@ -99,19 +100,6 @@ DICTIONARIES = {
 ADDRESS_PARTS = ["Street", "City", "State", "CountryOrRegion", "PostalCode"]
 # Append-able list properties (AppendToItemField).
 APPENDABLE = {"Categories", "RequiredAttendees", "OptionalAttendees", "Resources", "Body"}
-# The GUIDs behind DistinguishedPropertySetId, so both spellings address the same property.
-PROPERTY_SETS = {
-    "publicstrings": "00020329-0000-0000-c000-000000000046",
-    "common": "00062008-0000-0000-c000-000000000046",
-    "appointment": "00062002-0000-0000-c000-000000000046",
-    "address": "00062004-0000-0000-c000-000000000046",
-    "task": "00062003-0000-0000-c000-000000000046",
-    "internetheaders": "00020386-0000-0000-c000-000000000046",
-    "meeting": "6ed8da90-450b-101b-98da-00aa003f1305",
-    "calendarassistant": "11000e07-b51b-40d6-af21-caa85edab1d0",
-    "unifiedmessaging": "4442858e-a9e3-4e80-b900-317a210cc15b",
-    "sharing": "00062040-0000-0000-c000-000000000046",
-}
 _PARSER = etree.XMLParser(resolve_entities=False, no_network=True, remove_blank_text=True)
 
 
@@ -159,23 +147,20 @@ def parse_bool(value: str | None) -> bool:
 
 
 def extended_key(uri: etree._Element) -> str:
-    """A normalized key of a t:ExtendedFieldURI (or ExtendedProperty's), equal for equal props.
+    """A normalized key of a t:ExtendedFieldURI, equal for every spelling of one MAPI property.
 
-    Distinguished property sets map to their GUIDs, GUIDs are lower-cased, property tags become
-    ``0x`` + 4 lower-case hex digits, so every spelling of one MAPI property gives one key.
+    Built on ``restrictions.PropertyPath`` (distinguished sets as GUIDs, lower-case GUIDs, tags
+    and ids as ints) so that stored properties and restriction paths meet on the same key.
     """
-    get = uri.get
-    kind = get("PropertyType", "")
-    if get("PropertyTag"):
-        return f"tag:{int(get('PropertyTag'), 0):#06x}:{kind}"
-    dps = get("DistinguishedPropertySetId")
-    guid = PROPERTY_SETS.get(dps.lower(), dps) if dps else (get("PropertySetId") or "").lower()
-    name = (
-        f"name:{get('PropertyName')}"
-        if get("PropertyName") is not None
-        else f"id:{get('PropertyId')}"
+    return path_key(restrictions.path_from_element(uri))
+
+
+def path_key(path: restrictions.PropertyPath) -> str:
+    """The store key of an extended ``PropertyPath``."""
+    return (
+        f"ext:{path.property_set_id}:{path.property_name}:{path.property_id}:"
+        f"{path.property_tag}:{path.property_type}"
     )
-    return f"set:{guid}:{name}:{kind}"
 
 
 def extended_value(prop_xml: str) -> str | list[str] | None:
@@ -468,7 +453,7 @@ def property_value(view: ItemView, path: str) -> Any:
     Strings for text, ``datetime`` for datetimes, ``bool`` for booleans, ``list[str]`` for
     string arrays (Categories) and array extended properties; ``None`` when absent.
     """
-    if path.startswith(("set:", "tag:")):
+    if path.startswith("ext:"):
         raw = view.extended.get(path)
         return None if raw is None else extended_value(raw)
     name = field_name(path)
