@@ -665,7 +665,7 @@ class _Series:
         index = self.dates.index_of(local.date())
         if index is None or not self.in_range(index):
             return None
-        return index if self.original(index)[0] == original_start else None
+        return index if _utc(self.original(index)[0]) == _utc(original_start) else None
 
 
 def _overlaps(
@@ -676,6 +676,9 @@ def _overlaps(
     A zero-length occurrence belongs to the window that contains its instant, so that
     adjacent windows partition a series exactly.
     """
+    # Compare instants: aware datetimes sharing one tzinfo compare as wall clock in Python,
+    # which misorders the repeated hour after a fall-back change.
+    start, end, window_start, window_end = (_utc(v) for v in (start, end, window_start, window_end))
     if start == end:
         return window_start <= start < window_end
     return start < window_end and end > window_start
@@ -729,7 +732,9 @@ def expand(
     ``start``/``end`` are the master's first occurrence (aware); ``deleted`` holds original
     starts of deleted occurrences; ``modified`` maps original start → (new start, new end).
     Keys that are not occurrences of the series are ignored. Returns at most ``limit``
-    occurrences (the earliest ones). All returned datetimes are aware, in ``tz``.
+    occurrences (the earliest ones). All returned datetimes are aware, in ``tz``. Raises
+    ValueError for naive ``start``/``end`` and ``EwsError("ErrorUnsupportedRecurrence")`` for a
+    task regeneration pattern.
     """
     if limit <= 0 or window_end <= window_start:
         return []
