@@ -413,6 +413,15 @@ def test_a_fault_fires_only_count_times_and_stays_listed(ews):
     assert (listed["id"], listed["remaining"], listed["fired"]) == (rule["id"], 0, 1)
 
 
+def test_fault_counts_are_exact_under_concurrent_requests(ews):
+    add_fault(ews, kind="http_status", status=503, count=5)
+
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        statuses = list(pool.map(lambda _: post(ews).status_code, range(20)))
+
+    assert sorted(statuses) == [200] * 15 + [503] * 5
+
+
 # ---------------------------------------------------------------------------- request log
 
 
