@@ -12,7 +12,6 @@ from typing import Any
 from django.contrib.auth.models import Permission, User
 
 from psa.audit.origin import Origin
-from psa.audit.writes import create_object
 from psa.crm.actions import do_create_account, do_create_contact, do_create_opportunity
 from psa.crm.models import Account, Contact, Opportunity
 from psa.resources.actions import do_create_resource
@@ -87,12 +86,7 @@ def make_appointment(
 ) -> Appointment:
     begin = at(start)
     defaults = {"title": "Site visit", "start": begin, "end": begin + dt.timedelta(hours=hours)}
-    values = {**defaults, **fields, "resource": resource}
-    if "origin" in values:
-        # do_create_appointment's first parameter is also called ``origin``, so the model field
-        # of that name cannot pass through it as a keyword; go one level down instead.
-        return create_object(TESTS, Appointment, values)
-    return do_create_appointment(TESTS, **values)
+    return do_create_appointment(TESTS, **{**defaults, **fields, "resource": resource})
 
 
 def make_todo(resource: Resource, start: str = "2026-11-23 14:00", **fields: Any) -> Todo:

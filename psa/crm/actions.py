@@ -11,33 +11,33 @@ from psa.crm.models import Account, Contact, Opportunity
 _CLOSED_STAGES = {Opportunity.Stage.WON, Opportunity.Stage.LOST}
 
 
-def do_create_account(origin: Origin, **fields: Any) -> Account:
+def do_create_account(origin: Origin, /, **fields: Any) -> Account:
     return create_object(origin, Account, fields)
 
 
-def do_update_account(origin: Origin, account: Account, **fields: Any) -> Changes:
+def do_update_account(origin: Origin, account: Account, /, **fields: Any) -> Changes:
     return update_object(origin, account, fields)
 
 
-def do_create_contact(origin: Origin, **fields: Any) -> Contact:
+def do_create_contact(origin: Origin, /, **fields: Any) -> Contact:
     return create_object(origin, Contact, fields)
 
 
-def do_update_contact(origin: Origin, contact: Contact, **fields: Any) -> Changes:
+def do_update_contact(origin: Origin, contact: Contact, /, **fields: Any) -> Changes:
     return update_object(origin, contact, fields)
 
 
-def do_delete_contact(origin: Origin, contact: Contact) -> None:
+def do_delete_contact(origin: Origin, contact: Contact, /) -> None:
     delete_object(origin, contact)
 
 
-def do_create_opportunity(origin: Origin, **fields: Any) -> Opportunity:
+def do_create_opportunity(origin: Origin, /, **fields: Any) -> Opportunity:
     """Create an opportunity; ``closed`` follows the stage (won/lost close it)."""
     fields["closed"] = fields.get("stage", Opportunity.Stage.PROSPECT) in _CLOSED_STAGES
     return create_object(origin, Opportunity, fields)
 
 
-def do_update_opportunity(origin: Origin, opportunity: Opportunity, **fields: Any) -> Changes:
+def do_update_opportunity(origin: Origin, opportunity: Opportunity, /, **fields: Any) -> Changes:
     if "stage" in fields:
         fields["closed"] = fields["stage"] in _CLOSED_STAGES
     return update_object(origin, opportunity, fields)

@@ -9,10 +9,10 @@ from psa.audit.writes import Changes, create_object, update_object
 from psa.resources.models import Resource
 
 
-def do_create_resource(origin: Origin, **fields: Any) -> Resource:
+def do_create_resource(origin: Origin, /, **fields: Any) -> Resource:
     """Create a resource for an existing Django user (``user=...``)."""
     return create_object(origin, Resource, fields)
 
 
-def do_update_resource(origin: Origin, resource: Resource, **fields: Any) -> Changes:
+def do_update_resource(origin: Origin, resource: Resource, /, **fields: Any) -> Changes:
     return update_object(origin, resource, fields)

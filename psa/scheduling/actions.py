@@ -16,35 +16,36 @@ from psa.resources.models import Resource
 from psa.scheduling.models import Appointment, ServiceCall, Ticket, Todo
 
 
-def do_create_appointment(origin: Origin, **fields: Any) -> Appointment:
+def do_create_appointment(origin: Origin, /, **fields: Any) -> Appointment:
     """Create an appointment; ``fields`` are Appointment model fields."""
     return create_object(origin, Appointment, fields)
 
 
-def do_update_appointment(origin: Origin, appointment: Appointment, **fields: Any) -> Changes:
+def do_update_appointment(origin: Origin, appointment: Appointment, /, **fields: Any) -> Changes:
     """Change ``appointment``; returns ``{field: [old, new]}`` (empty when nothing changed)."""
     return update_object(origin, appointment, fields)
 
 
-def do_delete_appointment(origin: Origin, appointment: Appointment) -> None:
+def do_delete_appointment(origin: Origin, appointment: Appointment, /) -> None:
     delete_object(origin, appointment)
 
 
-def do_create_todo(origin: Origin, **fields: Any) -> Todo:
+def do_create_todo(origin: Origin, /, **fields: Any) -> Todo:
     """Create a to-do; ``fields`` are Todo model fields."""
     return create_object(origin, Todo, fields)
 
 
-def do_update_todo(origin: Origin, todo: Todo, **fields: Any) -> Changes:
+def do_update_todo(origin: Origin, todo: Todo, /, **fields: Any) -> Changes:
     return update_object(origin, todo, fields)
 
 
-def do_delete_todo(origin: Origin, todo: Todo) -> None:
+def do_delete_todo(origin: Origin, todo: Todo, /) -> None:
     delete_object(origin, todo)
 
 
 def do_create_service_call(
     origin: Origin,
+    /,
     *,
     resources: Iterable[Resource] = (),
     tickets: Iterable[Ticket] = (),
@@ -59,6 +60,7 @@ def do_create_service_call(
 def do_update_service_call(
     origin: Origin,
     service_call: ServiceCall,
+    /,
     *,
     resources: Iterable[Resource] | None = None,
     tickets: Iterable[Ticket] | None = None,
@@ -73,13 +75,13 @@ def do_update_service_call(
     return update_object(origin, service_call, fields, many=many)
 
 
-def do_delete_service_call(origin: Origin, service_call: ServiceCall) -> None:
+def do_delete_service_call(origin: Origin, service_call: ServiceCall, /) -> None:
     delete_object(origin, service_call)
 
 
-def do_create_ticket(origin: Origin, **fields: Any) -> Ticket:
+def do_create_ticket(origin: Origin, /, **fields: Any) -> Ticket:
     return create_object(origin, Ticket, fields)
 
 
-def do_update_ticket(origin: Origin, ticket: Ticket, **fields: Any) -> Changes:
+def do_update_ticket(origin: Origin, ticket: Ticket, /, **fields: Any) -> Changes:
     return update_object(origin, ticket, fields)

@@ -82,3 +82,11 @@ def test_reassigning_a_service_call_records_the_resource_change():
     call = make_service_call([first])
     changes = do_update_service_call(SYNC, call, resources=[first, second])
     assert changes == {"resources": [[first.pk], sorted([first.pk, second.pk])]}
+
+
+def test_a_sync_can_create_an_appointment_whose_origin_field_is_exchange():
+    # The action's own ``origin`` parameter is positional-only, so the model field of the
+    # same name passes through as a keyword.
+    appointment = make_appointment(make_resource(), origin=Appointment.Origin.EXCHANGE)
+    assert appointment.origin == "exchange"
+    assert do_update_appointment(SYNC, appointment, origin="psa") == {"origin": ["exchange", "psa"]}
