@@ -158,3 +158,58 @@ def test_worker_on_redis_and_postgresql_runs_a_queued_task(tmp_path, postgres_da
     require(redis_reachable(), f"Redis at {REDIS_URL}")
     env = worker_environment(tmp_path, DATABASE_URL=postgres_database, REDIS_URL=REDIS_URL)
     assert_worker_runs_a_queued_task(env, tmp_path)
+
+
+# --- run_demo supervises the worker (and the web server, the sandbox) as children ------------
+
+# A child that ignores SIGTERM and has a helper process of its own, like a stuck qcluster.
+STUBBORN_CHILD = """
+import signal, subprocess, sys, time
+signal.signal(signal.SIGTERM, signal.SIG_IGN)
+subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+print("ready", flush=True)
+time.sleep(120)
+"""
+
+
+def running_in_group(pgid: int) -> list[int]:
+    """Processes of group ``pgid`` that are not zombies (a killed orphan may await reaping)."""
+    running = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[2]) == pgid and fields[0] != "Z":
+                running.append(int(stat.parent.name))
+    return running
+
+
+def test_supervisor_reports_a_dead_child_and_kills_the_others_with_their_helpers(tmp_path):
+    from psa.demo.supervisor import Child, Supervisor
+
+    supervisor = Supervisor()
+    stubborn = Child("stubborn", [sys.executable, "-c", STUBBORN_CHILD], tmp_path / "s.log")
+    failing = Child("failing", [sys.executable, "-c", "import time; time.sleep(2); exit(3)"])
+    supervisor.start(stubborn)
+    try:
+        supervisor.start(failing)
+        died = supervisor.watch(poll=0.1)
+        assert died is failing and died.process.returncode == 3
+    finally:
+        supervisor.stop_all(timeout=1)
+    assert stubborn.process.returncode == -signal.SIGKILL
+    assert running_in_group(stubborn.process.pid) == []
+    assert stubborn.tail() == "ready"
+
+
+def test_supervisor_stops_cleanly_on_request(tmp_path):
+    from psa.demo.supervisor import Child, Supervisor
+
+    supervisor = Supervisor()
+    sleeper = Child("sleeper", [sys.executable, "-c", "import time; time.sleep(120)"])
+    supervisor.start(sleeper)
+    supervisor.stop_requested = True  # what the SIGINT / SIGTERM handler does
+    try:
+        assert supervisor.watch(poll=0.1) is None
+    finally:
+        supervisor.stop_all(timeout=5)
+    assert sleeper.process.returncode == -signal.SIGTERM
