@@ -225,13 +225,13 @@ def load_config(path: Path | None = None) -> dict[str, Any]:
 
 @dataclass
 class Reply:
-    """What the handler sends; ``close`` means: reset the connection instead of answering."""
+    """What the handler sends; ``reset`` means: reset the connection instead of answering."""
 
     status: int = 200
     body: bytes = b""
     headers: dict[str, str] = field(default_factory=dict)
     reset: bool = False
-    declared_length: int | None = None  # a Content-Length larger than body (then close)
+    declared_length: int | None = None  # a Content-Length larger than the body (then hang up)
 
 
 @dataclass
@@ -518,6 +518,7 @@ class RequestHandler(http.server.BaseHTTPRequestHandler):
     def _read_body(self) -> bytes | None:
         length_text = self.headers.get("Content-Length")
         if self.headers.get("Transfer-Encoding") or length_text is None:
+            self.close_connection = True  # the body's end is unknown: nothing after it is usable
             self._send(Reply(411, b"Content-Length required", {"Content-Type": "text/plain"}))
             return None
         try:
@@ -525,10 +526,23 @@ class RequestHandler(http.server.BaseHTTPRequestHandler):
         except ValueError:
             length = -1
         if not 0 <= length <= MAX_REQUEST_BYTES:
-            self.close_connection = True
+            # Read (and drop) a moderately oversized body first: closing with unread data makes
+            # the kernel send a reset, and the client would never see the 413.
+            if 0 < length <= 2 * MAX_REQUEST_BYTES:
+                self._discard(length)
+            else:
+                self.close_connection = True
             self._send(Reply(413, b"Request too large", {"Content-Type": "text/plain"}))
             return None
         return self.rfile.read(length)
+
+    def _discard(self, length: int) -> None:
+        left = length
+        while left > 0:  # bounded: at most length/64 KiB reads, each under the socket timeout
+            chunk = self.rfile.read(min(left, 65536))
+            if not chunk:
+                break
+            left -= len(chunk)
 
     def _ews(self) -> None:
         started = time.monotonic()
@@ -543,7 +557,7 @@ class RequestHandler(http.server.BaseHTTPRequestHandler):
             log.exception("EWS request failed inside the sandbox")
             reply = _fault_reply(SoapFault("ErrorInternalServerError", "Sandbox internal error"))
             facts.response_code = "ErrorInternalServerError"
-        self._send(reply)
+        # Logged before sending: a client that has its answer may read the log at once.
         sandbox.requests.record(
             time=dt.datetime.now(dt.UTC).isoformat(),
             caller=facts.caller,
@@ -555,6 +569,7 @@ class RequestHandler(http.server.BaseHTTPRequestHandler):
             impersonation=facts.impersonation,
             response_code=facts.response_code,
         )
+        self._send(reply)
 
     def _control(self, method: str) -> None:
         from . import control

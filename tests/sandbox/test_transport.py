@@ -474,6 +474,18 @@ def test_a_request_that_is_not_xml_gets_error_schema_validation(ews):
     assert b"ErrorSchemaValidation" in reply.content
 
 
+def test_a_request_with_a_doctype_is_refused_without_expanding_entities(ews, dispatcher):
+    bomb = b"""<?xml version="1.0"?>
+<!DOCTYPE s:Envelope [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;">]>
+<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><s:Body>&b;</s:Body></s:Envelope>"""
+
+    reply = post(ews, body=bomb)
+
+    assert reply.status_code == 500
+    assert b"DOCTYPE" in reply.content
+    assert dispatcher.calls == []
+
+
 def test_an_invalid_response_is_a_500_when_validation_is_fatal(start):
     handle = start(config=load_config(), dispatcher=FolderDispatcher(valid=False))
 
