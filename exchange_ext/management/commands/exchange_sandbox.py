@@ -43,8 +43,8 @@ class Command(BaseCommand):
                 host=options["host"],
                 cert_dir=options["cert_dir"],
             )
-        except (OSError, ValueError) as exc:
-            raise CommandError(f"cannot start the sandbox: {exc}") from exc
+        except (OSError, ValueError, KeyError, TypeError) as exc:  # port taken, bad config/state
+            raise CommandError(f"cannot start the sandbox: {exc!r}") from exc
         stop = threading.Event()
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, lambda *_: stop.set())
@@ -58,7 +58,7 @@ class Command(BaseCommand):
     def _announce(self, handle: Any, config: dict[str, Any]) -> None:
         out = self.stdout
         out.write(f"Exchange sandbox (EWS) listening on {handle.url}")
-        out.write(f"CA file: {handle.ca_file or '(none: --tls ' + self._tls(handle) + ')'}")
+        out.write(f"CA file: {handle.ca_file or '(none)'}")
         out.write(f"Control API: {handle.control_url}/  (loopback only)")
         if handle.state.state_file:
             out.write(f"State file: {handle.state.state_file}")
@@ -70,7 +70,3 @@ class Command(BaseCommand):
             )
         out.write("Press Ctrl+C to stop.")
         out.flush()
-
-    @staticmethod
-    def _tls(handle: Any) -> str:
-        return "none" if handle.url.startswith("http:") else "selfsigned"
