@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
+from cryptography.fernet import Fernet
+
+# pytest-django runs with DEBUG=False, where secrets need explicit keys (as in production).
+os.environ.setdefault("EXCHANGE_SECRET_KEYS", Fernet.generate_key().decode())
 
 
 @pytest.fixture(autouse=True)

@@ -1,0 +1,220 @@
+"""The extension's configuration, per-resource mailbox settings and sync bookkeeping.
+
+Field names are those of SPEC §3 — the forms use them verbatim, and operators' scripts rely on
+them. Secrets live in :class:`~exchange_ext.secrets.EncryptedSecretField` columns.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.db.models import Q
+
+from exchange_ext.secrets import EncryptedSecretField
+from psa.resources.models import Resource
+
+DAYS_VALIDATORS = [MinValueValidator(1), MaxValueValidator(30)]
+
+
+class ExchangeVersion(models.TextChoices):
+    EXCHANGE_2013 = "2013", "Exchange 2013"
+    EXCHANGE_2016 = "2016", "Exchange 2016"
+    EXCHANGE_2019 = "2019", "Exchange 2019"
+    ONLINE = "online", "Exchange Online"
+
+
+class ImportMode(models.TextChoices):
+    ALL = "all", "With ALL details"
+    TIMES_ONLY = "times_only", "Without details"
+    NONE = "none", "Do not import"
+
+
+class ExchangeConfig(models.Model):
+    """The one configuration of this installation (row pk=1, see :meth:`load`)."""
+
+    # General tab (SPEC §3.1)
+    enabled = models.BooleanField("Enable MS Exchange integration", default=True)
+    profile_name = models.CharField("Profile name", max_length=100, blank=True)
+    hosted_by_third_party = models.BooleanField(
+        "Our Exchange server is hosted by a third party", default=False
+    )
+    server_address = models.CharField("Exchange server address", max_length=255, blank=True)
+    virtual_directory = models.CharField(
+        "Exchange server virtual directory", max_length=255, blank=True
+    )
+    exchange_version = models.CharField(
+        "Version",
+        max_length=10,
+        choices=ExchangeVersion.choices,
+        default=ExchangeVersion.EXCHANGE_2016,
+    )
+    use_graph = models.BooleanField("Use MS Graph", default=True)
+    sync_interval_minutes = models.PositiveIntegerField(
+        "Request a sync every",
+        default=15,
+        validators=[MinValueValidator(10), MaxValueValidator(1440)],
+    )
+    use_basic_auth = models.BooleanField(
+        "Use on-premise setup (basic authentication)", default=True
+    )
+    username = models.CharField(max_length=255, blank=True)
+    password = EncryptedSecretField(blank=True)
+    domain = models.CharField(max_length=255, blank=True)
+    use_for_all_users = models.BooleanField(
+        "Use these credentials to sync all user accounts", default=True
+    )
+    tenant_id = models.CharField("Tenant ID", max_length=100, blank=True)
+    client_id = models.CharField("Application (client) ID", max_length=100, blank=True)
+    client_secret = EncryptedSecretField("Client secret", blank=True)
+    client_certificate = EncryptedSecretField("Certificate and private key (PEM)", blank=True)
+    notification_emails = models.TextField("Send email notifications to", blank=True)
+
+    # Synchronization tab (SPEC §3.2)
+    sync_appointments = models.BooleanField("Enable appointments", default=True)
+    sync_contacts = models.BooleanField(
+        "Share contacts where the resource is account manager or opportunity owner", default=True
+    )
+    sync_service_calls = models.BooleanField("Enable service calls", default=True)
+    sync_todos = models.BooleanField("Enable to-dos", default=True)
+    public_contacts_folder = models.BooleanField(
+        "Create public folder of ALL PSA contacts (only with EWS)", default=False
+    )
+    import_mode = models.CharField(
+        "Import of Exchange appointments",
+        max_length=12,
+        choices=ImportMode.choices,
+        default=ImportMode.ALL,
+    )
+    import_free_time = models.BooleanField('Send "free time" appointments to PSA', default=True)
+    past_days = models.PositiveSmallIntegerField(
+        "Past calendar entries", default=7, validators=DAYS_VALIDATORS
+    )
+    recurring_days = models.PositiveSmallIntegerField(
+        "Recurring calendar entries", default=14, validators=DAYS_VALIDATORS
+    )
+
+    # Bookkeeping
+    installation_id = models.UUIDField(
+        default=uuid.uuid4, editable=False, help_text="Tags every item this installation writes."
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "MS Exchange configuration"
+        permissions = [("manage_extension", "Can configure the MS Exchange extension")]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(sync_interval_minutes__gte=10, sync_interval_minutes__lte=1440),
+                name="exchange_config_interval_range",
+            ),
+            models.CheckConstraint(
+                condition=Q(past_days__gte=1, past_days__lte=30)
+                & Q(recurring_days__gte=1, recurring_days__lte=30),
+                name="exchange_config_days_range",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.profile_name or "MS Exchange"
+
+    @classmethod
+    def load(cls) -> ExchangeConfig:
+        """The configuration row, created with defaults on first use."""
+        config, _ = cls.objects.get_or_create(pk=1)
+        return config
+
+    @property
+    def backend_name(self) -> str:
+        """``ews`` or ``graph`` (SPEC §5: basic auth → EWS; Office 365 + Graph → Graph)."""
+        return "graph" if (not self.use_basic_auth and self.use_graph) else "ews"
+
+
+class MailboxSettings(models.Model):
+    """One resource's MS Exchange settings and sync status (profile › MS Exchange tab)."""
+
+    class Status(models.TextChoices):
+        NEVER = "never", "Not synced yet"
+        OK = "ok", "OK"
+        FAILING = "failing", "Failing"
+        DISABLED = "disabled", "Disabled"
+
+    resource = models.OneToOneField(
+        Resource, on_delete=models.CASCADE, related_name="exchange_settings"
+    )
+    sync_enabled = models.BooleanField(default=False, help_text="Set on the Resources tab.")
+    mailbox = models.EmailField("Mailbox address", blank=True)
+    username = models.CharField(max_length=255, blank=True)
+    password = EncryptedSecretField(blank=True)
+    export_appointments = models.BooleanField("Sync PSA appointments to Exchange", default=True)
+    import_appointments = models.BooleanField("Sync Exchange appointments to PSA", default=True)
+    export_service_calls = models.BooleanField("Sync service calls", default=True)
+    export_todos = models.BooleanField("Sync to-dos", default=True)
+    export_contacts = models.BooleanField("Sync contacts", default=True)
+    past_days = models.PositiveSmallIntegerField(null=True, blank=True, validators=DAYS_VALIDATORS)
+    recurring_days = models.PositiveSmallIntegerField(
+        null=True, blank=True, validators=DAYS_VALIDATORS
+    )
+
+    # Status (written by the sync runner)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.NEVER)
+    last_attempt_at = models.DateTimeField(null=True, blank=True)
+    last_success_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    enabled_at = models.DateTimeField(null=True, blank=True)
+    sync_requested_at = models.DateTimeField(
+        null=True, blank=True, help_text='Set by "Sync now"; cleared when a run picks it up.'
+    )
+    resync_requested_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="Set when a server change resets sync state: the next run re-reads everything.",
+    )
+
+    # Lease: a mailbox is synced by one worker at a time; the token fences stale commits.
+    lease_token = models.BigIntegerField(default=0)
+    lease_holder = models.CharField(max_length=100, blank=True)
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = "mailbox settings"
+        verbose_name_plural = "mailbox settings"
+        constraints = [
+            models.CheckConstraint(
+                condition=(Q(past_days__isnull=True) | Q(past_days__gte=1, past_days__lte=30))
+                & (
+                    Q(recurring_days__isnull=True)
+                    | Q(recurring_days__gte=1, recurring_days__lte=30)
+                ),
+                name="mailbox_settings_days_range",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.resource} <{self.effective_mailbox}>"
+
+    @property
+    def effective_mailbox(self) -> str:
+        return (self.mailbox or self.resource.email).lower()
+
+
+class FolderSyncState(models.Model):
+    """The last durable sync state (EWS SyncState / Graph deltaLink) of one mailbox folder."""
+
+    mailbox_settings = models.ForeignKey(
+        MailboxSettings, on_delete=models.CASCADE, related_name="folder_states"
+    )
+    folder = models.CharField(max_length=50, help_text="calendar, contacts, public_contacts …")
+    state = models.TextField(blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["mailbox_settings", "folder"], name="folder_sync_state_unique"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.mailbox_settings_id}/{self.folder}"
