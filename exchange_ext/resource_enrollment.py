@@ -1,0 +1,75 @@
+"""Enabling and disabling resources for sync (Resources tab, SPEC §3.3).
+
+Sync is never automatic: a resource syncs only once enabled here. The work is a fixed number
+of statements whatever the number of resources (a page may carry thousands of rows).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+
+from django.db import transaction
+from django.db.models import Case, F, Value, When
+from django.utils import timezone
+
+from exchange_ext.models import MailboxSettings
+from psa.resources.models import Resource
+
+
+def set_enabled_resources(
+    enabled_ids: Iterable[int], disabled_ids: Iterable[int], *, now: dt.datetime | None = None
+) -> list[MailboxSettings]:
+    """Enable ``enabled_ids`` and disable ``disabled_ids`` (resource ids); return newly enabled.
+
+    Creates MailboxSettings rows as needed, stamps ``enabled_at`` on the newly enabled ones and
+    resets a status of DISABLED (a permanent-error disable) to NEVER, so the next run starts
+    afresh. Already enabled resources are left untouched (no new ``enabled_at``, no email).
+    Unknown or inactive resource ids are ignored for enabling. The returned settings have
+    ``resource`` loaded (for the setup emails). An id in both sets raises ValueError.
+    """
+    enable, disable = set(enabled_ids), set(disabled_ids)
+    if enable & disable:
+        raise ValueError(f"resources both enabled and disabled: {sorted(enable & disable)}")
+    now = now or timezone.now()
+    with transaction.atomic():
+        newly = _enable(enable, now) if enable else []
+        if disable:
+            MailboxSettings.objects.filter(resource_id__in=disable, sync_enabled=True).update(
+                sync_enabled=False
+            )
+    return newly
+
+
+def _enable(resource_ids: set[int], now: dt.datetime) -> list[MailboxSettings]:
+    existing = list(
+        MailboxSettings.objects.select_related("resource").filter(resource_id__in=resource_ids)
+    )
+    reenabled = [s for s in existing if not s.sync_enabled]
+    _reenable(reenabled, now)
+    have = {s.resource_id for s in existing}
+    created = _create(resource_ids - have, now)
+    return reenabled + created
+
+
+def _reenable(settings: list[MailboxSettings], now: dt.datetime) -> None:
+    if not settings:
+        return
+    disabled, never = MailboxSettings.Status.DISABLED, MailboxSettings.Status.NEVER
+    MailboxSettings.objects.filter(pk__in=[s.pk for s in settings]).update(
+        sync_enabled=True,
+        enabled_at=now,
+        status=Case(When(status=disabled, then=Value(never)), default=F("status")),
+    )
+    for s in settings:  # mirror the UPDATE on the returned objects
+        s.sync_enabled, s.enabled_at = True, now
+        s.status = never if s.status == disabled else s.status
+
+
+def _create(resource_ids: set[int], now: dt.datetime) -> list[MailboxSettings]:
+    if not resource_ids:
+        return []
+    resources = Resource.objects.active().filter(pk__in=resource_ids)
+    rows = [MailboxSettings(resource=r, sync_enabled=True, enabled_at=now) for r in resources]
+    MailboxSettings.objects.bulk_create(rows)
+    return rows
