@@ -1,0 +1,1 @@
+"""Mail-server backends behind one interface (:mod:`exchange_ext.backends.base`)."""

@@ -1,0 +1,313 @@
+"""The one interface between the sync engine and a mail server (EWS, Graph, or memory).
+
+The engine opens a :class:`MailboxSession` per mailbox, reads changes page by page, and writes
+in batches. Implementations translate every library type and exception into the types below;
+nothing from exchangelib or requests crosses this module's line.
+
+Contracts every implementation keeps (checked by ``tests/contract``):
+
+- **Never a meeting message.** Creates, updates and deletes never send invitations, updates or
+  cancellations (EWS ``SendToNone`` / ``SendOnlyToAll`` never used; Graph events carry no
+  attendees).
+- **Never a blind overwrite.** Updates and deletes carry the change key last read; a stale one
+  yields :class:`ConflictError` for that item (no ``AlwaysOverwrite``).
+- **Tag before send.** A created item carries its :class:`~exchange_ext.sync.records.PsaTag`
+  in the same request, so a crash after the server committed it leaves an adoptable item.
+- **Durable progress is the caller's.** A sync state returned in a :class:`ChangePage` is valid
+  for resuming *after* that page; the backend never stores it. The caller persists it in the
+  same transaction as that page's effects, and only then asks for the next page.
+- **Per-item failures are results, not exceptions.** A batch returns one :class:`WriteResult`
+  per input, in input order. Exceptions are for the whole call: auth, mailbox, throttling,
+  outage, expired state.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from types import TracebackType
+
+from exchange_ext.sync.records import ExchangeItem, FieldGroup, PsaTag, Record
+from exchange_ext.sync.windows import SyncWindow
+
+
+class FolderKind(StrEnum):
+    """The folders the sync reads and writes (the mailbox's default ones)."""
+
+    CALENDAR = "calendar"
+    CONTACTS = "contacts"
+    # The installation-wide public contacts folder (EWS only); opened through the sync account.
+    PUBLIC_CONTACTS = "public_contacts"
+
+
+# --- errors ---------------------------------------------------------------------------------
+
+
+class BackendError(Exception):
+    """Base of every error a backend raises. ``permanent``: retrying without a fix won't help."""
+
+    permanent: bool = False
+
+    def __init__(self, message: str = "", *, permanent: bool | None = None) -> None:
+        super().__init__(message or type(self).__name__)
+        self.message = message or type(self).__name__
+        if permanent is not None:
+            self.permanent = permanent
+
+
+class AuthFailed(BackendError):
+    """The server refused the credentials (401, invalid grant, expired password)."""
+
+    permanent = True
+
+
+class MailboxNotFound(BackendError):
+    """The mailbox does not exist or has no Exchange mailbox."""
+
+    permanent = True
+
+
+class ImpersonationDenied(BackendError):
+    """The sync account may not act for this mailbox (no ApplicationImpersonation / RBAC scope)."""
+
+    permanent = True
+
+
+class Throttled(BackendError):
+    """The server asked us to slow down. The runner waits ``retry_after_seconds`` at least."""
+
+    def __init__(self, message: str = "", *, retry_after_seconds: float = 60.0) -> None:
+        super().__init__(message)
+        self.retry_after_seconds = retry_after_seconds
+
+
+class Unavailable(BackendError):
+    """Transient outage: connection refused or reset, timeout, 5xx, a truncated response."""
+
+
+class SyncStateExpired(BackendError):
+    """The stored sync state (EWS SyncState / Graph deltaLink) is invalid or expired.
+
+    The caller drops the state and does a full, adopting re-read.
+    """
+
+
+class ItemError(BackendError):
+    """A failure of one item in a batch; reported in its :class:`WriteResult`, never raised."""
+
+
+class ItemRejected(ItemError):
+    """The server refused this item (invalid value, access denied, size limit)."""
+
+    permanent = True
+
+    def __init__(self, reason: str = "") -> None:
+        super().__init__(reason)
+        self.reason = reason or "rejected"
+
+
+class ConflictError(ItemError):
+    """The change key sent is stale: someone edited the item since we read it."""
+
+
+class ItemNotFound(ItemError):
+    """The item to update no longer exists. (A delete of a missing item is a success.)"""
+
+
+# --- values -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ChangePage:
+    """One page of changes in a folder since a sync state.
+
+    ``full_read`` is true when the read started without a state: ``created`` then lists every
+    item of the folder (across all pages) and ``updated``/``deleted`` are empty.
+    ``new_state`` resumes after this page; ``more_available`` asks for another call with it.
+    """
+
+    created: tuple[ExchangeItem, ...]
+    updated: tuple[ExchangeItem, ...]
+    deleted: tuple[str, ...]
+    new_state: str
+    more_available: bool
+    full_read: bool
+
+
+@dataclass(frozen=True)
+class NewItem:
+    """An item to create, with the tag written in the same request."""
+
+    record: Record
+    tag: PsaTag
+
+
+@dataclass(frozen=True)
+class ItemChange:
+    """An update of the given field groups only (the others are left as they are in Exchange)."""
+
+    exchange_id: str
+    change_key: str
+    record: Record
+    fields: frozenset[FieldGroup]
+
+
+@dataclass(frozen=True)
+class ItemDeletion:
+    """A delete; ``change_key`` empty means "whatever version" (only for our own orphans)."""
+
+    exchange_id: str
+    change_key: str = ""
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    """The outcome for one item of a batch: the item's id and change key after the write
+    (empty after a delete), or the error for this item alone."""
+
+    exchange_id: str = ""
+    change_key: str = ""
+    error: ItemError | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+# --- the interface ----------------------------------------------------------------------------
+
+
+class MailboxSession(abc.ABC):
+    """Access to one mailbox, usable as a context manager. Not thread-safe."""
+
+    #: The most items one write call sends in one request; callers may pass more (the
+    #: session splits them), but batching at this size keeps results per request aligned.
+    max_batch: int = 100
+
+    @abc.abstractmethod
+    def read_changes(self, folder: FolderKind, state: str | None, window: SyncWindow) -> ChangePage:
+        """Return the next page of changes in ``folder`` after ``state`` (``None``: full read).
+
+        EWS: SyncFolderItems. Graph: ``calendarView/delta`` (bound to ``window``) or contacts
+        delta. Recurring masters are reported as masters (type RecurringMaster); their
+        occurrences come from :meth:`read_window`. Items outside ``window`` may be included.
+
+        Raises :class:`SyncStateExpired` for an invalid/expired state, :class:`Unavailable`
+        for an incomplete or malformed response (never a page built from one), and the
+        session-wide errors. Never returns a ``new_state`` covering changes it did not return.
+        """
+
+    @abc.abstractmethod
+    def read_window(self, folder: FolderKind, window: SyncWindow) -> list[ExchangeItem]:
+        """Return every item of ``folder`` overlapping ``window``, recurring series expanded.
+
+        Each occurrence is its own item with ``exchange_id`` =
+        :func:`~exchange_ext.sync.records.occurrence_id` (master id + original start); deleted
+        occurrences are absent, modified ones carry their modified content. EWS: FindItem with
+        a CalendarView; Graph: ``calendarView``. Raises the session-wide errors.
+        """
+
+    @abc.abstractmethod
+    def find_by_tag(
+        self, folder: FolderKind, tags: Sequence[PsaTag]
+    ) -> Mapping[PsaTag, tuple[ExchangeItem, ...]]:
+        """Return the items in ``folder`` carrying each tag (several if duplicates exist).
+
+        Tags with no item are absent from the result. Raises the session-wide errors.
+        """
+
+    @abc.abstractmethod
+    def create(self, folder: FolderKind, items: Sequence[NewItem]) -> list[WriteResult]:
+        """Create the items, each with its tag, without sending any meeting message.
+
+        Returns one result per item in order, with the new id and change key, or an
+        :class:`ItemRejected` for that item. Raises only the session-wide errors.
+        """
+
+    @abc.abstractmethod
+    def update(self, folder: FolderKind, changes: Sequence[ItemChange]) -> list[WriteResult]:
+        """Write the given field groups of each item if its change key is still current.
+
+        Returns one result per change in order: the new change key, or :class:`ConflictError`
+        (stale change key, nothing written), :class:`ItemNotFound` or :class:`ItemRejected`.
+        Never overwrites a newer version; never sends meeting updates.
+        """
+
+    @abc.abstractmethod
+    def delete(self, folder: FolderKind, deletions: Sequence[ItemDeletion]) -> list[WriteResult]:
+        """Delete the items (to Deleted Items), never sending cancellations.
+
+        Returns one result per deletion in order; an item already gone is a success. A stale
+        change key gives :class:`ConflictError` (the item was edited; nothing deleted).
+        """
+
+    def close(self) -> None:
+        """Release connections. Idempotent; never raises."""
+        return None  # nothing to release by default (the memory backend holds no connections)
+
+    def __enter__(self) -> MailboxSession:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class ExchangeBackend(abc.ABC):
+    """A configured connection to one Exchange organisation (EWS or Graph)."""
+
+    #: "ews", "graph" or "memory"; recorded on sync runs.
+    name: str = "backend"
+    #: Whether :attr:`FolderKind.PUBLIC_CONTACTS` is available (EWS only).
+    supports_public_folders: bool = False
+
+    @abc.abstractmethod
+    def open_session(self, mailbox: str) -> MailboxSession:
+        """Open a session acting as ``mailbox`` (primary SMTP address).
+
+        Raises :class:`AuthFailed`, :class:`MailboxNotFound`, :class:`ImpersonationDenied`,
+        :class:`Throttled` or :class:`Unavailable` when that is already known here (an
+        implementation may also defer them to the first call). Never does I/O to probe
+        versions or autodiscover.
+        """
+
+
+#: The errors a whole call may raise (everything else is a per-item :class:`ItemError`).
+SESSION_ERRORS: tuple[type[BackendError], ...] = (
+    AuthFailed,
+    MailboxNotFound,
+    ImpersonationDenied,
+    Throttled,
+    Unavailable,
+    SyncStateExpired,
+)
+
+__all__ = [
+    "SESSION_ERRORS",
+    "AuthFailed",
+    "BackendError",
+    "ChangePage",
+    "ConflictError",
+    "ExchangeBackend",
+    "FolderKind",
+    "ImpersonationDenied",
+    "ItemChange",
+    "ItemDeletion",
+    "ItemError",
+    "ItemNotFound",
+    "ItemRejected",
+    "MailboxNotFound",
+    "MailboxSession",
+    "NewItem",
+    "SyncStateExpired",
+    "SyncWindow",
+    "Throttled",
+    "Unavailable",
+    "WriteResult",
+]
