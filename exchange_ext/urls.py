@@ -1,4 +1,27 @@
-"""URLs of the extension's admin tabs (General, Synchronization, Resources) — see SPEC §9."""
+"""URLs of the extension's admin pages, mounted at /extensions/exchange/ (SPEC §9: a contract)."""
+
+from __future__ import annotations
+
+from django.urls import path
+from django.views.generic import RedirectView
+
+from exchange_ext import views
 
 app_name = "exchange_ext"
-urlpatterns: list = []
+urlpatterns = [
+    path("", RedirectView.as_view(pattern_name="exchange_ext:general"), name="index"),
+    path("general/", views.general, name="general"),
+    path("synchronization/", views.synchronization, name="synchronization"),
+    path("resources/", views.resources, name="resources"),
+    path("resources/<int:resource_id>/", views.resource_settings, name="resource_settings"),
+    path(
+        "resources/<int:resource_id>/test/",
+        views.resource_settings_test,
+        name="resource_settings_test",
+    ),
+    path(
+        "resources/<int:resource_id>/sync/",
+        views.resource_settings_sync,
+        name="resource_settings_sync",
+    ),
+]

@@ -11,6 +11,7 @@ urlpatterns = [
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("calendar/", include("psa.scheduling.urls")),
     path("crm/", include("psa.crm.urls")),
+    path("profile/exchange/", include("exchange_ext.profile_urls")),
     path("profile/", include("psa.resources.urls")),
     path("extensions/", include("psa.extensions.urls")),
     path("extensions/exchange/", include("exchange_ext.urls")),

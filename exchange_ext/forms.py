@@ -1,0 +1,408 @@
+"""The forms of the extension's tabs: General, Synchronization, Resources and mailbox settings.
+
+Field names are SPEC §3's (a contract). Rules every form here keeps:
+
+- Secrets (passwords, client secret, certificate) are write-only: never rendered, not even after
+  a failed POST; a blank submission keeps the stored value.
+- A field the page shows disabled is ignored on POST: the stored value stays (Django's
+  ``disabled`` fields, or an explicit override in ``clean``), so a crafted POST changes nothing
+  the UI does not allow.
+- Connection-test findings (``ConnectionReport.field_errors``) are *warnings* on the fields, kept
+  apart from validation errors: see :class:`WarningBoundField`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.core.exceptions import ValidationError
+from django.forms.boundfield import BoundField
+
+from exchange_ext.models import ExchangeConfig, ImportMode, MailboxSettings
+from exchange_ext.validators import (
+    MAX_PASSWORD_LENGTH,
+    validate_credentials_domain,
+    validate_notification_emails,
+    validate_server_address,
+)
+
+INTERVAL_MESSAGE = "Sync interval must be between 10 and 1440 minutes"
+DAYS_MESSAGE = "Enter a number of days between 1 and 30"
+KEEP_PASSWORD_HELP = "Leave blank to keep the stored password."
+SHARED_ACCOUNT_HELP = (
+    "Your administrator syncs all mailboxes with a shared service account; no password is needed."
+)
+TURNED_OFF_HELP = "Turned off by your administrator."
+PUBLIC_FOLDER_WARNING = "Every Exchange user in your organisation can read this folder."
+
+
+def validate_interval(value: int) -> None:
+    if not 10 <= value <= 1440:
+        raise ValidationError(INTERVAL_MESSAGE, code="interval_range")
+
+
+def validate_days(value: int) -> None:
+    if not 1 <= value <= 30:
+        raise ValidationError(DAYS_MESSAGE, code="days_range")
+
+
+class SecretTextarea(forms.Textarea):
+    """A textarea that never shows a value: for pasting a PEM certificate + private key."""
+
+    def format_value(self, value: Any) -> None:
+        return None
+
+
+class WarningBoundField(BoundField):
+    """A bound field that also knows the connection test's warning for it (or "")."""
+
+    @property
+    def warning(self) -> str:
+        return getattr(self.form, "warnings", {}).get(self.name, "")
+
+    @property
+    def is_checkbox(self) -> bool:
+        return isinstance(self.field.widget, forms.CheckboxInput)
+
+
+class WarningsMixin:
+    """Forms whose fields the connection test can mark with a warning."""
+
+    bound_field_class = WarningBoundField
+    warnings: dict[str, str]
+
+    def add_warnings(self, field_errors: dict[str, str]) -> None:
+        """Mark fields with the connection test's messages; unknown names go to the top."""
+        self.warnings = {n: m for n, m in field_errors.items() if n in self.fields}  # type: ignore[attr-defined]
+
+
+class SecretFieldsMixin(WarningsMixin):
+    """Write-only secrets on a ModelForm: never pre-filled; blank keeps the stored value."""
+
+    secret_fields: tuple[str, ...] = ()
+
+    def _init_secrets(self) -> None:
+        form: Any = self
+        for name in self.secret_fields:
+            form.initial[name] = ""  # model_to_dict would hand the Secret to the widget
+            if getattr(form.instance, name):
+                form.fields[name].help_text = "A value is stored. Leave blank to keep it."
+
+    def stored_or_typed(self, name: str) -> Any:
+        """The posted secret, or the stored one when the field was left blank."""
+        form: Any = self
+        return form.cleaned_data.get(name) or getattr(form.instance, name)
+
+    def _clean_secrets(self) -> None:
+        form: Any = self
+        for name in self.secret_fields:
+            if name in form.cleaned_data and not form.cleaned_data[name]:
+                form.cleaned_data[name] = getattr(form.instance, name)
+
+    @property
+    def typed_secrets(self) -> list[str]:
+        """The secret fields the user typed into (they cannot be shown again)."""
+        form: Any = self
+        return [n for n in self.secret_fields if form.data.get(form.add_prefix(n))]
+
+
+class GeneralForm(SecretFieldsMixin, forms.ModelForm):
+    """SPEC §3.1. ``clean`` forces ``use_graph`` off with basic auth and checks credentials."""
+
+    secret_fields = ("password", "client_secret", "client_certificate")
+    BASIC_FIELDS = ("username", "password", "domain")
+    OFFICE_FIELDS = ("tenant_id", "client_id", "client_secret", "client_certificate")
+
+    password = forms.CharField(
+        required=False,
+        max_length=MAX_PASSWORD_LENGTH,
+        strip=False,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+    )
+    client_secret = forms.CharField(
+        label="Client secret",
+        required=False,
+        strip=False,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "off"}),
+    )
+    client_certificate = forms.CharField(
+        label="Certificate and private key (PEM)",
+        required=False,
+        widget=SecretTextarea(attrs={"rows": 3, "spellcheck": "false", "autocomplete": "off"}),
+        help_text="Paste the certificate and its private key, or use a client secret instead.",
+    )
+    sync_interval_minutes = forms.IntegerField(
+        label="Request a sync every",
+        validators=[validate_interval],
+        widget=forms.NumberInput(attrs={"min": 10, "max": 1440}),
+        help_text="Minutes, from 10 to 1440. A sync may take longer when Exchange is busy.",
+    )
+
+    class Meta:
+        model = ExchangeConfig
+        fields = [
+            "enabled",
+            "profile_name",
+            "hosted_by_third_party",
+            "server_address",
+            "virtual_directory",
+            "exchange_version",
+            "use_graph",
+            "sync_interval_minutes",
+            "use_basic_auth",
+            "username",
+            "password",
+            "domain",
+            "use_for_all_users",
+            "tenant_id",
+            "client_id",
+            "client_secret",
+            "client_certificate",
+            "notification_emails",
+        ]
+        labels = {"username": "Username", "password": "Password", "domain": "Domain"}
+        help_texts = {
+            "enabled": "When off, settings can be saved and tested but nothing syncs.",
+            "server_address": "Host name, optionally with :port (443 or 2610). Not an IP address.",
+            "virtual_directory": "Leave blank for /EWS/Exchange.asmx.",
+            "domain": r"Not needed when the username is DOMAIN\user or user@domain.",
+            "use_for_all_users": (
+                "The sync account impersonates every enabled mailbox; users enter no password."
+            ),
+            "notification_emails": "Separate addresses with semicolons.",
+        }
+        widgets = {
+            "notification_emails": forms.TextInput(
+                attrs={"placeholder": "ops@example.com; lead@example.com"}
+            ),
+        }
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.warnings = {}
+        self.fields["profile_name"].required = True
+        self.fields["server_address"].required = True
+        self._init_secrets()
+
+    def clean_server_address(self) -> str:
+        return validate_server_address(self.cleaned_data["server_address"])
+
+    def clean_notification_emails(self) -> str:
+        return "; ".join(validate_notification_emails(self.cleaned_data["notification_emails"]))
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        if cleaned.get("use_basic_auth"):
+            cleaned["use_graph"] = False  # hidden in the UI, so never trusted from the POST
+            self._require("username", "Enter the sync account's username.")
+            if not self.stored_or_typed("password"):
+                self.add_error("password", "Enter the sync account's password.")
+            if cleaned.get("username"):
+                self._check_domain(cleaned)
+        else:
+            self._require("tenant_id", "Enter the tenant ID of your Office 365 directory.")
+            self._require("client_id", "Enter the application (client) ID.")
+            if not (
+                self.stored_or_typed("client_secret") or self.stored_or_typed("client_certificate")
+            ):
+                self.add_error("client_secret", "Enter a client secret or a certificate.")
+        self._clean_secrets()
+        return cleaned
+
+    def _require(self, name: str, message: str) -> None:
+        if name not in self.errors and not self.cleaned_data.get(name):
+            self.add_error(name, message)
+
+    def _check_domain(self, cleaned: dict[str, Any]) -> None:
+        try:
+            validate_credentials_domain(cleaned["username"], cleaned.get("domain", ""))
+        except ValidationError as error:
+            # Keyed errors ({"domain": ...}) land on their fields; a bare one on Domain.
+            self.add_error(None if hasattr(error, "error_dict") else "domain", error)
+
+
+class SynchronizationForm(forms.ModelForm):
+    """SPEC §3.2. Free time is kept as stored with "do not import"; the public folder with Graph."""
+
+    past_days = forms.IntegerField(
+        label="Past calendar entries",
+        validators=[validate_days],
+        widget=forms.NumberInput(attrs={"min": 1, "max": 30}),
+        help_text="Days back the sync looks (1–30).",
+    )
+    recurring_days = forms.IntegerField(
+        label="Recurring calendar entries",
+        validators=[validate_days],
+        widget=forms.NumberInput(attrs={"min": 1, "max": 30}),
+        help_text="Days ahead recurring series are expanded (1–30).",
+    )
+
+    class Meta:
+        model = ExchangeConfig
+        fields = [
+            "sync_appointments",
+            "sync_contacts",
+            "sync_service_calls",
+            "sync_todos",
+            "public_contacts_folder",
+            "import_mode",
+            "import_free_time",
+            "past_days",
+            "recurring_days",
+        ]
+        widgets = {"import_mode": forms.RadioSelect}
+        help_texts = {
+            "sync_appointments": "Export PSA appointments to each resource's calendar.",
+            "sync_service_calls": "Export service calls to every assigned resource.",
+            "sync_todos": "Export and import the to-dos assigned to each resource.",
+            "import_free_time": (
+                "Off: appointments shown as Free are not imported. Imported free time does not "
+                "count toward availability."
+            ),
+        }
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.uses_graph = self.instance.backend_name == "graph"
+        if self.uses_graph:
+            self.fields["public_contacts_folder"].disabled = True
+        self.fields["import_mode"].choices = [
+            (ImportMode.ALL, "With ALL details (subject, body, attendees, location)"),
+            (ImportMode.TIMES_ONLY, "Without details (start and end only)"),
+            (ImportMode.NONE, "Do not import"),
+        ]
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        if cleaned.get("import_mode") == ImportMode.NONE:
+            # The checkbox is disabled in the page; keep what is stored.
+            cleaned["import_free_time"] = self.instance.import_free_time
+        return cleaned
+
+
+class IdListField(forms.Field):
+    """A list of positive integer ids posted as repeated values (checkboxes, hidden inputs)."""
+
+    widget = forms.MultipleHiddenInput
+
+    def to_python(self, value: Any) -> set[int]:
+        values = value if isinstance(value, list | tuple) else ([value] if value else [])
+        try:
+            ids = {int(v) for v in values}
+        except (TypeError, ValueError):
+            raise ValidationError("Invalid resource id.", code="invalid") from None
+        if any(i <= 0 for i in ids):
+            raise ValidationError("Invalid resource id.", code="invalid")
+        return ids
+
+
+class ResourcesForm(forms.Form):
+    """The Resources tab's POST: ``shown`` ids of the page and the ``enabled`` ones among them.
+
+    Only the resources shown on the page change, so saving page 2 leaves page 1 alone.
+    """
+
+    shown = IdListField(required=False)
+    enabled = IdListField(required=False)
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        shown, enabled = cleaned.get("shown", set()), cleaned.get("enabled", set())
+        if not enabled <= shown:
+            raise ValidationError("Only resources shown on the page can be enabled.")
+        return cleaned
+
+    @property
+    def disabled_ids(self) -> set[int]:
+        return self.cleaned_data["shown"] - self.cleaned_data["enabled"]
+
+
+class MailboxSettingsForm(SecretFieldsMixin, forms.ModelForm):
+    """SPEC §3.4, the same for the technician's profile tab and the admin's page.
+
+    ``config`` decides which fields are disabled: credentials when a shared sync account is
+    used, each item type the administrator turned off, import with "do not import".
+    """
+
+    secret_fields = ("password",)
+    TYPE_SWITCHES = {
+        "export_appointments": "sync_appointments",
+        "export_service_calls": "sync_service_calls",
+        "export_todos": "sync_todos",
+        "export_contacts": "sync_contacts",
+    }
+
+    password = forms.CharField(
+        required=False,
+        max_length=MAX_PASSWORD_LENGTH,
+        strip=False,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+    )
+    past_days = forms.IntegerField(
+        label="Past days",
+        required=False,
+        validators=[validate_days],
+        widget=forms.NumberInput(attrs={"min": 1, "max": 30}),
+    )
+    recurring_days = forms.IntegerField(
+        label="Recurring days",
+        required=False,
+        validators=[validate_days],
+        widget=forms.NumberInput(attrs={"min": 1, "max": 30}),
+    )
+
+    class Meta:
+        model = MailboxSettings
+        fields = [
+            "mailbox",
+            "username",
+            "password",
+            "export_appointments",
+            "import_appointments",
+            "export_service_calls",
+            "export_todos",
+            "export_contacts",
+            "past_days",
+            "recurring_days",
+        ]
+        labels = {"username": "Username", "password": "Password"}
+
+    def __init__(self, *args: Any, config: ExchangeConfig, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.warnings = {}
+        self.config = config
+        self.fields["mailbox"].initial = self.instance.resource.email
+        if not self.instance.mailbox:
+            self.initial["mailbox"] = self.instance.resource.email
+        self.fields["mailbox"].help_text = "Defaults to your PSA email address."
+        self.fields["past_days"].help_text = f"Blank: {config.past_days} (organisation default)."
+        self.fields[
+            "recurring_days"
+        ].help_text = f"Blank: {config.recurring_days} (organisation default)."
+        self._init_secrets()
+        self._disable_by_config(config)
+
+    def _disable_by_config(self, config: ExchangeConfig) -> None:
+        if config.use_for_all_users:
+            self._disable("username", SHARED_ACCOUNT_HELP)
+            self._disable("password", SHARED_ACCOUNT_HELP)
+        for name, switch in self.TYPE_SWITCHES.items():
+            if not getattr(config, switch):
+                self._disable(name, TURNED_OFF_HELP)
+        if config.import_mode == ImportMode.NONE:
+            self._disable("import_appointments", TURNED_OFF_HELP)
+
+    def _disable(self, name: str, why: str) -> None:
+        self.fields[name].disabled = True  # Django then ignores the posted value
+        self.fields[name].help_text = why
+
+    def clean_mailbox(self) -> str:
+        mailbox = self.cleaned_data["mailbox"].strip().lower()
+        # Storing blank keeps following the resource's email if it changes.
+        return "" if mailbox == self.instance.resource.email.lower() else mailbox
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        self._clean_secrets()
+        return cleaned

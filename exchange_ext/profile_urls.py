@@ -1,0 +1,14 @@
+"""The technician's My › Profile › MS Exchange tab, mounted at /profile/exchange/ (SPEC §9)."""
+
+from __future__ import annotations
+
+from django.urls import path
+
+from exchange_ext import views
+
+app_name = "exchange_ext_profile"
+urlpatterns = [
+    path("", views.profile_exchange, name="profile_exchange"),
+    path("test/", views.profile_exchange_test, name="profile_exchange_test"),
+    path("sync/", views.profile_exchange_sync, name="profile_exchange_sync"),
+]

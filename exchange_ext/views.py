@@ -1,0 +1,325 @@
+"""The extension's pages: the admin's three tabs, a resource's settings, the profile tab.
+
+One view per page and per button: each button of a page is its own ``<form>`` posting to its own
+view (Save, Test connection, Sync now), so no view dispatches on which button was pressed. Who
+may do what lives in :mod:`exchange_ext.permissions`. Every successful POST redirects (PRG).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlencode
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
+from django.db.models import Q, QuerySet
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils import timezone
+from django.views.decorators.http import require_POST
+
+from exchange_ext.config_changes import SyncRunning, save_config
+from exchange_ext.connection_test import probe_config_connection, probe_mailbox_connection
+from exchange_ext.forms import GeneralForm, MailboxSettingsForm, ResourcesForm, SynchronizationForm
+from exchange_ext.models import ExchangeConfig, MailboxSettings
+from exchange_ext.notifications import send_setup_emails
+from exchange_ext.permissions import manager_required
+from exchange_ext.resource_enrollment import set_enabled_resources
+from psa.resources.models import Resource
+from psa.resources.permissions import own_resource
+from psa.scheduling.selection import fallback_zone_name
+
+SAVED_MESSAGE = "MS Exchange configuration successfully updated."
+RESOURCES_PER_PAGE = 50
+
+
+# ---- General tab -------------------------------------------------------------------------
+
+
+@manager_required
+def general(request: HttpRequest) -> HttpResponse:
+    """SPEC §3.1. When enabled, a save first tests the connection with the unsaved settings."""
+    form = GeneralForm(request.POST or None, instance=ExchangeConfig.load())
+    context: dict[str, Any] = {"tab": "general", "form": form}
+    if form.is_bound and form.is_valid():
+        candidate = form.instance  # the stored row with the posted values, not saved yet
+        report = probe_config_connection(candidate) if candidate.enabled else None
+        if report is not None and not report.ok:
+            form.add_warnings(report.field_errors)
+            context["connection_error"] = report.message
+        elif _save_general(request, form):
+            return redirect("exchange_ext:general")
+    status = 400 if form.is_bound else 200
+    return render(request, "exchange_ext/general.html", context, status=status)
+
+
+def _save_general(request: HttpRequest, form: GeneralForm) -> bool:
+    """Save through :func:`save_config`; False (with the reason shown) when refused."""
+    try:
+        outcome = save_config(form.instance, changed=form.changed_data)
+    except SyncRunning as refusal:
+        messages.error(request, str(refusal))
+        return False
+    messages.success(request, SAVED_MESSAGE)
+    if outcome.resync_reset:
+        messages.info(
+            request,
+            "The server settings changed: every mailbox's items will be re-read on the next "
+            "sync (existing items are re-linked, not duplicated).",
+        )
+    return True
+
+
+# ---- Synchronization tab -----------------------------------------------------------------
+
+
+@manager_required
+def synchronization(request: HttpRequest) -> HttpResponse:
+    """SPEC §3.2. Saves at any time, even while a sync runs (nothing here moves a mailbox)."""
+    config = ExchangeConfig.load()
+    form = SynchronizationForm(request.POST or None, instance=config)
+    if form.is_bound and form.is_valid():
+        # Only this tab's columns: a concurrent General-tab save is not overwritten.
+        config.save(update_fields=[*SynchronizationForm.Meta.fields, "updated_at"])
+        messages.success(request, SAVED_MESSAGE)
+        return redirect("exchange_ext:synchronization")
+    context = {"tab": "synchronization", "form": form, "config": config}
+    return render(request, "exchange_ext/synchronization.html", context, status=_status(form))
+
+
+# ---- Resources tab -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ResourceRow:
+    """One line of the Resources tab (built from the page's single joined query)."""
+
+    resource: Resource
+    settings: MailboxSettings | None
+
+    @property
+    def enabled(self) -> bool:
+        return self.settings is not None and self.settings.sync_enabled
+
+    @property
+    def mailbox(self) -> str:
+        return (self.settings and self.settings.mailbox) or self.resource.email
+
+    @property
+    def status(self) -> tuple[str, str]:
+        """(css class, label): Disabled unless enabled here; else the runner's status."""
+        if not self.enabled or self.settings is None:
+            return "disabled", "Disabled"
+        return self.settings.status, self.settings.get_status_display()
+
+
+@manager_required
+def resources(request: HttpRequest) -> HttpResponse:
+    """SPEC §3.3: search (``q``), 50 per page, a constant number of queries per page."""
+    query = request.GET.get("q", "").strip()
+    if request.method == "POST":
+        _save_enrollment(request, ResourcesForm(request.POST))
+        return redirect(_resources_url(query, request.GET.get("page")))
+    page = Paginator(_resource_rows(query), RESOURCES_PER_PAGE).get_page(request.GET.get("page"))
+    context = {
+        "tab": "resources",
+        "page": page,
+        "rows": [ResourceRow(r, _loaded_settings(r)) for r in page.object_list],
+        "query": query,
+        "page_query": urlencode({"q": query}) if query else "",
+        "viewer_zone": _viewer_zone(request),
+        "action": _resources_url(query, page.number),
+    }
+    return render(request, "exchange_ext/resources.html", context)
+
+
+def _resource_rows(query: str) -> QuerySet[Resource]:
+    """Active resources with their settings in one LEFT JOIN; every word must match."""
+    rows = Resource.objects.active().select_related("exchange_settings")
+    for word in query.split():
+        rows = rows.filter(
+            Q(first_name__icontains=word)
+            | Q(last_name__icontains=word)
+            | Q(email__icontains=word)
+            | Q(exchange_settings__mailbox__icontains=word)
+        )
+    return rows.order_by("last_name", "first_name", "pk")
+
+
+def _loaded_settings(resource: Resource) -> MailboxSettings | None:
+    try:
+        return resource.exchange_settings  # filled by select_related: no query
+    except MailboxSettings.DoesNotExist:
+        return None
+
+
+def _save_enrollment(request: HttpRequest, form: ResourcesForm) -> None:
+    if not form.is_valid():
+        messages.error(request, "Nothing was saved: " + " ".join(form.non_field_errors()))
+        return
+    disabled_ids = form.disabled_ids
+    were_enabled = MailboxSettings.objects.filter(resource_id__in=disabled_ids, sync_enabled=True)
+    disabled = were_enabled.count()
+    enabled = set_enabled_resources(form.cleaned_data["enabled"], disabled_ids)
+    failed = send_setup_emails(enabled)
+    sent = [s.resource.email for s in enabled if s.resource.email not in failed]
+    text = f"{_count(len(enabled), 'resource')} enabled, {disabled} disabled"
+    messages.success(request, text + (f"; setup email sent to {', '.join(sent)}." if sent else "."))
+    if failed:
+        messages.warning(request, f"The setup email could not be sent to {', '.join(failed)}.")
+
+
+def _resources_url(query: str, page: Any) -> str:
+    params = {k: v for k, v in (("q", query), ("page", page)) if v}
+    url = reverse("exchange_ext:resources")
+    return f"{url}?{urlencode(params)}" if params else url
+
+
+# ---- A resource's settings: the admin's page and the technician's profile tab --------------
+
+
+@manager_required
+def resource_settings(request: HttpRequest, resource_id: int) -> HttpResponse:
+    """The admin's copy of a resource's profile › MS Exchange tab."""
+    return _settings_page(request, get_object_or_404(Resource, pk=resource_id), admin=True)
+
+
+@manager_required
+@require_POST
+def resource_settings_test(request: HttpRequest, resource_id: int) -> HttpResponse:
+    return _test_connection(request, get_object_or_404(Resource, pk=resource_id), admin=True)
+
+
+@manager_required
+@require_POST
+def resource_settings_sync(request: HttpRequest, resource_id: int) -> HttpResponse:
+    return _request_sync(request, get_object_or_404(Resource, pk=resource_id), admin=True)
+
+
+@login_required
+def profile_exchange(request: HttpRequest) -> HttpResponse:
+    """The technician's own tab (SPEC §3.4); a login without a resource gets an explanation."""
+    resource = own_resource(request.user)
+    if resource is None:
+        return _no_resource(request)
+    return _settings_page(request, resource, admin=False)
+
+
+@login_required
+@require_POST
+def profile_exchange_test(request: HttpRequest) -> HttpResponse:
+    resource = own_resource(request.user)
+    return _test_connection(request, resource, admin=False) if resource else _no_resource(request)
+
+
+@login_required
+@require_POST
+def profile_exchange_sync(request: HttpRequest) -> HttpResponse:
+    resource = own_resource(request.user)
+    return _request_sync(request, resource, admin=False) if resource else _no_resource(request)
+
+
+def _settings_page(request: HttpRequest, resource: Resource, *, admin: bool) -> HttpResponse:
+    config = ExchangeConfig.load()
+    settings = _settings_of(resource)
+    form = MailboxSettingsForm(request.POST or None, instance=settings, config=config)
+    if form.is_bound and form.is_valid():
+        form.save()
+        messages.success(request, "MS Exchange settings saved.")
+        return redirect(_settings_urls(resource, admin)["save"])
+    return _render_settings(request, form, resource, admin=admin, status=_status(form))
+
+
+def _test_connection(request: HttpRequest, resource: Resource, *, admin: bool) -> HttpResponse:
+    """Probe with the *saved* settings and show the result on the page (fields marked)."""
+    config = ExchangeConfig.load()
+    settings = _settings_of(resource)
+    report = probe_mailbox_connection(settings, config)
+    form = MailboxSettingsForm(instance=settings, config=config)
+    if report.ok:
+        messages.success(request, f"Connection test passed. {report.message}".strip())
+    else:
+        form.add_warnings(report.field_errors)
+        messages.error(request, f"Connection test failed: {report.message}")
+    return _render_settings(request, form, resource, admin=admin)
+
+
+def _request_sync(request: HttpRequest, resource: Resource, *, admin: bool) -> HttpResponse:
+    """Record a "Sync now" request (a worker picks it up); refused when it could not run."""
+    settings = _settings_of(resource)
+    if not ExchangeConfig.load().enabled:
+        messages.error(request, "The MS Exchange integration is turned off; nothing syncs.")
+    elif not settings.sync_enabled:
+        messages.error(
+            request,
+            "Sync is not enabled for this resource. An administrator enables it on the "
+            "MS Exchange Resources tab.",
+        )
+    else:
+        MailboxSettings.objects.filter(pk=settings.pk).update(sync_requested_at=timezone.now())
+        messages.success(request, "Sync requested; it will start within a minute.")
+    return redirect(_settings_urls(resource, admin)["save"])
+
+
+def _render_settings(
+    request: HttpRequest, form: MailboxSettingsForm, resource: Resource, *, admin: bool,
+    status: int = 200,
+) -> HttpResponse:  # fmt: skip
+    context = {
+        "form": form,
+        "resource": resource,
+        "settings": form.instance,
+        "config": form.config,
+        "urls": _settings_urls(resource, admin),
+        "is_admin_page": admin,
+        "base_template": "exchange_ext/_layout.html" if admin else "resources/profile_base.html",
+        "tab": "resources",
+        "active_tab": "exchange",
+        "sync_runs": [],  # the sync log arrives with the sync engine
+        "viewer_zone": _viewer_zone(request),
+    }
+    return render(request, "exchange_ext/mailbox_settings.html", context, status=status)
+
+
+def _settings_urls(resource: Resource, admin: bool) -> dict[str, str]:
+    """Where the page's three forms post: its own Save, Test connection and Sync now views."""
+    suffixes = {"save": "", "test": "_test", "sync": "_sync"}
+    if admin:
+        return {
+            key: reverse(f"exchange_ext:resource_settings{suffix}", args=[resource.pk])
+            for key, suffix in suffixes.items()
+        }
+    return {
+        key: reverse(f"exchange_ext_profile:profile_exchange{suffix}")
+        for key, suffix in suffixes.items()
+    }
+
+
+def _settings_of(resource: Resource) -> MailboxSettings:
+    """The resource's settings, or unsaved defaults (a GET never creates a row)."""
+    settings = MailboxSettings.objects.filter(resource=resource).first()
+    return settings or MailboxSettings(resource=resource)
+
+
+def _no_resource(request: HttpRequest) -> HttpResponse:
+    return render(request, "exchange_ext/no_resource.html", {"active_tab": "exchange"})
+
+
+# ---- helpers -----------------------------------------------------------------------------
+
+
+def _viewer_zone(request: HttpRequest) -> str:
+    """Times show in the viewer's own resource zone (the organisation's for admins without)."""
+    resource = own_resource(request.user)
+    return resource.time_zone if resource else fallback_zone_name()
+
+
+def _status(form: Any) -> int:
+    return 400 if form.is_bound and form.errors else 200
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
