@@ -1,0 +1,94 @@
+"""Django admin for the extension's rows — an operator's view; secrets are never shown.
+
+The admin tabs under /extensions/exchange/ are the product's UI; this admin is for support.
+Secret columns are excluded from every form (their stored values stay untouched on save), and
+status fields written by the sync runner are read-only.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.contrib import admin, messages
+from django.http import HttpRequest
+
+from exchange_ext import config_changes
+from exchange_ext.models import ExchangeConfig, FolderSyncState, MailboxSettings
+
+SECRET_FIELDS = ("password", "client_secret", "client_certificate")
+STATUS_FIELDS = (
+    "status",
+    "last_attempt_at",
+    "last_success_at",
+    "last_error",
+    "enabled_at",
+    "sync_requested_at",
+    "resync_requested_at",
+    "lease_token",
+    "lease_holder",
+    "lease_expires_at",
+)
+
+
+class ExchangeConfigAdminForm(forms.ModelForm):
+    class Meta:
+        model = ExchangeConfig
+        fields = [
+            f.name
+            for f in ExchangeConfig._meta.concrete_fields
+            if f.editable and not f.primary_key and f.name not in SECRET_FIELDS
+        ]
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        guarded = set(config_changes.RESYNC_FIELDS) | set(config_changes.CREDENTIAL_FIELDS)
+        if set(self.changed_data) & guarded and config_changes.sync_running():
+            raise forms.ValidationError(config_changes.SYNC_RUNNING_MESSAGE)
+        return cleaned
+
+
+@admin.register(ExchangeConfig)
+class ExchangeConfigAdmin(admin.ModelAdmin):
+    """The singleton: one row, never deleted; saved through config_changes (resync reset)."""
+
+    form = ExchangeConfigAdminForm
+    readonly_fields = ("installation_id", "updated_at")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return super().has_add_permission(request) and not ExchangeConfig.objects.exists()
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
+        try:
+            outcome = config_changes.save_config(obj, changed=form.changed_data)
+        except config_changes.SyncRunning as refused:  # a sync started after clean()
+            messages.error(request, str(refused))
+            return
+        if outcome.resync_reset:
+            messages.info(
+                request, f"Full resync requested for {outcome.mailboxes_reset} mailboxes."
+            )
+
+
+@admin.register(MailboxSettings)
+class MailboxSettingsAdmin(admin.ModelAdmin):
+    exclude = ("password",)
+    readonly_fields = STATUS_FIELDS
+    list_display = ("resource", "effective_mailbox", "sync_enabled", "status", "last_attempt_at")
+    list_filter = ("sync_enabled", "status")
+    list_select_related = ("resource",)
+    search_fields = ("resource__first_name", "resource__last_name", "resource__email", "mailbox")
+    raw_id_fields = ("resource",)
+
+
+@admin.register(FolderSyncState)
+class FolderSyncStateAdmin(admin.ModelAdmin):
+    list_display = ("mailbox_settings", "folder", "updated_at")
+    list_select_related = ("mailbox_settings__resource",)
+    readonly_fields = ("mailbox_settings", "folder", "state", "updated_at")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # states come from Exchange; deleting one forces a full resync of a folder
