@@ -183,7 +183,22 @@ class GeneralForm(SecretFieldsMixin, forms.ModelForm):
         self.warnings = {}
         self.fields["profile_name"].required = True
         self.fields["server_address"].required = True
+        self._stored = {name: getattr(self.instance, name) for name in self._meta.fields}
         self._init_secrets()
+
+    @property
+    def changed_fields(self) -> list[str]:
+        """Fields whose saved value would differ from the stored one (after forcing/keeping).
+
+        Unlike ``changed_data`` (posted vs. initial), a field forced by the rules ("Use MS
+        Graph" under basic auth) or a secret left blank does not count as a change.
+        """
+        changed = [n for n, old in self._stored.items() if self.cleaned_data.get(n) != old]
+        if self._stored["use_basic_auth"] and self.cleaned_data.get("use_basic_auth"):
+            # Under basic auth the flag means nothing (EWS either way); a stored default of
+            # "on" being forced off is no credential change.
+            changed = [n for n in changed if n != "use_graph"]
+        return changed
 
     def clean_server_address(self) -> str:
         return validate_server_address(self.cleaned_data["server_address"])

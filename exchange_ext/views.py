@@ -59,7 +59,7 @@ def general(request: HttpRequest) -> HttpResponse:
 def _save_general(request: HttpRequest, form: GeneralForm) -> bool:
     """Save through :func:`save_config`; False (with the reason shown) when refused."""
     try:
-        outcome = save_config(form.instance, changed=form.changed_data)
+        outcome = save_config(form.instance, changed=form.changed_fields)
     except SyncRunning as refusal:
         messages.error(request, str(refusal))
         return False
@@ -165,7 +165,7 @@ def _save_enrollment(request: HttpRequest, form: ResourcesForm) -> None:
     disabled = were_enabled.count()
     enabled = set_enabled_resources(form.cleaned_data["enabled"], disabled_ids)
     failed = send_setup_emails(enabled)
-    sent = [s.resource.email for s in enabled if s.resource.email not in failed]
+    sent = sorted(s.resource.email for s in enabled if s.resource.email not in failed)
     text = f"{_count(len(enabled), 'resource')} enabled, {disabled} disabled"
     messages.success(request, text + (f"; setup email sent to {', '.join(sent)}." if sent else "."))
     if failed:
