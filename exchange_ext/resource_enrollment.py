@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Case, F, Value, When
 from django.utils import timezone
 
@@ -67,9 +67,41 @@ def _reenable(settings: list[MailboxSettings], now: dt.datetime) -> None:
 
 
 def _create(resource_ids: set[int], now: dt.datetime) -> list[MailboxSettings]:
+    """Insert the missing rows with one INSERT … SELECT, then read them back with one SELECT.
+
+    ``bulk_create`` would split the rows into batches of ~38 on SQLite (999 parameters per
+    statement, ~26 columns a row); selecting from the resources table needs one parameter per
+    column plus one per id, whatever the number of rows. Only active resources are enrolled.
+    """
     if not resource_ids:
         return []
-    resources = Resource.objects.active().filter(pk__in=resource_ids)
-    rows = [MailboxSettings(resource=r, sync_enabled=True, enabled_at=now) for r in resources]
-    MailboxSettings.objects.bulk_create(rows)
-    return rows
+    columns, values = _insert_defaults(now)
+    ids = sorted(resource_ids)
+    quote = connection.ops.quote_name
+    sql = (
+        f"INSERT INTO {quote(MailboxSettings._meta.db_table)} "
+        f"({', '.join(quote(c) for c in columns)}) "
+        f"SELECT {quote('id')}, {', '.join(['%s'] * len(values))} "
+        f"FROM {quote(Resource._meta.db_table)} "
+        f"WHERE {quote('active')} AND {quote('id')} IN ({', '.join(['%s'] * len(ids))})"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*values, *ids])
+    return list(
+        MailboxSettings.objects.select_related("resource")
+        .filter(resource_id__in=ids, enabled_at=now, sync_enabled=True)
+        .order_by("pk")
+    )
+
+
+def _insert_defaults(now: dt.datetime) -> tuple[list[str], list[object]]:
+    """Columns after ``resource_id`` and their values: the model defaults, enabled now."""
+    overrides: dict[str, object] = {"sync_enabled": True, "enabled_at": now}
+    columns, values = ["resource_id"], []
+    for field in MailboxSettings._meta.concrete_fields:
+        if field.primary_key or field.column == "resource_id":
+            continue
+        value = overrides.get(field.name, field.get_default())
+        columns.append(field.column)
+        values.append(field.get_db_prep_save(value, connection))
+    return columns, values
