@@ -242,7 +242,8 @@ EMPTY_DIGEST = Digest("", "")
 class Link:
     """The baseline of one synced item in one mailbox: what both sides held after the last sync.
 
-    ``exchange_id`` is empty only while a create is in flight (never persisted that way).
+    Digests are per side, each of that side's record (the PSA's in PSA terms, e.g. an imported
+    private item as "Appointment"); a side changed when its digest moved from here.
     """
 
     key: PsaKey
@@ -252,6 +253,10 @@ class Link:
     exchange_digest: Digest
     origin: Side = Side.PSA
     state: LinkState = LinkState.LINKED
+    # The Exchange copy's start and organizer flag at the last sync: a PSA delete of an
+    # Exchange-origin item is decided on them without reading the item again.
+    exchange_start: dt.datetime | None = None
+    is_organizer: bool = True
 
 
 class ImportMode(StrEnum):

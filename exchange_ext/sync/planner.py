@@ -1,0 +1,564 @@
+"""The planner: baseline + both sides' current state → the ops of one run for one mailbox.
+
+Decision table (per PSA key, then per Exchange item nobody claimed):
+
+| link             | PSA             | Exchange             | ops                                  |
+|------------------|-----------------|----------------------|--------------------------------------|
+| none             | in window       | our tagged twin      | LinkItems (+ UpdateInExchange)       |
+| none             | in window       | none                 | CreateInExchange (tagged)            |
+| none             | imported        | same content         | LinkItems (a lost link re-found)     |
+| linked           | out of window   | any                  | Forget                               |
+| linked           | present         | present / unchanged  | three-way merge per field group      |
+| linked           | present         | gone                 | DeletePsa / MarkExchangeDeleted      |
+| linked           | gone            | present / unchanged  | DeleteInExchange / Unlink            |
+| linked           | gone            | gone                 | Forget                               |
+| exchange_deleted | changed         | —                    | CreateInExchange (re-export)         |
+| exchange_deleted | gone / aged out | —                    | Forget                               |
+| unlinked         | —               | gone                 | Forget (else nothing, ever)          |
+| none             | —               | ours, PSA item gone  | DeleteInExchange (crash orphan)      |
+| none             | —               | foreign, importable  | CreateInPsa                          |
+
+Then the mass-delete guard withholds destructive ops if one side seems to have emptied.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Literal
+
+from exchange_ext.sync.digest import digest_record
+from exchange_ext.sync.mapping import exchange_details, import_record, is_importable
+from exchange_ext.sync.ops import (
+    DESTRUCTIVE,
+    CreateInExchange,
+    CreateInPsa,
+    DeleteInExchange,
+    DeletePsa,
+    Forget,
+    LinkItems,
+    MarkExchangeDeleted,
+    Op,
+    Plan,
+    RecordConflict,
+    Relink,
+    Unlink,
+    UpdateInExchange,
+    UpdatePsa,
+)
+from exchange_ext.sync.policy import OnExchangeDelete, OnPsaDelete, Rule, rule_for
+from exchange_ext.sync.records import (
+    CalendarItemType,
+    CalendarRecord,
+    Digest,
+    ExchangeItem,
+    ExchangeView,
+    FieldGroup,
+    ImportMode,
+    ItemKind,
+    Link,
+    LinkState,
+    PsaItem,
+    PsaKey,
+    Record,
+    Side,
+    SyncOptions,
+    master_of,
+)
+from exchange_ext.sync.windows import SyncWindow, is_in_window, window_for
+
+EMPTY = Digest("", "")  # a baseline that matches nothing: every group counts as changed
+
+
+def plan(
+    baseline: Mapping[PsaKey, Link],
+    psa: Mapping[PsaKey, PsaItem],
+    exchange: ExchangeView,
+    options: SyncOptions,
+    now: dt.datetime,
+) -> Plan:
+    """Decide the ops of one run for one mailbox. Pure; never raises for consistent input.
+
+    ``baseline``: every link of this mailbox (all states). ``psa``: every PSA item currently
+    in this mailbox's scope (its kind enabled, assigned to the resource, contact in scope and
+    active) — at least those in the window and those linked, whatever their dates; an absent
+    key means deleted or out of scope. ``exchange``: see :class:`ExchangeView`. ``now``: aware.
+    """
+    planner = _Planner(baseline, psa, exchange, options, now, window_for(options, now))
+    for key in sorted(set(baseline) | set(psa)):
+        planner.plan_key(key)
+    for item in exchange.items:
+        planner.plan_unclaimed(item)
+    return guard_mass_delete(planner.ops, baseline, options)
+
+
+def guard_mass_delete(
+    ops: Iterable[Op], baseline: Mapping[PsaKey, Link], options: SyncOptions
+) -> Plan:
+    """Withhold destructive ops if they would lose too many linked items on one side.
+
+    Losses on the Exchange side are deletes there; losses seen on the PSA side are PSA
+    deletes and Exchange copies found gone. Trips when one side's count exceeds both
+    ``guard_min_items`` and ``guard_ratio`` × linked items.
+    """
+    ops = tuple(ops)
+    linked = sum(1 for link in baseline.values() if link.state is LinkState.LINKED)
+    exchange_losses = sum(isinstance(op, DeleteInExchange | Unlink) for op in ops)
+    psa_losses = sum(isinstance(op, DeletePsa | MarkExchangeDeleted) for op in ops)
+    limit = max(options.guard_min_items, options.guard_ratio * linked)
+    if options.guard_overridden or max(exchange_losses, psa_losses) <= limit:
+        return Plan(ops)
+    kept = tuple(op for op in ops if not isinstance(op, DESTRUCTIVE))
+    withheld = tuple(op for op in ops if isinstance(op, DESTRUCTIVE))
+    return Plan(kept, guard_tripped=True, withheld=withheld)
+
+
+# What became of a link's Exchange item: the item as read now, "gone", or UNCHANGED (None:
+# not in this incremental view, so as the baseline says).
+Gone = Literal["gone"]
+GONE: Gone = "gone"
+UNCHANGED = None
+Current = ExchangeItem | Gone | None
+
+
+@dataclass
+class _Planner:
+    baseline: Mapping[PsaKey, Link]
+    psa: Mapping[PsaKey, PsaItem]
+    exchange: ExchangeView
+    options: SyncOptions
+    now: dt.datetime
+    window: SyncWindow
+    ops: list[Op] = field(default_factory=list)
+    claimed: set[str] = field(default_factory=set)
+    by_id: dict[str, ExchangeItem] = field(default_factory=dict)
+    ours: dict[PsaKey, list[ExchangeItem]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # Later entries win: a change feed may replay an item; the last version is current.
+        for item in (*self.exchange.tagged, *self.exchange.items):
+            self.by_id[item.exchange_id] = item
+        for item in self.by_id.values():
+            tag = item.psa_tag
+            if tag is not None and tag.installation_id == self.options.installation_id:
+                self.ours.setdefault(tag.key, []).append(item)
+        self.claimed = {link.exchange_id for link in self.baseline.values()}
+
+    # --- per PSA key ------------------------------------------------------------------------
+
+    def plan_key(self, key: PsaKey) -> None:
+        link, item = self.baseline.get(key), self.psa.get(key)
+        if not self.is_enabled(key, link, item):
+            return  # disabled kinds stop syncing; what is already in Exchange stays
+        if link is None:
+            self.plan_unlinked(key, item)
+        elif link.state is LinkState.UNLINKED:
+            self.plan_detached(link)
+        elif link.state is LinkState.EXCHANGE_DELETED:
+            self.plan_exchange_deleted(link, item)
+        else:
+            self.plan_linked(link, item)
+
+    def is_enabled(self, key: PsaKey, link: Link | None, item: PsaItem | None) -> bool:
+        origin = link.origin if link else item.origin if item else Side.PSA
+        if origin is Side.EXCHANGE:
+            return self.options.import_mode is not ImportMode.NONE
+        return key.kind in self.options.export_kinds
+
+    def plan_unlinked(self, key: PsaKey, item: PsaItem | None) -> None:
+        if item is None or not is_in_window(item.record, self.window):
+            return
+        if item.origin is Side.EXCHANGE:
+            self.refind_import(item)
+            return
+        twin = self.pick_twin(key, None)
+        if twin is None:
+            self.emit_create(item, "new in the PSA")
+        else:
+            self.adopt(item, twin)
+
+    def plan_detached(self, link: Link) -> None:
+        # Kept so the item is never re-imported; dropped once the Exchange item is gone too.
+        _, current = self.current_exchange(link)
+        if current is not UNCHANGED and (current == GONE or not self.in_window(current)):
+            self.ops.append(Forget(link.key, "unlinked item gone from Exchange or aged out"))
+
+    def plan_exchange_deleted(self, link: Link, item: PsaItem | None) -> None:
+        if item is None or not is_in_window(item.record, self.window):
+            self.ops.append(Forget(link.key, "deleted in both, or aged out"))
+        elif digest_record(item.record) != link.psa_digest:
+            twin = self.pick_twin(link.key, None)
+            if twin is None:
+                self.emit_create(item, "changed in the PSA after its Exchange copy was deleted")
+            else:
+                self.adopt(item, twin)
+
+    def plan_linked(self, stored: Link, item: PsaItem | None) -> None:
+        link, current = self.current_exchange(stored)
+        if self.left_window(item, current):
+            self.ops.append(Forget(link.key, "left the sync window"))
+        elif item is None:
+            self.plan_psa_gone(link, current)
+        elif current == GONE:
+            self.plan_exchange_gone(link, item)
+        else:
+            merge = _Merge.of(link, item, current, self.options)
+            self.ops.extend(merge.ops(relinked=link != stored))
+
+    # --- deletes ----------------------------------------------------------------------------
+
+    def plan_psa_gone(self, link: Link, current: Current) -> None:
+        if current == GONE:
+            self.ops.append(Forget(link.key, "deleted on both sides"))
+            return
+        change_key = current.change_key if isinstance(current, ExchangeItem) else link.change_key
+        rule = rule_of_link(link)
+        may_delete = rule.on_psa_delete is OnPsaDelete.DELETE_IN_EXCHANGE or (
+            link.is_organizer and link.exchange_start is not None and link.exchange_start > self.now
+        )
+        if may_delete:
+            reason = "deleted in the PSA or left this mailbox's scope"
+            self.ops.append(DeleteInExchange(link.key, link.exchange_id, change_key, reason))
+        else:
+            reason = "deleted in the PSA; not the organizer, or already past: unlinked only"
+            self.ops.append(Unlink(replace(link, state=LinkState.UNLINKED), reason))
+
+    def plan_exchange_gone(self, link: Link, item: PsaItem) -> None:
+        rule = rule_of_link(link)
+        if rule.on_exchange_delete is OnExchangeDelete.DELETE_IN_PSA:
+            self.ops.append(DeletePsa(link.key, link.exchange_id, "deleted in Exchange"))
+        elif digest_record(item.record) != link.psa_digest:
+            self.emit_create(item, "changed in the PSA after its Exchange copy was deleted")
+        else:
+            deleted = replace(link, state=LinkState.EXCHANGE_DELETED)
+            reason = "deleted in Exchange: not reflected, re-exported on the next PSA change"
+            self.ops.append(MarkExchangeDeleted(deleted, reason))
+
+    # --- Exchange items nobody claimed ------------------------------------------------------
+
+    def plan_unclaimed(self, item: ExchangeItem) -> None:
+        if item.exchange_id in self.claimed or item.exchange_id in self.exchange.deleted:
+            return
+        if item.calendar_item_type is CalendarItemType.RECURRING_MASTER:
+            return  # its occurrences come one by one from the expanded window read
+        self.claimed.add(item.exchange_id)
+        tag = item.psa_tag
+        if tag is not None and tag.installation_id == self.options.installation_id:
+            self.plan_orphan(item, tag.key)
+        elif is_importable(item, self.options) and self.in_window(item):
+            self.emit_import(item)
+
+    def plan_orphan(self, item: ExchangeItem, key: PsaKey) -> None:
+        # Ours, but its PSA item is gone and no link knows it: a crash between create and
+        # link, then a PSA delete. The PSA is the master of what we tagged.
+        if key.kind in self.options.export_kinds and self.in_window(item):
+            reason = "our tagged item whose PSA item no longer exists"
+            self.ops.append(DeleteInExchange(key, item.exchange_id, item.change_key, reason))
+
+    # --- building blocks --------------------------------------------------------------------
+
+    def current_exchange(self, link: Link) -> tuple[Link, Current]:
+        """The link (repointed if its item moved) and what became of its Exchange item."""
+        item = self.by_id.get(link.exchange_id)
+        if item is not None and link.exchange_id not in self.exchange.deleted:
+            self.claim_twins(link.key, item)
+            return link, item
+        twin = self.pick_twin(link.key, link.exchange_id)
+        if twin is not None:
+            # Moved to another folder (new id), or re-read after an expired state.
+            return replace(link, exchange_id=twin.exchange_id), twin
+        return link, GONE if self.is_gone(link.exchange_id) else UNCHANGED
+
+    def is_gone(self, exchange_id: str) -> bool:
+        if exchange_id in self.exchange.deleted or self.exchange.full_read:
+            return True
+        master_id = master_of(exchange_id)
+        return master_id is not None and (
+            master_id in self.exchange.expanded_series or master_id in self.exchange.deleted
+        )
+
+    def pick_twin(self, key: PsaKey, linked_id: str | None) -> ExchangeItem | None:
+        """Our tagged item for ``key`` other than ``linked_id``; extra copies are deleted."""
+        candidates = [
+            twin
+            for twin in self.ours.get(key, [])
+            if twin.exchange_id != linked_id and twin.exchange_id not in self.exchange.deleted
+        ]
+        if not candidates:
+            return None
+        twin = min(candidates, key=lambda twin: twin.exchange_id)
+        self.claim_twins(key, twin)
+        return twin
+
+    def claim_twins(self, key: PsaKey, keep: ExchangeItem) -> None:
+        self.claimed.add(keep.exchange_id)
+        for twin in self.ours.get(key, []):
+            if twin.exchange_id not in self.claimed:
+                self.claimed.add(twin.exchange_id)
+                reason = "duplicate of an item already linked (tag seen twice)"
+                self.ops.append(DeleteInExchange(key, twin.exchange_id, twin.change_key, reason))
+
+    def left_window(self, item: PsaItem | None, current: Current) -> bool:
+        if item is not None and not is_in_window(item.record, self.window):
+            return True
+        return isinstance(current, ExchangeItem) and not self.in_window(current)
+
+    def in_window(self, item: Current) -> bool:
+        if not isinstance(item, ExchangeItem):
+            return True
+        is_occurrence = item.master_id is not None
+        return is_in_window(item.record, self.window, is_occurrence=is_occurrence)
+
+    def emit_create(self, item: PsaItem, reason: str) -> None:
+        link = Link(
+            key=item.key,
+            exchange_id="",
+            change_key="",
+            psa_digest=digest_record(item.record),
+            exchange_digest=digest_record(item.record),
+            origin=item.origin,
+            exchange_start=_start_of(item.record),
+        )
+        tag = self.options.tag_for(item.key)
+        self.ops.append(CreateInExchange(item.key, item.record, tag, link, reason))
+
+    def adopt(self, item: PsaItem, twin: ExchangeItem) -> None:
+        # The twin was written by us (a crash before the link was saved, or a lost link):
+        # link it and let the merge bring it up to date, PSA being the master of its items.
+        link = Link(item.key, twin.exchange_id, twin.change_key, EMPTY, EMPTY, item.origin)
+        merge = _Merge.of(link, item, twin, self.options)
+        self.ops.append(LinkItems(merge.link_before_write(), "tagged item found without a link"))
+        self.ops.extend(op for op in merge.ops() if isinstance(op, UpdateInExchange))
+
+    def refind_import(self, item: PsaItem) -> None:
+        # An imported appointment whose link was lost (restored database): imports carry no
+        # tag, so find the untagged Exchange item whose import gives exactly this record.
+        wanted = digest_record(item.record)
+        for candidate in self.exchange.items:
+            if candidate.exchange_id in self.claimed or candidate.psa_tag is not None:
+                continue
+            if is_importable(candidate, self.options) and (
+                digest_record(import_record(candidate, self.options)) == wanted
+            ):
+                self.claimed.add(candidate.exchange_id)
+                link = _import_link(item.key, candidate, wanted)
+                self.ops.append(LinkItems(link, "imported item re-found by content"))
+                return
+
+    def emit_import(self, item: ExchangeItem) -> None:
+        record = import_record(item, self.options)
+        link = _import_link(PsaKey(ItemKind.APPOINTMENT, 0), item, digest_record(record))
+        read_only = not item.is_organizer
+        reason = "new in Exchange"
+        self.ops.append(CreateInPsa(ItemKind.APPOINTMENT, record, read_only, link, reason))
+
+
+def _import_link(key: PsaKey, item: ExchangeItem, psa_digest: Digest) -> Link:
+    return Link(
+        key=key,
+        exchange_id=item.exchange_id,
+        change_key=item.change_key,
+        psa_digest=psa_digest,
+        exchange_digest=digest_record(item.record),
+        origin=Side.EXCHANGE,
+        exchange_start=_start_of(item.record),
+        is_organizer=item.is_organizer,
+    )
+
+
+def _start_of(record: Record) -> dt.datetime | None:
+    return record.start if isinstance(record, CalendarRecord) else None
+
+
+def rule_of_link(link: Link) -> Rule:
+    return rule_for(link.key.kind, link.origin, is_organizer=link.is_organizer)
+
+
+@dataclass(frozen=True)
+class _Merge:
+    """The three-way merge of one linked item whose both sides exist.
+
+    Per field group: changed = digest moved from the baseline; a group flows only the ways the
+    rule allows; both sides changed to the same value → nothing to write; to different values
+    → the rule's winner (the origin) and a RecordConflict.
+    """
+
+    link: Link
+    item: PsaItem
+    current: ExchangeItem | None  # None: unchanged since the baseline, not in this view
+    rule: Rule
+    psa_now: Digest
+    exchange_now: Digest
+    exchange_as_psa: Record | None
+    exchange_as_psa_digest: Digest
+
+    @classmethod
+    def of(
+        cls, link: Link, item: PsaItem, current: ExchangeItem | None, options: SyncOptions
+    ) -> _Merge:
+        record = current.record if current is not None else None
+        # The PSA holds the real details only for items imported with them (not private).
+        details_out = options.import_mode is ImportMode.ALL and not (
+            isinstance(item.record, CalendarRecord) and item.record.is_private
+        )
+        is_organizer = current.is_organizer if current is not None else link.is_organizer
+        rule = rule_for(
+            link.key.kind, link.origin, is_organizer=is_organizer, details_flow_out=details_out
+        )
+        as_psa = _as_psa(current, link, options)
+        if as_psa is not None:
+            as_psa_digest = digest_record(as_psa)
+        elif link.origin is Side.EXCHANGE:
+            as_psa_digest = link.psa_digest  # unchanged: what we imported last time
+        else:
+            as_psa_digest = link.exchange_digest
+        exchange_now = digest_record(record) if record is not None else link.exchange_digest
+        return cls(
+            link, item, current, rule, digest_record(item.record), exchange_now, as_psa,
+            as_psa_digest,
+        )  # fmt: skip
+
+    def equal(self, group: FieldGroup) -> bool:
+        return self.psa_now.part(group) == self.exchange_as_psa_digest.part(group)
+
+    @property
+    def psa_changed(self) -> frozenset[FieldGroup]:
+        return self.psa_now.changed_groups(self.link.psa_digest)
+
+    @property
+    def exchange_changed(self) -> frozenset[FieldGroup]:
+        return self.exchange_now.changed_groups(self.link.exchange_digest)
+
+    @property
+    def contested(self) -> frozenset[FieldGroup]:
+        both = self.psa_changed & self.exchange_changed
+        allowed = self.rule.psa_to_exchange & self.rule.exchange_to_psa
+        return frozenset(g for g in both & allowed if not self.equal(g))
+
+    @property
+    def inbound(self) -> frozenset[FieldGroup]:
+        groups = self.exchange_changed & self.rule.exchange_to_psa
+        if self.rule.winner is Side.PSA:
+            groups -= self.contested
+        return frozenset(g for g in groups if not self.equal(g))
+
+    @property
+    def outbound(self) -> frozenset[FieldGroup]:
+        groups = self.psa_changed & self.rule.psa_to_exchange
+        if self.rule.winner is Side.EXCHANGE:
+            groups -= self.contested
+        if groups and self.rule.psa_overwrites:
+            # The PSA is the master: any change of it rewrites everything that does not
+            # flow back this run, overwriting Exchange edits that were ignored until now.
+            groups = self.rule.psa_to_exchange - self.inbound
+        return frozenset(g for g in groups if not self.equal(g))
+
+    @property
+    def agreed(self) -> frozenset[FieldGroup]:
+        changed = self.psa_changed | self.exchange_changed
+        return frozenset(g for g in changed if self.equal(g))
+
+    def psa_after(self) -> Record:
+        if not self.inbound:
+            return self.item.record
+        assert self.exchange_as_psa is not None  # inbound implies the item was read
+        return _merge_records(self.item.record, self.exchange_as_psa, self.inbound)
+
+    def exchange_write(self) -> Record:
+        record = self.psa_after()
+        if self.link.origin is Side.EXCHANGE and isinstance(record, CalendarRecord):
+            return exchange_details(record)
+        return record
+
+    def change_key(self) -> str:
+        return self.current.change_key if self.current is not None else self.link.change_key
+
+    def link_after_psa(self) -> Link:
+        """The baseline once the PSA was updated (and Exchange not yet)."""
+        synced = self.inbound | self.agreed
+        return replace(
+            self.base_link(),
+            psa_digest=self.link.psa_digest.with_parts(digest_record(self.psa_after()), synced),
+            exchange_digest=self.link.exchange_digest.with_parts(self.exchange_now, synced),
+        )
+
+    def link_before_write(self) -> Link:
+        """The baseline of an adopted item before its outbound write: the groups still to
+        write look changed in the PSA, so a failed write is retried on the next run."""
+        return replace(
+            self.base_link(),
+            psa_digest=self.psa_now.with_parts(EMPTY, self.outbound),
+            exchange_digest=self.exchange_now,
+        )
+
+    def final_link(self) -> Link:
+        synced = self.inbound | self.outbound | self.agreed
+        written = digest_record(self.exchange_write())
+        exchange_after = self.exchange_now.with_parts(written, self.outbound)
+        return replace(
+            self.base_link(),
+            psa_digest=self.link.psa_digest.with_parts(digest_record(self.psa_after()), synced),
+            exchange_digest=self.link.exchange_digest.with_parts(exchange_after, synced),
+        )
+
+    def base_link(self) -> Link:
+        if self.current is None:
+            return self.link
+        return replace(
+            self.link,
+            change_key=self.current.change_key,
+            exchange_start=_start_of(self.current.record),
+            is_organizer=self.current.is_organizer,
+        )
+
+    def ops(self, *, relinked: bool = False) -> list[Op]:
+        """The ops of this merge; ``relinked``: the link was repointed to a moved item."""
+        ops: list[Op] = []
+        key = self.link.key
+        if self.contested:
+            reason = f"both sides changed {_names(self.contested)}; the origin side wins"
+            ops.append(RecordConflict(key, self.contested, self.rule.winner, reason))
+        if self.inbound:
+            reason = f"{_names(self.inbound)} changed in Exchange"
+            link = self.final_link() if not self.outbound else self.link_after_psa()
+            ops.append(UpdatePsa(key, self.psa_after(), self.inbound, link, reason))
+        if self.outbound:
+            reason = f"{_names(self.outbound)} changed in the PSA"
+            ops.append(
+                UpdateInExchange(
+                    key, self.link.exchange_id, self.change_key(), self.exchange_write(),
+                    self.outbound, self.final_link(), reason,
+                )
+            )  # fmt: skip
+        if not ops and (relinked or self.final_link() != self.link):
+            ops.append(Relink(self.final_link(), "baseline refreshed (no content to write)"))
+        return ops
+
+
+def _as_psa(current: ExchangeItem | None, link: Link, options: SyncOptions) -> Record | None:
+    """The Exchange item's content in PSA terms (imports are mapped per the import mode)."""
+    if current is None:
+        return None
+    if link.origin is Side.EXCHANGE and isinstance(current.record, CalendarRecord):
+        return import_record(current, options)
+    return current.record
+
+
+def _merge_records(base: Record, source: Record, groups: frozenset[FieldGroup]) -> Record:
+    """``base`` with the fields of ``groups`` taken from ``source`` (same record type)."""
+    if not isinstance(base, CalendarRecord) or not isinstance(source, CalendarRecord):
+        return source if FieldGroup.DETAILS in groups else base
+    merged = base
+    if FieldGroup.TIMES in groups:
+        merged = replace(merged, start=source.start, end=source.end, is_all_day=source.is_all_day)
+    if FieldGroup.DETAILS in groups:
+        merged = replace(
+            source, start=merged.start, end=merged.end, is_all_day=merged.is_all_day,
+            time_zone=base.time_zone,
+        )  # fmt: skip
+    return merged
+
+
+def _names(groups: frozenset[FieldGroup]) -> str:
+    return " and ".join(sorted(group.value for group in groups))
