@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from django.contrib.auth.models import Permission
+from django.contrib.auth.models import Permission, User
 from django.test import Client
 
 from exchange_ext.models import ExchangeConfig, MailboxSettings
@@ -29,8 +29,12 @@ def make_exchange_admin(username: str = "xadmin") -> Resource:
 
 
 def client_for(resource: Resource) -> Client:
+    return client_for_user(resource.user)
+
+
+def client_for_user(user: User) -> Client:
     client = Client()
-    client.force_login(resource.user)
+    client.force_login(user)
     return client
 
 
