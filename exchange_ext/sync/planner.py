@@ -65,6 +65,7 @@ from exchange_ext.sync.records import (
     Side,
     SyncOptions,
     master_of,
+    merge_groups,
 )
 from exchange_ext.sync.windows import SyncWindow, is_in_window, window_for
 
@@ -463,7 +464,7 @@ class _Merge:
         if not self.inbound:
             return self.item.record
         assert self.exchange_as_psa is not None  # inbound implies the item was read
-        return _merge_records(self.item.record, self.exchange_as_psa, self.inbound)
+        return merge_groups(self.item.record, self.exchange_as_psa, self.inbound)
 
     def exchange_write(self) -> Record:
         record = self.psa_after()
@@ -543,21 +544,6 @@ def _as_psa(current: ExchangeItem | None, link: Link, options: SyncOptions) -> R
     if link.origin is Side.EXCHANGE and isinstance(current.record, CalendarRecord):
         return import_record(current, options)
     return current.record
-
-
-def _merge_records(base: Record, source: Record, groups: frozenset[FieldGroup]) -> Record:
-    """``base`` with the fields of ``groups`` taken from ``source`` (same record type)."""
-    if not isinstance(base, CalendarRecord) or not isinstance(source, CalendarRecord):
-        return source if FieldGroup.DETAILS in groups else base
-    merged = base
-    if FieldGroup.TIMES in groups:
-        merged = replace(merged, start=source.start, end=source.end, is_all_day=source.is_all_day)
-    if FieldGroup.DETAILS in groups:
-        merged = replace(
-            source, start=merged.start, end=merged.end, is_all_day=merged.is_all_day,
-            time_zone=base.time_zone,
-        )  # fmt: skip
-    return merged
 
 
 def _names(groups: frozenset[FieldGroup]) -> str:

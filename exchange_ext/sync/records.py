@@ -8,7 +8,7 @@ instants, never wall-clock values.
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
 
@@ -108,6 +108,25 @@ class ContactRecord:
 
 
 Record = CalendarRecord | ContactRecord
+
+
+def merge_groups(base: Record, source: Record, groups: frozenset[FieldGroup]) -> Record:
+    """``base`` with the fields of ``groups`` taken from ``source``.
+
+    TIMES are start, end, all-day and the zone they are written in; DETAILS are the rest.
+    A contact has details only.
+    """
+    if not isinstance(base, CalendarRecord) or not isinstance(source, CalendarRecord):
+        return source if FieldGroup.DETAILS in groups else base
+    times = source if FieldGroup.TIMES in groups else base
+    details = source if FieldGroup.DETAILS in groups else base
+    return replace(
+        details,
+        start=times.start,
+        end=times.end,
+        is_all_day=times.is_all_day,
+        time_zone=times.time_zone,
+    )
 
 
 @dataclass(frozen=True, order=True)
