@@ -240,6 +240,8 @@ class GeneralForm(SecretFieldsMixin, forms.ModelForm):
 class SynchronizationForm(forms.ModelForm):
     """SPEC §3.2. Free time is kept as stored with "do not import"; the public folder with Graph."""
 
+    bound_field_class = WarningBoundField
+
     past_days = forms.IntegerField(
         label="Past calendar entries",
         validators=[validate_days],
@@ -402,11 +404,15 @@ class MailboxSettingsForm(SecretFieldsMixin, forms.ModelForm):
         if config.use_for_all_users:
             self._disable("username", SHARED_ACCOUNT_HELP)
             self._disable("password", SHARED_ACCOUNT_HELP)
-        for name, switch in self.TYPE_SWITCHES.items():
-            if not getattr(config, switch):
-                self._disable(name, TURNED_OFF_HELP)
+        turned_off = [n for n, switch in self.TYPE_SWITCHES.items() if not getattr(config, switch)]
         if config.import_mode == ImportMode.NONE:
-            self._disable("import_appointments", TURNED_OFF_HELP)
+            turned_off.append("import_appointments")
+        for name in turned_off:
+            self._disable(name, TURNED_OFF_HELP)
+            # Shown unchecked (nothing of this type syncs); the stored choice is kept for
+            # when the administrator turns the type back on (see clean).
+            self.initial[name] = False
+        self._kept = turned_off
 
     def _disable(self, name: str, why: str) -> None:
         self.fields[name].disabled = True  # Django then ignores the posted value
@@ -419,5 +425,7 @@ class MailboxSettingsForm(SecretFieldsMixin, forms.ModelForm):
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()
+        for name in self._kept:
+            cleaned[name] = getattr(self.instance, name)
         self._clean_secrets()
         return cleaned
