@@ -186,6 +186,23 @@ def test_an_unreachable_server_is_reported_on_the_address_within_five_seconds(sa
     assert seconds < PROBE_BUDGET_SECONDS
 
 
+def test_a_server_that_never_answers_is_given_up_on_within_five_seconds(sandbox, monkeypatch):
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(1)  # accepts the TCP connection, never says a word
+        port = silent.getsockname()[1]
+        monkeypatch.setenv("EXCHANGE_ALLOWED_PORTS", str(port))
+        config = sync_config(sandbox, server_address=f"localhost:{port}")
+
+        report, seconds = timed(probe_config_connection, config, mailbox=TECH1)
+
+    assert not report.ok
+    assert report.field_errors == {
+        "server_address": f"Cannot reach localhost:{port}: no answer (timed out)."
+    }
+    assert seconds < PROBE_BUDGET_SECONDS
+
+
 def test_a_wrong_virtual_directory_is_reported_on_that_field(sandbox):
     config = sync_config(sandbox, virtual_directory="/owa/Exchange.asmx")
 
