@@ -73,7 +73,7 @@ class WarningsMixin:
     warnings: dict[str, str]
 
     def add_warnings(self, field_errors: dict[str, str]) -> None:
-        """Mark fields with the connection test's messages; unknown names go to the top."""
+        """Mark fields with the connection test's messages (the page shows its summary on top)."""
         self.warnings = {n: m for n, m in field_errors.items() if n in self.fields}  # type: ignore[attr-defined]
 
 
