@@ -148,12 +148,16 @@ def probe_mailbox_connection(settings: MailboxSettings, config: ExchangeConfig) 
     """
     if config.backend_name == "graph":
         return ConnectionReport(ok=False, message=GRAPH_NOT_AVAILABLE_MESSAGE)
-    if _config_problems(config):
+    shared_account = config.use_for_all_users or not config.use_basic_auth
+    if _config_problems(config, with_credentials=shared_account):
         return ConnectionReport(
             False, "The MS Exchange settings of this installation are incomplete: ask your admin."
         )
     address = settings.effective_mailbox
-    admin_only = _Fields(server=(), virtual_directory=(), credentials=(), mailbox=("mailbox",))
+    admin_only = _Fields(
+        server=(), virtual_directory=(), credentials=(), impersonation=("mailbox",),
+        mailbox=("mailbox",),
+    )  # fmt: skip
     if not config.use_basic_auth:
         return _probe_oauth(config, address, fields=admin_only)
     if config.use_for_all_users:
@@ -175,7 +179,7 @@ def probe_mailbox_connection(settings: MailboxSettings, config: ExchangeConfig) 
 # Checking the settings before any request
 
 
-def _config_problems(config: ExchangeConfig) -> dict[str, str]:
+def _config_problems(config: ExchangeConfig, *, with_credentials: bool = True) -> dict[str, str]:
     problems: dict[str, str] = {}
     try:
         validators.validate_server_address(config.server_address)
@@ -183,7 +187,7 @@ def _config_problems(config: ExchangeConfig) -> dict[str, str]:
         problems["server_address"] = " ".join(error.messages)
     if re.search(r"[\s?#\\]|://|\.\.", config.virtual_directory or ""):
         problems["virtual_directory"] = "Enter a path such as /EWS/Exchange.asmx."
-    if config.use_basic_auth:
+    if config.use_basic_auth and with_credentials:
         problems.update(_basic_credential_problems(config))
     return problems
 

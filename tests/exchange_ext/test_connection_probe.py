@@ -295,8 +295,9 @@ def test_the_profile_probe_reports_denied_impersonation_on_the_mailbox(sandbox):
 @pytest.mark.django_db
 def test_the_profile_probe_logs_in_with_the_resources_own_credentials(sandbox):
     settings = enabled_tech1(username="tech1", password="demo")
+    config = sync_config(sandbox, use_for_all_users=False, username="", password="")
 
-    report = probe_mailbox_connection(settings, sync_config(sandbox, use_for_all_users=False))
+    report = probe_mailbox_connection(settings, config)
 
     assert report.ok, report
 
