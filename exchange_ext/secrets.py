@@ -49,12 +49,17 @@ class Secret:
 
 
 class UndecryptableSecret(Secret):
-    """A stored secret no configured key can open: present, but unusable until re-entered."""
+    """A stored secret no configured key can open: present, but unusable until re-entered.
 
-    __slots__ = ()
+    It keeps the stored token so that saving the row writes it back unchanged (restoring the
+    old key later recovers it) instead of erasing or failing.
+    """
 
-    def __init__(self) -> None:
+    __slots__ = ("token",)
+
+    def __init__(self, token: str = "") -> None:
         super().__init__("")
+        self.token = token
 
     def reveal(self) -> str:
         raise crypto.SecretDecryptionError(
@@ -77,17 +82,19 @@ class EncryptedSecretField(models.TextField):
             return Secret(crypto.decrypt(value))
         except crypto.SecretDecryptionError:
             # Loading the row must not fail (the admin needs the form to re-enter the secret).
-            return UndecryptableSecret()
+            return UndecryptableSecret(value)
 
     def to_python(self, value: Any) -> Secret | None:
+        if isinstance(value, Secret):  # first: an UndecryptableSecret compares equal to ""
+            return value
         if value is None or value == "":
             return None
-        if isinstance(value, Secret):
-            return value
         return Secret(str(value))
 
     def get_prep_value(self, value: Any) -> str:
         secret = self.to_python(value)
+        if isinstance(secret, UndecryptableSecret):
+            return secret.token  # written back as stored, never re-encrypted nor erased
         return crypto.encrypt(secret.reveal()) if secret else ""
 
     def value_to_string(self, obj: models.Model) -> str:

@@ -91,3 +91,24 @@ def test_production_without_secret_keys_refuses_to_start(tmp_path: Path):
     assert result.returncode != 0
     assert "ImproperlyConfigured" in result.stderr
     assert "EXCHANGE_SECRET_KEYS must be set in production" in result.stderr
+
+
+@pytest.mark.django_db
+def test_saving_a_row_with_an_undecryptable_secret_keeps_it_for_when_the_key_returns(
+    monkeypatch,
+):
+    old_key = Fernet.generate_key().decode()
+    monkeypatch.setenv("EXCHANGE_SECRET_KEYS", old_key)
+    config = ExchangeConfig.load()
+    config.client_secret = PLAINTEXT
+    config.save()
+    token = raw_column("exchange_ext_exchangeconfig", "client_secret", config.pk)
+    monkeypatch.setenv("EXCHANGE_SECRET_KEYS", Fernet.generate_key().decode())
+
+    config = ExchangeConfig.load()
+    config.password = "re-entered"
+    config.save()
+
+    assert raw_column("exchange_ext_exchangeconfig", "client_secret", config.pk) == token
+    monkeypatch.setenv("EXCHANGE_SECRET_KEYS", old_key)
+    assert ExchangeConfig.load().client_secret.reveal() == PLAINTEXT
