@@ -481,7 +481,7 @@ class _Merge:
         return replace(
             self.base_link(),
             psa_digest=self.link.psa_digest.with_parts(digest_record(self.psa_after()), synced),
-            exchange_digest=self.link.exchange_digest.with_parts(self.exchange_now, synced),
+            exchange_digest=self.exchange_now,
         )
 
     def link_before_write(self) -> Link:
@@ -494,13 +494,18 @@ class _Merge:
         )
 
     def final_link(self) -> Link:
+        """The baseline once every write of this merge succeeded.
+
+        The Exchange digest always becomes what Exchange holds now (edits that do not flow
+        back are acknowledged, so a later PSA change compares against the real content);
+        the PSA digest advances only for groups that were synced.
+        """
         synced = self.inbound | self.outbound | self.agreed
         written = digest_record(self.exchange_write())
-        exchange_after = self.exchange_now.with_parts(written, self.outbound)
         return replace(
             self.base_link(),
             psa_digest=self.link.psa_digest.with_parts(digest_record(self.psa_after()), synced),
-            exchange_digest=self.link.exchange_digest.with_parts(exchange_after, synced),
+            exchange_digest=self.exchange_now.with_parts(written, self.outbound),
         )
 
     def base_link(self) -> Link:
