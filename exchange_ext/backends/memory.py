@@ -108,6 +108,7 @@ class _Fault:
     error: BackendError
     remaining: int
     operations: frozenset[str] | None
+    skip: int = 0
 
 
 class MemoryBackend(ExchangeBackend):
@@ -154,11 +155,17 @@ class MemoryBackend(ExchangeBackend):
         return self.mailboxes.setdefault(address.lower(), MemoryMailbox(address.lower()))
 
     def fail_next(
-        self, error: BackendError, times: int = 1, operations: Sequence[str] | None = None
+        self,
+        error: BackendError,
+        times: int = 1,
+        operations: Sequence[str] | None = None,
+        *,
+        after: int = 0,
     ) -> None:
-        """Raise ``error`` from the next ``times`` calls (of ``operations``, or any call)."""
+        """Raise ``error`` from ``times`` calls (of ``operations``, or any call), after letting
+        the next ``after`` of them succeed."""
         names = frozenset(operations) if operations is not None else None
-        self._faults.append(_Fault(error, times, names))
+        self._faults.append(_Fault(error, times, names, after))
 
     def expire_states(self) -> None:
         """Invalidate every sync state issued so far (as a server-side cache eviction does)."""
@@ -166,9 +173,15 @@ class MemoryBackend(ExchangeBackend):
 
     def check_fault(self, operation: str) -> None:
         for fault in self._faults:
-            if fault.remaining > 0 and (fault.operations is None or operation in fault.operations):
-                fault.remaining -= 1
-                raise fault.error
+            if fault.remaining <= 0:
+                continue
+            if fault.operations is not None and operation not in fault.operations:
+                continue
+            if fault.skip > 0:
+                fault.skip -= 1
+                continue
+            fault.remaining -= 1
+            raise fault.error
 
     def new_id(self) -> str:
         return f"AAMkAD{next(self._counter):06d}"

@@ -1,0 +1,129 @@
+"""Whole runs through the test harness and a MemoryBackend: quiescence, crashes, expiry, series."""
+
+from __future__ import annotations
+
+import pytest
+
+from exchange_ext.backends.base import FolderKind, Unavailable
+from exchange_ext.backends.memory import MemoryBackend
+from exchange_ext.sync.records import ItemKind, PsaKey, occurrence_id
+from tests.unit.sync.factories import NOW, OPTIONS, at, calendar, contact, key, psa_item
+from tests.unit.sync.harness import Crash, SyncHarness
+
+MAILBOX = "tech@example.test"
+
+
+def harness(page_size: int = 3) -> SyncHarness:
+    backend = MemoryBackend([MAILBOX], page_size=page_size)
+    h = SyncHarness(backend, MAILBOX, OPTIONS)
+    for n in range(1, 6):
+        h.psa.add(psa_item(key(n), calendar(f"Visit {n}", days=n)))
+    h.psa.add(psa_item(key(6, ItemKind.TODO), calendar("Call back", days=2)))
+    h.psa.add(psa_item(key(7, ItemKind.CONTACT), contact()))
+    backend.put(MAILBOX, calendar("Dentist", days=3))
+    return h
+
+
+def ours_in_exchange(h: SyncHarness) -> list[PsaKey]:
+    return sorted(i.psa_tag.key for i in h.backend.items_of(MAILBOX) if i.psa_tag)
+
+
+def test_second_run_without_edits_plans_nothing() -> None:
+    h = harness()
+    first = h.run(NOW)
+    assert first.counts == {"CreateInExchange": 7, "CreateInPsa": 1}
+    writes = h.backend.writes()
+    assert h.run(NOW).ops == ()
+    assert h.backend.writes() == writes
+
+
+def test_expired_state_triggers_a_full_reread_that_adopts_instead_of_duplicating() -> None:
+    h = harness()
+    h.run(NOW)
+    h.backend.expire_states()
+    with pytest.raises(Exception, match="expired"):
+        h.run(NOW)
+    h.states.clear()  # the engine's reaction to SyncStateExpired
+    assert h.run(NOW).writes == ()
+    assert len(ours_in_exchange(h)) == 7
+    assert h.run(NOW).ops == ()
+
+
+def test_lost_links_are_rebuilt_from_tags_with_zero_writes() -> None:
+    h = harness()
+    h.run(NOW)
+    h.links.clear()
+    h.states.clear()
+    result = h.run(NOW)
+    assert result.writes == ()
+    assert result.counts == {"LinkItems": 8}
+
+
+@pytest.mark.parametrize("crash_at", range(8))
+def test_a_crash_at_any_op_then_a_rerun_converges_without_duplicates(crash_at: int) -> None:
+    h = harness()
+    with pytest.raises(Crash):
+        h.run(NOW, crash_at=crash_at)
+    h.run(NOW)
+    assert ours_in_exchange(h) == sorted(k for k in h.psa.items if k.psa_id <= 7)
+    assert len(h.psa.items) == 8  # the Dentist import exists once
+    assert h.run(NOW).ops == ()
+
+
+def test_a_failed_page_never_advances_the_sync_state() -> None:
+    h = harness(page_size=2)
+    h.run(NOW)
+    state = dict(h.states)
+    for n in range(5):
+        h.backend.put(MAILBOX, calendar(f"New {n}", days=4))
+    # The second page of changes fails (a reset connection, or a truncated response).
+    h.backend.fail_next(Unavailable("truncated"), operations=["read_changes"], after=1)
+    with pytest.raises(Unavailable):
+        h.run(NOW)
+    assert h.states == state
+    h.run(NOW)
+    assert sorted(i.record.subject for i in h.psa.items.values() if i.origin == "exchange") == [
+        "Dentist", "New 0", "New 1", "New 2", "New 3", "New 4",
+    ]  # fmt: skip
+    assert h.run(NOW).ops == ()
+
+
+def test_recurring_series_with_a_modified_and_a_deleted_occurrence() -> None:
+    h = SyncHarness(MemoryBackend([MAILBOX]), MAILBOX, OPTIONS)
+    series = h.backend.put_series(MAILBOX, calendar("Stand-up"), [at(d) for d in range(-1, 20)])
+    h.run(NOW)
+    imported = {i.record.start for i in h.psa.items.values()}
+    assert imported == {at(d) for d in range(-1, 14)}  # up to recurring_days ahead
+    h.backend.edit(
+        MAILBOX, occurrence_id(series, at(3)), calendar("Stand-up (long)", days=3, hours=2)
+    )
+    h.backend.remove(MAILBOX, occurrence_id(series, at(5)))
+    h.run(NOW)
+    by_start = {i.record.start: i.record for i in h.psa.items.values()}
+    assert at(5) not in by_start
+    assert by_start[at(3)].subject == "Stand-up (long)"
+    assert h.run(NOW).ops == ()
+
+
+def test_server_side_change_key_bumps_are_absorbed() -> None:
+    h = harness()
+    h.run(NOW)
+    for item in h.backend.items_of(MAILBOX, FolderKind.CALENDAR)[:3]:
+        h.backend.bump_change_key(MAILBOX, item.exchange_id)
+    assert h.run(NOW).writes == ()
+    assert h.run(NOW).ops == ()
+
+
+def test_steady_state_sends_no_meeting_messages() -> None:
+    h = harness()
+    for _ in range(3):
+        h.run(NOW)
+    assert h.backend.meeting_messages_sent == 0
+
+
+def test_item_ageing_out_of_the_window_is_forgotten_on_both_sides() -> None:
+    h = harness()
+    h.run(NOW)
+    result = h.run(at(OPTIONS.past_days + 3))  # the visits of days 1 and 2 and the to-do aged out
+    assert result.counts == {"Forget": 3}
+    assert len(ours_in_exchange(h)) == 7
