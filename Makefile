@@ -49,6 +49,7 @@ migrate: $(RUN_STAMP)
 
 demo: migrate
 	$(BIN)/python manage.py load_demo
+	$(BIN)/python manage.py exchange_demo_setup
 
 # New calendar items around today (the people and accounts stay as they are).
 demo-refresh: migrate

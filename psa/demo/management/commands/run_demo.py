@@ -6,6 +6,7 @@ child dies, the others are stopped and the command exits non-zero. ``PSA_PORT`` 
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 import urllib.error
@@ -22,6 +23,20 @@ from psa.demo.supervisor import Child, Supervisor
 from psa.environment import env_int
 
 READY_TIMEOUT = 60.0  # seconds to wait for the login page before printing the banner anyway
+
+
+SANDBOX_PORT = 8443
+
+
+def trust_sandbox() -> None:
+    """Let the web server and the worker reach the sandbox, unless the operator decided otherwise.
+
+    The children inherit these: the sandbox's certificate is issued by a local CA that the
+    product trusts only through EXCHANGE_CA_BUNDLE, and its port is not one of Exchange's.
+    """
+    ca_file = Path(settings.VAR_DIR) / "sandbox" / "ca.pem"
+    os.environ.setdefault("EXCHANGE_CA_BUNDLE", str(ca_file))
+    os.environ.setdefault("EXCHANGE_ALLOWED_PORTS", f"443,2610,{SANDBOX_PORT}")
 
 
 class Command(BaseCommand):
@@ -63,10 +78,21 @@ class Command(BaseCommand):
             Child("worker", [*manage, "qcluster"], logs / "worker.log"),
         ]
         if "exchange_sandbox" in get_commands():
+            trust_sandbox()
             state = Path(settings.VAR_DIR) / "sandbox-state.json"
             # Its output (endpoint, CA certificate path) is for the operator: pass it through.
             children.append(
-                Child("Exchange sandbox", [*manage, "exchange_sandbox", "--state", str(state)])
+                Child(
+                    "Exchange sandbox",
+                    [
+                        *manage,
+                        "exchange_sandbox",
+                        "--port",
+                        str(SANDBOX_PORT),
+                        "--state",
+                        str(state),
+                    ],
+                )
             )
         return children
 

@@ -1,0 +1,29 @@
+"""``exchange_demo_setup`` points an unconfigured extension at the sandbox, and only then."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from django.core.management import call_command
+
+from exchange_ext.models import ExchangeConfig
+from exchange_ext.secrets import Secret
+
+pytestmark = pytest.mark.django_db
+
+
+def test_an_unconfigured_extension_gets_the_sandbox_settings():
+    call_command("exchange_demo_setup", stdout=io.StringIO())
+    config = ExchangeConfig.load()
+    assert config.server_address == "localhost:8443"
+    assert config.username == "svc-sync" and config.password == Secret("sandbox-sync")
+    assert config.use_for_all_users and config.backend_name == "ews"
+
+
+def test_a_configured_server_is_never_overwritten():
+    config = ExchangeConfig.load()
+    config.server_address = "mail.customer.example"
+    config.save()
+    call_command("exchange_demo_setup", stdout=io.StringIO())
+    assert ExchangeConfig.load().server_address == "mail.customer.example"
