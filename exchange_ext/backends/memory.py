@@ -62,6 +62,15 @@ class StoredItem:
     # Series only: original start → the occurrence's record, or None once deleted.
     occurrences: dict[dt.datetime, Record | None] = field(default_factory=dict)
     modified: set[dt.datetime] = field(default_factory=set)
+    # An occurrence has its own change key (as a CalendarView read reports it), so editing
+    # one occurrence does not make the others' keys stale.
+    occurrence_keys: dict[dt.datetime, str] = field(default_factory=dict)
+
+    def change_key_of(self, exchange_id: str) -> str:
+        original = _original_start(self, exchange_id)
+        if original is None:
+            return self.change_key
+        return self.occurrence_keys[original]
 
     def as_item(self) -> ExchangeItem:
         item_type = CalendarItemType.RECURRING_MASTER if self.is_master else None
@@ -70,7 +79,7 @@ class StoredItem:
     def _item(self, exchange_id: str, record: Record, item_type: CalendarItemType) -> ExchangeItem:
         return ExchangeItem(
             exchange_id=exchange_id,
-            change_key=self.change_key,
+            change_key=self.change_key_of(exchange_id),
             record=record,
             psa_tag=parse_tag(self.tag) if self.tag else None,
             is_organizer=self.is_organizer,
@@ -167,6 +176,10 @@ class MemoryBackend(ExchangeBackend):
         names = frozenset(operations) if operations is not None else None
         self._faults.append(_Fault(error, times, names, after))
 
+    def clear_faults(self) -> None:
+        """Disarm every fault not yet raised."""
+        self._faults.clear()
+
     def expire_states(self) -> None:
         """Invalidate every sync state issued so far (as a server-side cache eviction does)."""
         self.epoch += 1
@@ -224,6 +237,7 @@ class MemoryBackend(ExchangeBackend):
         stored = StoredItem(
             self.new_id(), self.new_change_key(), FolderKind.CALENDAR, record,
             is_master=True, occurrences=occurrences,
+            occurrence_keys={start: self.new_change_key() for start in starts},
         )  # fmt: skip
         self._store(mailbox, stored)
         return stored.exchange_id
@@ -278,6 +292,7 @@ class MemoryBackend(ExchangeBackend):
         else:
             stored.occurrences[original] = record
             stored.modified.add(original)
+            stored.occurrence_keys[original] = self.new_change_key()
         stored.change_key = self.new_change_key()
         self._log(box, stored)
         return stored
@@ -368,7 +383,7 @@ class MemorySession(MailboxSession):
         stored = self.backend.find_stored(self.mailbox, change.exchange_id)
         if stored is None:
             return WriteResult(error=ItemNotFound(change.exchange_id))
-        if stored.change_key != change.change_key:
+        if stored.change_key_of(change.exchange_id) != change.change_key:
             return WriteResult(error=ConflictError("the item changed since it was read"))
         reason = self.backend.reject_if(change.record) if self.backend.reject_if else None
         if reason:
@@ -377,13 +392,16 @@ class MemorySession(MailboxSession):
         merged = merge_groups(current, change.record, change.fields)
         written = self.backend.write_stored(self.mailbox, change.exchange_id, merged)
         assert written is not None
-        return WriteResult(change.exchange_id, written.change_key)
+        return WriteResult(change.exchange_id, written.change_key_of(change.exchange_id))
 
     def _delete_one(self, deletion: ItemDeletion) -> WriteResult:
         stored = self.backend.find_stored(self.mailbox, deletion.exchange_id)
         if stored is None:
             return WriteResult()  # already gone: deleting is idempotent
-        if deletion.change_key and stored.change_key != deletion.change_key:
+        if (
+            deletion.change_key
+            and stored.change_key_of(deletion.exchange_id) != deletion.change_key
+        ):
             return WriteResult(error=ConflictError("the item changed since it was read"))
         self.backend.remove_stored(self.mailbox, deletion.exchange_id)
         return WriteResult()

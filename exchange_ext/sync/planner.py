@@ -301,9 +301,12 @@ class _Planner:
                 self.ops.append(DeleteInExchange(key, twin.exchange_id, twin.change_key, reason))
 
     def left_window(self, item: PsaItem | None, current: Current) -> bool:
-        if item is not None and not is_in_window(item.record, self.window):
-            return True
-        return isinstance(current, ExchangeItem) and not self.in_window(current)
+        """Whether every side seen this run is out of the window (an Exchange item moved back
+        into it, or a PSA item moved out while Exchange moved it in, is still synced)."""
+        psa_in = item is not None and is_in_window(item.record, self.window)
+        exchange_in = isinstance(current, ExchangeItem) and self.in_window(current)
+        seen = item is not None or isinstance(current, ExchangeItem)
+        return seen and not psa_in and not exchange_in
 
     def in_window(self, item: Current) -> bool:
         if not isinstance(item, ExchangeItem):
@@ -337,7 +340,7 @@ class _Planner:
         # tag, so find the untagged Exchange item whose import gives exactly this record.
         wanted = digest_record(item.record)
         for candidate in self.exchange.items:
-            if candidate.exchange_id in self.claimed or candidate.psa_tag is not None:
+            if candidate.exchange_id in self.claimed or not _is_untagged_single(candidate):
                 continue
             if is_importable(candidate, self.options) and (
                 digest_record(import_record(candidate, self.options)) == wanted
@@ -353,6 +356,11 @@ class _Planner:
         read_only = not item.is_organizer
         reason = "new in Exchange"
         self.ops.append(CreateInPsa(ItemKind.APPOINTMENT, record, read_only, link, reason))
+
+
+def _is_untagged_single(item: ExchangeItem) -> bool:
+    """An item nobody tagged that stands for itself (a series master never does)."""
+    return item.psa_tag is None and item.calendar_item_type is not CalendarItemType.RECURRING_MASTER
 
 
 def _import_link(key: PsaKey, item: ExchangeItem, psa_digest: Digest) -> Link:
@@ -501,11 +509,14 @@ class _Merge:
         the PSA digest advances only for groups that were synced.
         """
         synced = self.inbound | self.outbound | self.agreed
-        written = digest_record(self.exchange_write())
+        written = self.exchange_write()
+        base = self.base_link()
+        if FieldGroup.TIMES in self.outbound:
+            base = replace(base, exchange_start=_start_of(written))
         return replace(
-            self.base_link(),
+            base,
             psa_digest=self.link.psa_digest.with_parts(digest_record(self.psa_after()), synced),
-            exchange_digest=self.exchange_now.with_parts(written, self.outbound),
+            exchange_digest=self.exchange_now.with_parts(digest_record(written), self.outbound),
         )
 
     def base_link(self) -> Link:

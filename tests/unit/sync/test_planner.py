@@ -349,9 +349,15 @@ def test_foreign_contacts_in_the_mailbox_are_never_imported() -> None:
 def test_item_leaving_window_is_forgotten_not_deleted() -> None:
     old = calendar("Old", days=-8)
     by_psa = run(links=[linked(APPT, old)], psa=[psa_item(APPT, old)])
-    by_exchange = run(links=[linked(APPT, VISIT)], psa=[psa_item(APPT, VISIT)],
-                      items=[ours(APPT, old, change_key="ck2")])  # fmt: skip
-    assert kinds(by_psa) == kinds(by_exchange) == ["Forget"]
+    by_both = run(links=[linked(APPT, old)], psa=[psa_item(APPT, old)],
+                  items=[ours(APPT, moved(old), change_key="ck2")])  # fmt: skip
+    assert kinds(by_psa) == kinds(by_both) == ["Forget"]
+
+
+def test_item_moved_back_into_the_window_on_one_side_keeps_syncing() -> None:
+    link, item = imported_link(calendar("Lunch", days=-8))
+    back = foreign(calendar("Lunch", days=2), change_key="ck10")
+    assert only(run(links=[link], psa=[item], items=[back]), o.UpdatePsa).fields == TIMES
 
 
 def test_items_outside_the_window_are_neither_exported_nor_imported() -> None:

@@ -1,0 +1,229 @@
+"""A Hypothesis state machine over the sync: random edits on both sides, faults, crashes, runs.
+
+The PSA is the harness's dict, Exchange a MemoryBackend mailbox. After any history, a run
+without faults must converge (links consistent, times agreeing, everything imported/exported
+per the rules), the run after it must plan nothing, and at no time may a PSA item have two
+Exchange copies. ``SYNC_MACHINE_EXAMPLES`` raises the example count (CI runs 500).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime as dt
+import os
+from collections import Counter
+
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
+
+from exchange_ext.backends.base import FolderKind, SyncStateExpired, Unavailable
+from exchange_ext.backends.memory import MemoryBackend
+from exchange_ext.sync.mapping import is_importable
+from exchange_ext.sync.records import (
+    CalendarItemType,
+    CalendarRecord,
+    ExchangeItem,
+    ItemKind,
+    LinkState,
+    PsaItem,
+    ShowAs,
+    Side,
+)
+from exchange_ext.sync.windows import is_in_window, window_for
+from tests.unit.sync.factories import NOW, OPTIONS
+from tests.unit.sync.harness import Crash, SyncHarness
+
+MAILBOX = "tech@example.test"
+EXAMPLES = int(os.environ.get("SYNC_MACHINE_EXAMPLES", "40"))
+
+days = st.integers(min_value=-9, max_value=16)
+hours = st.integers(min_value=1, max_value=3)
+shifts = st.sampled_from([-2, -1, 1, 3])
+subjects = st.sampled_from(["Visit", "Call", "Review", "Lunch"])
+
+
+class SyncMachine(RuleBasedStateMachine):
+    """Random histories of edits, faults and runs against the sync invariants."""
+
+    @initialize()
+    def start(self) -> None:
+        self.h = SyncHarness(MemoryBackend([MAILBOX], page_size=4), MAILBOX, OPTIONS)
+        self.now = NOW
+
+    # --- PSA edits ----------------------------------------------------------------------------
+
+    @rule(kind=st.sampled_from([ItemKind.APPOINTMENT, ItemKind.TODO]), day=days, length=hours,
+          subject=subjects)  # fmt: skip
+    def psa_create(self, kind: ItemKind, day: int, length: int, subject: str) -> None:
+        start = self.now + dt.timedelta(days=day)
+        record = CalendarRecord(subject, "", start, start + dt.timedelta(hours=length))
+        self.h.psa.add(PsaItem(self.h.psa.new_key(kind), record))
+
+    @precondition(lambda self: self.editable_psa())
+    @rule(data=st.data(), shift=shifts)
+    def psa_move(self, data: st.DataObject, shift: int) -> None:
+        item = data.draw(st.sampled_from(self.editable_psa()))
+        self.h.psa.add(dataclasses.replace(item, record=_moved(item.record, shift)))
+
+    @precondition(lambda self: self.editable_psa())
+    @rule(data=st.data(), subject=subjects)
+    def psa_rename(self, data: st.DataObject, subject: str) -> None:
+        item = data.draw(st.sampled_from(self.editable_psa()))
+        record = dataclasses.replace(item.record, subject=f"{subject} (PSA)")
+        self.h.psa.add(dataclasses.replace(item, record=record))
+
+    @precondition(lambda self: self.h.psa.items)
+    @rule(data=st.data())
+    def psa_delete(self, data: st.DataObject) -> None:
+        key = data.draw(st.sampled_from(sorted(self.h.psa.items)))
+        del self.h.psa.items[key]
+
+    # --- Exchange edits (a user in Outlook) ---------------------------------------------------
+
+    @rule(day=days, length=hours, subject=subjects, free=st.booleans(), private=st.booleans())
+    def exchange_create(
+        self, day: int, length: int, subject: str, free: bool, private: bool
+    ) -> None:
+        start = self.now + dt.timedelta(days=day)
+        record = CalendarRecord(
+            subject, "notes", start, start + dt.timedelta(hours=length),
+            show_as=ShowAs.FREE if free else ShowAs.BUSY, is_private=private,
+        )  # fmt: skip
+        self.h.backend.put(MAILBOX, record)
+
+    @rule(day=st.integers(min_value=-3, max_value=3))
+    def exchange_create_series(self, day: int) -> None:
+        start = self.now + dt.timedelta(days=day)
+        record = CalendarRecord("Stand-up", "", start, start + dt.timedelta(minutes=30))
+        self.h.backend.put_series(MAILBOX, record, [start + dt.timedelta(days=n) for n in range(4)])
+
+    @precondition(lambda self: self.exchange_items())
+    @rule(data=st.data(), shift=shifts)
+    def exchange_move(self, data: st.DataObject, shift: int) -> None:
+        item = data.draw(st.sampled_from(self.exchange_items()))
+        self.h.backend.edit(MAILBOX, item.exchange_id, _moved(item.record, shift))
+
+    @precondition(lambda self: self.exchange_items())
+    @rule(data=st.data(), subject=subjects)
+    def exchange_rename(self, data: st.DataObject, subject: str) -> None:
+        item = data.draw(st.sampled_from(self.exchange_items()))
+        record = dataclasses.replace(item.record, subject=f"{subject} (Outlook)")
+        self.h.backend.edit(MAILBOX, item.exchange_id, record)
+
+    @precondition(lambda self: self.exchange_items())
+    @rule(data=st.data())
+    def exchange_delete(self, data: st.DataObject) -> None:
+        item = data.draw(st.sampled_from(self.exchange_items()))
+        self.h.backend.remove(MAILBOX, item.exchange_id)
+
+    @precondition(lambda self: self.h.backend.items_of(MAILBOX))
+    @rule(data=st.data())
+    def exchange_bump_change_key(self, data: st.DataObject) -> None:
+        item = data.draw(st.sampled_from(self.h.backend.items_of(MAILBOX)))
+        self.h.backend.bump_change_key(MAILBOX, item.exchange_id)
+
+    @rule()
+    def expire_states(self) -> None:
+        self.h.backend.expire_states()
+
+    @rule(step=st.integers(min_value=1, max_value=4))
+    def advance_clock(self, step: int) -> None:
+        self.now += dt.timedelta(days=step)
+
+    # --- runs ---------------------------------------------------------------------------------
+
+    @rule(crash_at=st.integers(min_value=0, max_value=6))
+    def sync_and_crash(self, crash_at: int) -> None:
+        with contextlib.suppress(Crash):
+            self.sync(crash_at=crash_at)
+
+    @rule(operation=st.sampled_from(["read_changes", "read_window", "create", "update", "delete"]),
+          after=st.integers(min_value=0, max_value=2))  # fmt: skip
+    def sync_with_fault(self, operation: str, after: int) -> None:
+        self.h.backend.fail_next(Unavailable("injected"), operations=[operation], after=after)
+        with contextlib.suppress(Unavailable):
+            self.sync()
+        self.h.backend.clear_faults()  # a fault the run never reached must not linger
+
+    @rule()
+    def sync_converges_then_quiesces(self) -> None:
+        self.sync()
+        self.check_converged()
+        repeat = self.sync()
+        assert repeat.ops == (), repeat.ops
+
+    def sync(self, crash_at: int | None = None):  # type: ignore[no-untyped-def]
+        try:
+            return self.h.run(self.now, crash_at=crash_at)
+        except SyncStateExpired:
+            self.h.states.clear()  # the engine's reaction: a full, adopting re-read
+            return self.h.run(self.now, crash_at=crash_at)
+
+    # --- invariants ---------------------------------------------------------------------------
+
+    @invariant()
+    def no_psa_item_has_two_exchange_copies(self) -> None:
+        if not hasattr(self, "h"):
+            return
+        tags = Counter(i.psa_tag.key for i in self.h.backend.items_of(MAILBOX) if i.psa_tag)
+        assert all(count == 1 for count in tags.values()), tags
+
+    @invariant()
+    def links_are_a_bijection(self) -> None:
+        if not hasattr(self, "h"):
+            return
+        ids = [link.exchange_id for link in self.h.links.values()]
+        assert len(ids) == len(set(ids)), ids
+
+    def check_converged(self) -> None:
+        window = window_for(OPTIONS, self.now)
+        by_id = {i.exchange_id: i for i in self.exchange_items()}
+        for key, link in self.h.links.items():
+            if link.state is LinkState.LINKED and key in self.h.psa.items:
+                exchange = by_id[link.exchange_id]
+                psa_record = self.h.psa.items[key].record
+                assert (exchange.record.start, exchange.record.end) == (
+                    psa_record.start, psa_record.end,
+                ), key  # fmt: skip
+        for key, item in self.h.psa.items.items():
+            if item.origin is Side.PSA and is_in_window(item.record, window):
+                assert key in self.h.links, f"{key} not exported"
+        linked_ids = {link.exchange_id for link in self.h.links.values()}
+        for item in by_id.values():
+            occurrence = item.master_id is not None
+            if (
+                item.psa_tag is None
+                and is_importable(item, OPTIONS)
+                and is_in_window(item.record, window, is_occurrence=occurrence)
+            ):
+                assert item.exchange_id in linked_ids, f"{item.exchange_id} not imported"
+
+    # --- helpers ------------------------------------------------------------------------------
+
+    def editable_psa(self) -> list[PsaItem]:
+        return [i for k, i in sorted(self.h.psa.items.items()) if k not in self.h.psa.read_only]
+
+    def exchange_items(self) -> list[ExchangeItem]:
+        """Every single item and every occurrence in the calendar (no masters)."""
+        session = self.h.backend.open_session(MAILBOX)
+        far = window_for(
+            dataclasses.replace(OPTIONS, past_days=3650, recurring_days=3650), self.now
+        )
+        items = session.read_window(FolderKind.CALENDAR, far)
+        return [i for i in items if i.calendar_item_type is not CalendarItemType.RECURRING_MASTER]
+
+
+def _moved(record: CalendarRecord, shift: int) -> CalendarRecord:
+    delta = dt.timedelta(hours=shift)
+    return dataclasses.replace(record, start=record.start + delta, end=record.end + delta)
+
+
+TestSyncMachine = SyncMachine.TestCase
+TestSyncMachine.settings = settings(
+    max_examples=EXAMPLES,
+    stateful_step_count=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
