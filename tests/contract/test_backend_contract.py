@@ -1,0 +1,335 @@
+"""The backend contract (``exchange_ext.backends.base``), one suite for every implementation.
+
+Each backend plugs in through a factory in :data:`BACKENDS` returning a :class:`Subject`: the
+backend, a mailbox to work in, and the few backdoor powers the suite needs (edit an item as a
+user in Outlook would, expire sync states, count meeting messages). MemoryBackend runs here;
+EWS-on-sandbox and Graph-on-sandbox add their factory (starting the sandbox in a fixture).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import pytest
+
+from exchange_ext.backends.base import (
+    AuthFailed,
+    BackendError,
+    ConflictError,
+    ExchangeBackend,
+    FolderKind,
+    ImpersonationDenied,
+    ItemChange,
+    ItemDeletion,
+    ItemNotFound,
+    ItemRejected,
+    MailboxNotFound,
+    MailboxSession,
+    NewItem,
+    SyncStateExpired,
+    Throttled,
+    Unavailable,
+)
+from exchange_ext.backends.memory import MemoryBackend
+from exchange_ext.sync.records import (
+    ALL_GROUPS,
+    CalendarItemType,
+    CalendarRecord,
+    ContactRecord,
+    FieldGroup,
+    ItemKind,
+    PsaKey,
+    PsaTag,
+    Record,
+    occurrence_id,
+)
+from exchange_ext.sync.windows import SyncWindow
+
+NOW = dt.datetime(2026, 3, 2, 9, 0, tzinfo=dt.UTC)
+WINDOW = SyncWindow(NOW - dt.timedelta(days=7), NOW + dt.timedelta(days=14))
+PAGE_SIZE = 3
+
+
+@dataclass
+class Subject:
+    """A backend under test and its backdoor."""
+
+    backend: ExchangeBackend
+    mailbox: str
+    edit_as_user: Callable[[str, Record], None]
+    delete_as_user: Callable[[str], None]
+    expire_states: Callable[[], None]
+    meeting_messages: Callable[[], int]
+    # Creates a series (record of the first occurrence, starts); None where unsupported.
+    create_series: Callable[[CalendarRecord, list[dt.datetime]], str] | None = None
+
+
+def memory_subject() -> Iterator[Subject]:
+    mailbox = "tech@example.test"
+    backend = MemoryBackend([mailbox], page_size=PAGE_SIZE)
+    yield Subject(
+        backend=backend,
+        mailbox=mailbox,
+        edit_as_user=lambda exchange_id, record: backend.edit(mailbox, exchange_id, record),
+        delete_as_user=lambda exchange_id: backend.remove(mailbox, exchange_id),
+        expire_states=backend.expire_states,
+        meeting_messages=lambda: backend.meeting_messages_sent,
+        create_series=lambda record, starts: backend.put_series(mailbox, record, starts),
+    )
+
+
+#: One factory per backend. EWS and Graph append theirs here (sandbox-backed generators).
+BACKENDS: list[Callable[[], Iterator[Subject]]] = [memory_subject]
+
+
+@pytest.fixture(params=BACKENDS, ids=lambda factory: factory.__name__.removesuffix("_subject"))
+def subject(request: pytest.FixtureRequest) -> Iterator[Subject]:
+    yield from request.param()
+
+
+@pytest.fixture
+def session(subject: Subject) -> Iterator[MailboxSession]:
+    with subject.backend.open_session(subject.mailbox) as opened:
+        yield opened
+
+
+def visit(n: int = 1, **changes: object) -> CalendarRecord:
+    start = NOW + dt.timedelta(days=n)
+    record = CalendarRecord(f"Visit {n}", "Notes", start, start + dt.timedelta(hours=1))
+    return dataclasses.replace(record, **changes)  # type: ignore[arg-type]
+
+
+def tag(n: int = 1, kind: ItemKind = ItemKind.APPOINTMENT) -> PsaTag:
+    return PsaTag("inst-contract", PsaKey(kind, n))
+
+
+def create(session: MailboxSession, *records: CalendarRecord) -> list[tuple[str, str]]:
+    items = [NewItem(record, tag(n)) for n, record in enumerate(records, start=1)]
+    results = session.create(FolderKind.CALENDAR, items)
+    assert all(result.ok for result in results), results
+    return [(result.exchange_id, result.change_key) for result in results]
+
+
+def read_all(session: MailboxSession, state: str | None, folder=FolderKind.CALENDAR):  # type: ignore[no-untyped-def]
+    """Every page from ``state``: (created+updated, deleted, final state, pages, full_read)."""
+    items, deleted, pages, full = [], [], 0, False
+    while True:
+        page = session.read_changes(folder, state, WINDOW)
+        items += [*page.created, *page.updated]
+        deleted += page.deleted
+        state, pages, full = page.new_state, pages + 1, full or page.full_read
+        if not page.more_available:
+            return items, deleted, state, pages, full
+
+
+# --- create / read / update / delete ----------------------------------------------------------
+
+
+def test_created_items_come_back_with_their_tag_content_and_ids(session: MailboxSession) -> None:
+    created = create(session, visit(1), visit(2))
+    assert len({exchange_id for exchange_id, _ in created}) == 2
+    found = session.find_by_tag(FolderKind.CALENDAR, [tag(1), tag(2)])
+    assert [item.record for item in found[tag(1)]] == [visit(1)]
+    assert found[tag(2)][0].exchange_id == created[1][0]
+    assert found[tag(2)][0].psa_tag == tag(2)
+
+
+def test_results_come_one_per_item_in_input_order(session: MailboxSession) -> None:
+    created = create(session, *(visit(n) for n in range(1, 6)))
+    found = session.find_by_tag(FolderKind.CALENDAR, [tag(n) for n in range(1, 6)])
+    assert [found[tag(n)][0].exchange_id for n in range(1, 6)] == [i for i, _ in created]
+
+
+def test_update_writes_the_given_groups_and_bumps_the_change_key(session: MailboxSession) -> None:
+    [(exchange_id, change_key)] = create(session, visit(1))
+    moved = visit(3, subject="Ignored subject")
+    result = session.update(
+        FolderKind.CALENDAR,
+        [ItemChange(exchange_id, change_key, moved, frozenset({FieldGroup.TIMES}))],
+    )[0]
+    assert result.ok and result.change_key != change_key
+    [item] = session.find_by_tag(FolderKind.CALENDAR, [tag(1)])[tag(1)]
+    assert (item.record.start, item.record.subject) == (moved.start, "Visit 1")
+    assert item.change_key == result.change_key
+
+
+def test_update_with_a_stale_change_key_is_a_conflict_and_writes_nothing(
+    subject: Subject, session: MailboxSession
+) -> None:
+    [(exchange_id, change_key)] = create(session, visit(1))
+    subject.edit_as_user(exchange_id, visit(1, location="Changed in Outlook"))
+    change = ItemChange(exchange_id, change_key, visit(1, subject="Ours"), ALL_GROUPS)
+    result = session.update(FolderKind.CALENDAR, [change])[0]
+    assert isinstance(result.error, ConflictError)
+    [item] = session.find_by_tag(FolderKind.CALENDAR, [tag(1)])[tag(1)]
+    assert (item.record.subject, item.record.location) == ("Visit 1", "Changed in Outlook")
+
+
+def test_update_of_a_missing_item_is_item_not_found(
+    subject: Subject, session: MailboxSession
+) -> None:
+    [(exchange_id, change_key)] = create(session, visit(1))
+    subject.delete_as_user(exchange_id)
+    change = ItemChange(exchange_id, change_key, visit(1), ALL_GROUPS)
+    assert isinstance(session.update(FolderKind.CALENDAR, [change])[0].error, ItemNotFound)
+
+
+def test_delete_removes_the_item_and_deleting_again_succeeds(session: MailboxSession) -> None:
+    [(exchange_id, change_key)] = create(session, visit(1))
+    deletion = ItemDeletion(exchange_id, change_key)
+    assert session.delete(FolderKind.CALENDAR, [deletion])[0].ok
+    assert session.find_by_tag(FolderKind.CALENDAR, [tag(1)]) == {}
+    assert session.delete(FolderKind.CALENDAR, [deletion])[0].ok
+
+
+def test_delete_with_a_stale_change_key_is_a_conflict(
+    subject: Subject, session: MailboxSession
+) -> None:
+    [(exchange_id, change_key)] = create(session, visit(1))
+    subject.edit_as_user(exchange_id, visit(1, body="Edited"))
+    result = session.delete(FolderKind.CALENDAR, [ItemDeletion(exchange_id, change_key)])[0]
+    assert isinstance(result.error, ConflictError)
+    assert tag(1) in session.find_by_tag(FolderKind.CALENDAR, [tag(1)])
+
+
+def test_contacts_round_trip_in_the_contacts_folder(session: MailboxSession) -> None:
+    person = ContactRecord("Jane", "Doe", "CTO", "Acme", ("jane@acme.test",), "+1 555 0100")
+    contact_tag = tag(9, ItemKind.CONTACT)
+    [result] = session.create(FolderKind.CONTACTS, [NewItem(person, contact_tag)])
+    assert result.ok
+    assert [
+        i.record for i in session.find_by_tag(FolderKind.CONTACTS, [contact_tag])[contact_tag]
+    ] == [person]
+    assert session.find_by_tag(FolderKind.CALENDAR, [contact_tag]) == {}
+
+
+# --- tags ---------------------------------------------------------------------------------------
+
+
+def test_find_by_tag_returns_only_the_items_carrying_each_tag(session: MailboxSession) -> None:
+    create(session, visit(1), visit(2))
+    other_installation = PsaTag("someone-else", tag(1).key)
+    found = session.find_by_tag(FolderKind.CALENDAR, [tag(1), other_installation, tag(5)])
+    assert set(found) == {tag(1)}
+
+
+# --- change feed ----------------------------------------------------------------------------------
+
+
+def test_full_read_pages_through_every_item(session: MailboxSession) -> None:
+    created = create(session, *(visit(n) for n in range(1, 8)))
+    items, deleted, _, pages, full = read_all(session, None)
+    assert full and deleted == []
+    assert {i.exchange_id for i in items} == {exchange_id for exchange_id, _ in created}
+    assert pages >= 2  # more items than one page holds
+
+
+def test_incremental_read_reports_creates_updates_and_deletes_since_the_state(
+    subject: Subject, session: MailboxSession
+) -> None:
+    (first, _), (second, _) = create(session, visit(1), visit(2))
+    *_, state, _, _ = read_all(session, None)
+    subject.edit_as_user(first, visit(1, subject="Renamed"))
+    subject.delete_as_user(second)
+    third = session.create(FolderKind.CALENDAR, [NewItem(visit(3), tag(3))])[0].exchange_id
+    items, deleted, _, _, full = read_all(session, state)
+    assert not full
+    assert {i.exchange_id: i.record.subject for i in items} == {first: "Renamed", third: "Visit 3"}
+    assert deleted == [second]
+
+
+def test_a_state_stays_valid_until_replaced_so_a_page_can_be_replayed(
+    subject: Subject, session: MailboxSession
+) -> None:
+    create(session, visit(1))
+    *_, state, _, _ = read_all(session, None)
+    for n in range(2, 9):
+        session.create(FolderKind.CALENDAR, [NewItem(visit(n), tag(n))])
+    first = session.read_changes(FolderKind.CALENDAR, state, WINDOW)
+    again = session.read_changes(FolderKind.CALENDAR, state, WINDOW)  # the crash-and-retry case
+    assert first.more_available
+    assert [i.exchange_id for i in again.updated + again.created] == [
+        i.exchange_id for i in first.updated + first.created
+    ]
+    items, *_ = read_all(session, first.new_state)
+    seen = {i.exchange_id for i in first.created + first.updated + tuple(items)}
+    assert len(seen) == 7
+
+
+def test_nothing_changed_means_an_empty_last_page(session: MailboxSession) -> None:
+    create(session, visit(1))
+    *_, state, _, _ = read_all(session, None)
+    page = session.read_changes(FolderKind.CALENDAR, state, WINDOW)
+    assert (page.created, page.updated, page.deleted, page.more_available) == ((), (), (), False)
+
+
+def test_an_unreadable_state_raises_sync_state_expired(session: MailboxSession) -> None:
+    with pytest.raises(SyncStateExpired):
+        session.read_changes(FolderKind.CALENDAR, "not-a-state", WINDOW)
+
+
+def test_an_expired_state_raises_sync_state_expired(
+    subject: Subject, session: MailboxSession
+) -> None:
+    create(session, visit(1))
+    *_, state, _, _ = read_all(session, None)
+    subject.expire_states()
+    with pytest.raises(SyncStateExpired):
+        session.read_changes(FolderKind.CALENDAR, state, WINDOW)
+
+
+# --- recurrence -----------------------------------------------------------------------------------
+
+
+def test_read_window_expands_series_into_occurrences_with_stable_ids(
+    subject: Subject, session: MailboxSession
+) -> None:
+    if subject.create_series is None:
+        pytest.skip("this backend's harness cannot create series")
+    starts = [NOW + dt.timedelta(days=n) for n in range(0, 30, 5)]  # 0, 5, 10 | 15 (beyond)
+    master = subject.create_series(visit(0, subject="Weekly"), starts)
+    subject.delete_as_user(occurrence_id(master, starts[1]))
+    occurrences = [i for i in session.read_window(FolderKind.CALENDAR, WINDOW) if i.master_id]
+    assert [i.exchange_id for i in occurrences] == [occurrence_id(master, starts[0]),
+                                                    occurrence_id(master, starts[2])]  # fmt: skip
+    assert {i.calendar_item_type for i in occurrences} == {CalendarItemType.OCCURRENCE}
+
+
+# --- never a meeting message, typed errors ------------------------------------------------------
+
+
+def test_writes_never_send_meeting_messages(subject: Subject, session: MailboxSession) -> None:
+    created = create(session, visit(1), visit(2))
+    (first, key1), (second, key2) = created
+    session.update(FolderKind.CALENDAR, [ItemChange(first, key1, visit(5), ALL_GROUPS)])
+    session.delete(FolderKind.CALENDAR, [ItemDeletion(second, key2)])
+    assert subject.meeting_messages() == 0
+
+
+def test_an_unknown_mailbox_raises_mailbox_not_found(subject: Subject) -> None:
+    # A backend may find out on opening or on the first call; both must say MailboxNotFound.
+    with pytest.raises(MailboxNotFound), subject.backend.open_session("nobody@x.test") as opened:
+        opened.read_changes(FolderKind.CALENDAR, None, WINDOW)
+
+
+@pytest.mark.parametrize(
+    ("error", "permanent"),
+    [
+        (AuthFailed(), True),
+        (MailboxNotFound(), True),
+        (ImpersonationDenied(), True),
+        (ItemRejected("too large"), True),
+        (Throttled(retry_after_seconds=30), False),
+        (Unavailable(), False),
+        (SyncStateExpired(), False),
+        (ConflictError(), False),
+    ],
+)
+def test_errors_are_typed_and_say_whether_retrying_can_help(
+    error: BackendError, permanent: bool
+) -> None:
+    assert isinstance(error, BackendError)
+    assert error.permanent is permanent
