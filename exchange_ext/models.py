@@ -207,6 +207,9 @@ class FolderSyncState(models.Model):
     )
     folder = models.CharField(max_length=50, help_text="calendar, contacts, public_contacts …")
     state = models.TextField(blank=True)
+    # The day the recurring window was last expanded (one CalendarView a day when nothing
+    # in the feed asks for one).
+    window_read_on = models.DateField(null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
@@ -218,3 +221,138 @@ class FolderSyncState(models.Model):
 
     def __str__(self) -> str:
         return f"{self.mailbox_settings_id}/{self.folder}"
+
+
+class ItemLink(models.Model):
+    """The baseline of one synced item in one mailbox (see ``exchange_ext.sync.records.Link``).
+
+    Duplicates are impossible by construction: one row per (mailbox, kind, PSA id) — a service
+    call has one row per assigned resource's mailbox — and one row per (mailbox, Exchange id)
+    for every non-empty id, whatever the state (an ``unlinked`` row keeps its Exchange id so
+    the item is never re-imported). A recurring occurrence's Exchange id is its stable
+    occurrence id (master id + original start), so occurrences are distinct rows.
+    """
+
+    class State(models.TextChoices):
+        LINKED = "linked", "Linked"
+        EXCHANGE_DELETED = "exchange_deleted", "Deleted in Exchange"
+        UNLINKED = "unlinked", "Unlinked"
+
+    class Origin(models.TextChoices):
+        PSA = "psa", "PSA"
+        EXCHANGE = "exchange", "Exchange"
+
+    mailbox_settings = models.ForeignKey(
+        MailboxSettings, on_delete=models.CASCADE, related_name="links"
+    )
+    kind = models.CharField(max_length=20)
+    psa_id = models.BigIntegerField()
+    folder = models.CharField(max_length=50, default="calendar")
+    exchange_id = models.CharField(max_length=1024, blank=True)
+    change_key = models.CharField(max_length=512, blank=True)
+    psa_digest = models.CharField(max_length=160, blank=True)
+    exchange_digest = models.CharField(max_length=160, blank=True)
+    origin = models.CharField(max_length=10, choices=Origin.choices, default=Origin.PSA)
+    state = models.CharField(max_length=20, choices=State.choices, default=State.LINKED)
+    exchange_start = models.DateTimeField(null=True, blank=True)
+    is_organizer = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["mailbox_settings", "kind", "psa_id"], name="item_link_unique_psa_item"
+            ),
+            models.UniqueConstraint(
+                fields=["mailbox_settings", "exchange_id"],
+                condition=~Q(exchange_id=""),
+                name="item_link_unique_exchange_item",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind}:{self.psa_id} ⇄ {self.exchange_id[:20]}… ({self.state})"
+
+
+class SyncRun(models.Model):
+    """One sync cycle of one mailbox: when, how it ended, and what it wrote on each side.
+
+    ``counts`` is ``{kind: {side: {action: n}}}`` with actions created/updated/deleted;
+    ``error`` is in plain words (never a secret, never a traceback).
+    """
+
+    class Outcome(models.TextChoices):
+        RUNNING = "running", "Running"
+        OK = "ok", "OK"
+        PARTIAL = "partial", "Some items failed"
+        FAILED = "failed", "Failed"
+        GUARD_TRIPPED = "guard_tripped", "Stopped: too many deletions"
+        SKIPPED = "skipped", "Skipped (already running)"
+
+    class Trigger(models.TextChoices):
+        MANUAL = "manual", "Manual"
+        SCHEDULED = "scheduled", "Scheduled"
+        SYNC_NOW = "sync_now", "Sync now"
+
+    mailbox_settings = models.ForeignKey(
+        MailboxSettings, on_delete=models.CASCADE, related_name="sync_runs"
+    )
+    started_at = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True, blank=True)
+    outcome = models.CharField(max_length=20, choices=Outcome.choices, default=Outcome.RUNNING)
+    trigger = models.CharField(max_length=20, choices=Trigger.choices, default=Trigger.MANUAL)
+    backend = models.CharField(max_length=20, blank=True)
+    counts = models.JSONField(default=dict, blank=True)
+    conflicts = models.PositiveIntegerField(default=0)
+    errors = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-started_at", "-id"]
+        indexes = [models.Index(fields=["mailbox_settings", "-started_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.mailbox_settings_id} {self.started_at:%Y-%m-%d %H:%M} {self.outcome}"
+
+    def side_total(self, side: str, action: str) -> int:
+        return sum(by_side.get(side, {}).get(action, 0) for by_side in self.counts.values())
+
+    def summary(self, side: str) -> str:
+        """``"2 created, 1 updated"`` for one side; ``"—"`` when nothing was written."""
+        parts = [
+            f"{n} {action}"
+            for action in ("created", "updated", "deleted")
+            if (n := self.side_total(side, action))
+        ]
+        return ", ".join(parts) or "—"
+
+    @property
+    def psa_summary(self) -> str:
+        return self.summary("psa")
+
+    @property
+    def exchange_summary(self) -> str:
+        return self.summary("exchange")
+
+
+class SyncLogEntry(models.Model):
+    """A per-item error or conflict of one run (the run itself carries whole-run errors)."""
+
+    class Level(models.TextChoices):
+        ERROR = "error", "Error"
+        CONFLICT = "conflict", "Conflict"
+
+    run = models.ForeignKey(SyncRun, on_delete=models.CASCADE, related_name="entries")
+    level = models.CharField(max_length=10, choices=Level.choices)
+    kind = models.CharField(max_length=20, blank=True)
+    psa_key = models.CharField(max_length=100, blank=True)
+    exchange_id = models.CharField(max_length=1024, blank=True)
+    message = models.TextField()
+
+    class Meta:
+        ordering = ["id"]
+        verbose_name_plural = "sync log entries"
+
+    def __str__(self) -> str:
+        return f"{self.level} {self.psa_key}: {self.message[:60]}"

@@ -1,0 +1,80 @@
+"""The sync baseline of one mailbox: ItemLink rows ⇄ the core's :class:`Link` records.
+
+Loading is one query; saving a batch of changes is at most two (one delete, one upsert), so
+a page's bookkeeping costs the same for 10 items as for 5,000.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from exchange_ext.backends.base import FolderKind
+from exchange_ext.models import ItemLink, MailboxSettings
+from exchange_ext.sync.records import Digest, ItemKind, Link, LinkState, PsaKey, Side
+
+
+def folder_of(kind: ItemKind) -> FolderKind:
+    return FolderKind.CONTACTS if kind is ItemKind.CONTACT else FolderKind.CALENDAR
+
+
+def load_baseline(mailbox: MailboxSettings) -> dict[PsaKey, Link]:
+    """Every link of the mailbox, in every state."""
+    rows = ItemLink.objects.filter(mailbox_settings=mailbox)
+    return {link.key: link for link in (_to_link(mailbox, row) for row in rows)}
+
+
+def save_links(mailbox: MailboxSettings, changes: Mapping[PsaKey, Link | None]) -> None:
+    """Persist ``changes`` (``None`` drops the key's link). Call inside the page's transaction.
+
+    Dropped keys go first, so an Exchange id handed from one key to another never meets
+    itself in the (mailbox, exchange id) unique constraint.
+    """
+    dropped = [key for key, link in changes.items() if link is None]
+    for kind in {key.kind for key in dropped}:
+        ids = [key.psa_id for key in dropped if key.kind is kind]
+        ItemLink.objects.filter(mailbox_settings=mailbox, kind=kind, psa_id__in=ids).delete()
+    rows = [_to_row(mailbox, link) for link in changes.values() if link is not None]
+    if rows:
+        ItemLink.objects.bulk_create(
+            rows,
+            update_conflicts=True,
+            unique_fields=["mailbox_settings", "kind", "psa_id"],
+            update_fields=[
+                "folder", "exchange_id", "change_key", "psa_digest", "exchange_digest",
+                "origin", "state", "exchange_start", "is_organizer", "updated_at",
+            ],
+        )  # fmt: skip
+
+
+def _to_link(mailbox: MailboxSettings, row: ItemLink) -> Link:
+    kind = ItemKind(row.kind)
+    # A service call's key names the resource whose copy this is (the mailbox's).
+    resource_id = mailbox.resource_id if kind is ItemKind.SERVICE_CALL else None
+    return Link(
+        key=PsaKey(kind, row.psa_id, resource_id),
+        exchange_id=row.exchange_id,
+        change_key=row.change_key,
+        psa_digest=Digest.parse(row.psa_digest),
+        exchange_digest=Digest.parse(row.exchange_digest),
+        origin=Side(row.origin),
+        state=LinkState(row.state),
+        exchange_start=row.exchange_start,
+        is_organizer=row.is_organizer,
+    )
+
+
+def _to_row(mailbox: MailboxSettings, link: Link) -> ItemLink:
+    return ItemLink(
+        mailbox_settings=mailbox,
+        kind=link.key.kind.value,
+        psa_id=link.key.psa_id,
+        folder=folder_of(link.key.kind).value,
+        exchange_id=link.exchange_id,
+        change_key=link.change_key,
+        psa_digest=str(link.psa_digest),
+        exchange_digest=str(link.exchange_digest),
+        origin=link.origin.value,
+        state=link.state.value,
+        exchange_start=link.exchange_start,
+        is_organizer=link.is_organizer,
+    )
