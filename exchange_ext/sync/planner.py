@@ -89,7 +89,7 @@ def plan(
     planner = _Planner(baseline, psa, exchange, options, now, window_for(options, now))
     for key in sorted(set(baseline) | set(psa)):
         planner.plan_key(key)
-    for item in exchange.items:
+    for item in planner.latest_items():
         planner.plan_unclaimed(item)
     return guard_mass_delete(planner.ops, baseline, options)
 
@@ -135,6 +135,7 @@ class _Planner:
     claimed: set[str] = field(default_factory=set)
     by_id: dict[str, ExchangeItem] = field(default_factory=dict)
     ours: dict[PsaKey, list[ExchangeItem]] = field(default_factory=dict)
+    imports_by_digest: dict[Digest, list[ExchangeItem]] | None = None
 
     def __post_init__(self) -> None:
         # Later entries win: a change feed may replay an item; the last version is current.
@@ -145,6 +146,11 @@ class _Planner:
             if tag is not None and tag.installation_id == self.options.installation_id:
                 self.ours.setdefault(tag.key, []).append(item)
         self.claimed = {link.exchange_id for link in self.baseline.values()}
+
+    def latest_items(self) -> list[ExchangeItem]:
+        """The view's items, each once, in its latest version (feeds may replay items)."""
+        ids = dict.fromkeys(item.exchange_id for item in self.exchange.items)
+        return [self.by_id[exchange_id] for exchange_id in ids]
 
     # --- per PSA key ------------------------------------------------------------------------
 
@@ -339,16 +345,22 @@ class _Planner:
         # An imported appointment whose link was lost (restored database): imports carry no
         # tag, so find the untagged Exchange item whose import gives exactly this record.
         wanted = digest_record(item.record)
-        for candidate in self.exchange.items:
-            if candidate.exchange_id in self.claimed or not _is_untagged_single(candidate):
-                continue
-            if is_importable(candidate, self.options) and (
-                digest_record(import_record(candidate, self.options)) == wanted
-            ):
+        for candidate in self.import_index().get(wanted, []):
+            if candidate.exchange_id not in self.claimed:
                 self.claimed.add(candidate.exchange_id)
                 link = _import_link(item.key, candidate, wanted)
                 self.ops.append(LinkItems(link, "imported item re-found by content"))
                 return
+
+    def import_index(self) -> dict[Digest, list[ExchangeItem]]:
+        """Importable untagged items by the digest of their import (built once, on demand)."""
+        if self.imports_by_digest is None:
+            self.imports_by_digest = {}
+            for candidate in self.latest_items():
+                if _is_untagged_single(candidate) and is_importable(candidate, self.options):
+                    record = import_record(candidate, self.options)
+                    self.imports_by_digest.setdefault(digest_record(record), []).append(candidate)
+        return self.imports_by_digest
 
     def emit_import(self, item: ExchangeItem) -> None:
         record = import_record(item, self.options)

@@ -10,7 +10,7 @@ baseline was saved — the worst moment.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import TypeVar
 
@@ -74,6 +74,8 @@ class SyncHarness:
     states: dict[FolderKind, str | None] = field(default_factory=dict)
     conflicts: list[o.RecordConflict] = field(default_factory=list)
     item_errors: list[WriteResult] = field(default_factory=list)
+    # Called between planning and applying: a user editing in Outlook at the worst moment.
+    before_apply: Callable[[], None] | None = None
 
     def run(self, now: dt.datetime, *, crash_at: int | None = None) -> o.Plan:
         """One sync cycle, folder by folder; returns the ops applied (over all folders).
@@ -90,6 +92,8 @@ class SyncHarness:
                     _in_folder(self.links, folder), _in_folder(self.psa.items, folder), view,
                     self.options, now,
                 )  # fmt: skip
+                if self.before_apply is not None:
+                    self.before_apply()
                 for op in result.ops:
                     self.apply(session, op, crash=crash_at == len(applied))
                     applied.append(op)

@@ -507,6 +507,15 @@ def test_change_key_bump_without_content_change_only_refreshes_the_baseline() ->
     assert only(result, o.Relink).link.change_key == "ck2"
 
 
+def test_an_item_replayed_by_the_feed_counts_once_in_its_latest_version() -> None:
+    older, newer = (
+        foreign(calendar("Draft"), change_key="ck1"),
+        foreign(calendar("Final"), change_key="ck2"),
+    )
+    op = only(run(items=[older, newer]), o.CreateInPsa)
+    assert (op.record.subject, op.link.change_key) == ("Final", "ck2")
+
+
 def test_delete_of_an_unknown_id_is_a_no_op() -> None:
     assert run(deleted=["never-seen"]).ops == ()
 

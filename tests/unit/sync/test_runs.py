@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from exchange_ext.backends.base import FolderKind, Unavailable
@@ -127,3 +129,36 @@ def test_item_ageing_out_of_the_window_is_forgotten_on_both_sides() -> None:
     result = h.run(at(OPTIONS.past_days + 3))  # the visits of days 1 and 2 and the to-do aged out
     assert result.counts == {"Forget": 3}
     assert len(ours_in_exchange(h)) == 7
+
+
+def test_a_rejected_item_does_not_stop_the_others_and_is_retried_next_run() -> None:
+    h = harness()
+    h.backend.reject_if = lambda record: (
+        "too large" if getattr(record, "subject", "") == "Visit 2" else None
+    )
+    h.run(NOW)
+    assert len(h.item_errors) == 1
+    assert key(2) not in h.links and key(3) in h.links
+    h.backend.reject_if = None
+    assert h.run(NOW).counts == {"CreateInExchange": 1}
+    assert h.run(NOW).ops == ()
+
+
+def test_an_outlook_edit_between_read_and_write_is_not_overwritten_and_converges() -> None:
+    h = harness()
+    h.run(NOW)
+    visit = h.psa.items[key(1)]
+    h.psa.add(
+        dataclasses.replace(visit, record=dataclasses.replace(visit.record, body="PSA notes"))
+    )
+    exchange_id = h.links[key(1)].exchange_id
+    moved = dataclasses.replace(visit.record, start=at(1, 3), end=at(1, 4))
+    h.before_apply = lambda: h.backend.edit(MAILBOX, exchange_id, moved)
+    h.run(NOW)
+    assert [type(r.error).__name__ for r in h.item_errors] == ["ConflictError"]
+    h.before_apply = None
+    h.run(NOW)  # reads the Outlook edit: times flow back, the PSA notes flow out
+    [item] = [i for i in h.backend.items_of(MAILBOX) if i.exchange_id == exchange_id]
+    assert (item.record.start, item.record.body) == (at(1, 3), "PSA notes")
+    assert h.psa.items[key(1)].record.start == at(1, 3)
+    assert h.run(NOW).ops == ()
