@@ -24,6 +24,7 @@ from exchange_ext.sync.mapping import is_importable
 from exchange_ext.sync.records import (
     CalendarItemType,
     CalendarRecord,
+    ContactRecord,
     ExchangeItem,
     ItemKind,
     LinkState,
@@ -73,6 +74,23 @@ class SyncMachine(RuleBasedStateMachine):
         item = data.draw(st.sampled_from(self.editable_psa()))
         record = dataclasses.replace(item.record, subject=f"{subject} (PSA)")
         self.h.psa.add(dataclasses.replace(item, record=record))
+
+    @rule(surname=subjects)
+    def psa_create_contact(self, surname: str) -> None:
+        key = self.h.psa.new_key(ItemKind.CONTACT)
+        self.h.psa.add(PsaItem(key, ContactRecord("Jane", surname)))
+
+    @precondition(lambda self: self.contacts())
+    @rule(data=st.data(), title=subjects)
+    def psa_edit_contact(self, data: st.DataObject, title: str) -> None:
+        item = data.draw(st.sampled_from(self.contacts()))
+        self.h.psa.add(dataclasses.replace(item, record=ContactRecord("Jane", "Doe", title)))
+
+    @precondition(lambda self: self.h.backend.items_of(MAILBOX, FolderKind.CONTACTS))
+    @rule(data=st.data())
+    def exchange_edit_contact(self, data: st.DataObject) -> None:
+        item = data.draw(st.sampled_from(self.h.backend.items_of(MAILBOX, FolderKind.CONTACTS)))
+        self.h.backend.edit(MAILBOX, item.exchange_id, ContactRecord("Edited", "In Outlook"))
 
     @precondition(lambda self: self.h.psa.items)
     @rule(data=st.data())
@@ -181,15 +199,19 @@ class SyncMachine(RuleBasedStateMachine):
         window = window_for(OPTIONS, self.now)
         by_id = {i.exchange_id: i for i in self.exchange_items()}
         for key, link in self.h.links.items():
-            if link.state is LinkState.LINKED and key in self.h.psa.items:
+            psa_record = self.h.psa.items[key].record if key in self.h.psa.items else None
+            if link.state is LinkState.LINKED and isinstance(psa_record, CalendarRecord):
                 exchange = by_id[link.exchange_id]
-                psa_record = self.h.psa.items[key].record
+                assert isinstance(exchange.record, CalendarRecord)
                 assert (exchange.record.start, exchange.record.end) == (
                     psa_record.start, psa_record.end,
                 ), key  # fmt: skip
         for key, item in self.h.psa.items.items():
             if item.origin is Side.PSA and is_in_window(item.record, window):
                 assert key in self.h.links, f"{key} not exported"
+        contacts = {i.psa_tag.key for i in self.h.backend.items_of(MAILBOX, FolderKind.CONTACTS)
+                    if i.psa_tag}  # fmt: skip
+        assert contacts == {i.key for i in self.contacts()}, "contacts out of step"
         linked_ids = {link.exchange_id for link in self.h.links.values()}
         for item in by_id.values():
             occurrence = item.master_id is not None
@@ -203,7 +225,15 @@ class SyncMachine(RuleBasedStateMachine):
     # --- helpers ------------------------------------------------------------------------------
 
     def editable_psa(self) -> list[PsaItem]:
-        return [i for k, i in sorted(self.h.psa.items.items()) if k not in self.h.psa.read_only]
+        items = sorted(self.h.psa.items.items())
+        return [
+            item
+            for key, item in items
+            if key not in self.h.psa.read_only and isinstance(item.record, CalendarRecord)
+        ]
+
+    def contacts(self) -> list[PsaItem]:
+        return [i for _, i in sorted(self.h.psa.items.items()) if i.key.kind is ItemKind.CONTACT]
 
     def exchange_items(self) -> list[ExchangeItem]:
         """Every single item and every occurrence in the calendar (no masters)."""
