@@ -85,6 +85,10 @@ def plan(
     in this mailbox's scope (its kind enabled, assigned to the resource, contact in scope and
     active) — at least those in the window and those linked, whatever their dates; an absent
     key means deleted or out of scope. ``exchange``: see :class:`ExchangeView`. ``now``: aware.
+
+    Call it once per folder (calendar kinds together; contacts; the public contacts folder),
+    with the links and PSA items of that folder's kinds: "full read" is a property of a
+    folder's read, and absence from a full read means deletion.
     """
     planner = _Planner(baseline, psa, exchange, options, now, window_for(options, now))
     for key in sorted(set(baseline) | set(psa)):

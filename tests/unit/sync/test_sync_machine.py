@@ -37,7 +37,7 @@ from tests.unit.sync.factories import NOW, OPTIONS
 from tests.unit.sync.harness import Crash, SyncHarness
 
 MAILBOX = "tech@example.test"
-EXAMPLES = int(os.environ.get("SYNC_MACHINE_EXAMPLES", "40"))
+EXAMPLES = int(os.environ.get("SYNC_MACHINE_EXAMPLES", "100"))
 
 days = st.integers(min_value=-9, max_value=16)
 hours = st.integers(min_value=1, max_value=3)
