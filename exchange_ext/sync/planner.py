@@ -215,7 +215,28 @@ class _Planner:
             self.plan_exchange_gone(link, item)
         else:
             merge = _Merge.of(link, item, current, self.options)
-            self.ops.extend(merge.ops(relinked=link != stored))
+            self.plan_merge(merge, relinked=link != stored)
+
+    def plan_merge(self, merge: _Merge, *, relinked: bool) -> None:
+        ops = merge.ops(relinked=relinked)
+        if self.merge_stays_in_window(merge):
+            self.ops.extend(ops)
+        else:
+            # This run's changes take the item out of the window: write them, then forget it,
+            # so the next run has nothing left to do.
+            self.ops.extend(op for op in ops if not isinstance(op, Relink))
+            self.ops.append(Forget(merge.link.key, "moved out of the sync window"))
+
+    def merge_stays_in_window(self, merge: _Merge) -> bool:
+        """Whether either side is in the window once the merge is applied (an unknown Exchange
+        side follows the PSA side)."""
+        if is_in_window(merge.psa_after(), self.window):
+            return True
+        exchange_record = merge.exchange_after()
+        is_occurrence = master_of(merge.link.exchange_id) is not None
+        return exchange_record is not None and is_in_window(
+            exchange_record, self.window, is_occurrence=is_occurrence
+        )
 
     # --- deletes ----------------------------------------------------------------------------
 
@@ -262,8 +283,10 @@ class _Planner:
 
     def plan_orphan(self, item: ExchangeItem, key: PsaKey) -> None:
         # Ours, but its PSA item is gone and no link knows it: a crash between create and
-        # link, then a PSA delete. The PSA is the master of what we tagged.
-        if key.kind in self.options.export_kinds and self.in_window(item):
+        # link, then a PSA delete. The PSA is the master of what we tagged. (A PSA item that
+        # still exists but was not adopted — out of the window, kind disabled — keeps it.)
+        exported = key.kind in self.options.export_kinds and key not in self.psa
+        if exported and self.in_window(item):
             reason = "our tagged item whose PSA item no longer exists"
             self.ops.append(DeleteInExchange(key, item.exchange_id, item.change_key, reason))
 
@@ -495,6 +518,12 @@ class _Merge:
         if self.link.origin is Side.EXCHANGE and isinstance(record, CalendarRecord):
             return exchange_details(record)
         return record
+
+    def exchange_after(self) -> Record | None:
+        """The Exchange content once the merge is applied (times-wise), ``None`` if unknown."""
+        if FieldGroup.TIMES in self.outbound:
+            return self.exchange_write()
+        return self.current.record if self.current is not None else None
 
     def change_key(self) -> str:
         return self.current.change_key if self.current is not None else self.link.change_key

@@ -354,6 +354,13 @@ def test_item_leaving_window_is_forgotten_not_deleted() -> None:
     assert kinds(by_psa) == kinds(by_both) == ["Forget"]
 
 
+def test_a_move_out_of_the_window_is_synced_once_then_the_item_is_forgotten() -> None:
+    link, item = imported_link()
+    gone_by = foreign(calendar("Lunch", days=-9), change_key="ck10")
+    result = run(links=[link], psa=[item], items=[gone_by])
+    assert kinds(result) == ["UpdatePsa", "Forget"]
+
+
 def test_item_moved_back_into_the_window_on_one_side_keeps_syncing() -> None:
     link, item = imported_link(calendar("Lunch", days=-8))
     back = foreign(calendar("Lunch", days=2), change_key="ck10")
