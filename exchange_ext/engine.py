@@ -1,0 +1,582 @@
+"""One sync cycle of one mailbox: claim → read → plan → apply → persist → release.
+
+The imperative shell around the pure planner (``exchange_ext.sync``). Per folder it reads the
+change feed from the stored state (a full read without one, or when a resync was requested),
+plans, writes Exchange-side ops in batches, then — in ONE transaction per page, fenced by the
+lease token — applies the PSA-side ops, persists the links and the page's new sync state.
+
+Why this order: Exchange writes cannot join a DB transaction, so they go first and the links
+follow; a crash between the two leaves tagged items that the next run adopts (never
+duplicates). A sync state is stored only with the effects of the changes it covers, and never
+from a page the backend could not read completely (the backend raises instead).
+
+A full read is planned as a whole (every page first): "absent from the read means gone" holds
+only for the complete enumeration. Incremental pages are planned and committed one by one, so
+a budget deadline or a crash loses at most the page in hand.
+
+Errors: backend session errors are caught here and only here (``run_sync``) and become the
+run's outcome and the mailbox's status; per-item failures become log entries.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from exchange_ext import leases, psa_store
+from exchange_ext.backends.base import (
+    BackendError,
+    ConflictError,
+    ExchangeBackend,
+    FolderKind,
+    ItemChange,
+    ItemDeletion,
+    MailboxSession,
+    NewItem,
+    SyncStateExpired,
+    WriteResult,
+)
+from exchange_ext.links import folder_of, load_baseline, save_links
+from exchange_ext.models import ExchangeConfig, FolderSyncState, MailboxSettings, SyncRun
+from exchange_ext.sync import ops as o
+from exchange_ext.sync.planner import plan
+from exchange_ext.sync.records import (
+    CalendarItemType,
+    ExchangeItem,
+    ExchangeView,
+    ImportMode,
+    ItemKind,
+    Link,
+    PsaKey,
+    SyncOptions,
+)
+from exchange_ext.sync.windows import SyncWindow, window_for
+from exchange_ext.sync_runs import RunLog, finish_run, skipped_run, start_run
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_BUDGET_SECONDS = 240.0
+# A feed that keeps returning "more" without moving is a server bug (reliability #14).
+MAX_PAGES_PER_FOLDER = 1000
+
+Status = MailboxSettings.Status
+Outcome = SyncRun.Outcome
+
+
+def run_sync(
+    mailbox_settings_id: int,
+    *,
+    backend: ExchangeBackend | None = None,
+    trigger: str = SyncRun.Trigger.MANUAL,
+    now: dt.datetime | None = None,
+    budget_seconds: float = DEFAULT_BUDGET_SECONDS,
+) -> SyncRun:
+    """Run one cycle for the mailbox and return its recorded :class:`SyncRun`.
+
+    Never raises for backend or per-item errors (they are the run's outcome); a bug or a
+    simulated crash propagates after the run is marked failed and the lease released.
+    ``backend``: defaults to ``backends.factory.backend_for``. ``now``: the clock the rules
+    use (aware; defaults to the current time).
+    """
+    mailbox = MailboxSettings.objects.select_related("resource").get(pk=mailbox_settings_id)
+    config = ExchangeConfig.load()
+    reason = _why_not_runnable(config, mailbox)
+    if reason:
+        return skipped_run(mailbox, trigger=trigger, reason=reason)
+    token = leases.claim(mailbox.pk, budget_seconds)
+    if token is None:
+        return skipped_run(mailbox, trigger=trigger, reason="Another sync of this mailbox runs.")
+    try:
+        return _run_claimed(mailbox, config, token, backend, trigger, now, budget_seconds)
+    finally:
+        leases.release(mailbox.pk, token)
+
+
+def _why_not_runnable(config: ExchangeConfig, mailbox: MailboxSettings) -> str:
+    if not config.enabled:
+        return "The MS Exchange integration is turned off."
+    if not mailbox.sync_enabled:
+        return "Sync is not enabled for this resource."
+    if mailbox.status == Status.DISABLED:
+        return "Sync stopped after a permanent error; save the resource's settings to retry."
+    return ""
+
+
+def _run_claimed(
+    mailbox: MailboxSettings,
+    config: ExchangeConfig,
+    token: int,
+    backend: ExchangeBackend | None,
+    trigger: str,
+    now: dt.datetime | None,
+    budget_seconds: float,
+) -> SyncRun:
+    started = timezone.now()
+    backend_name = backend.name if backend else config.backend_name
+    log = RunLog(start_run(mailbox, trigger=trigger, backend=backend_name))
+    MailboxSettings.objects.filter(pk=mailbox.pk, lease_token=token).update(last_attempt_at=started)
+    cycle = _Cycle(
+        mailbox=mailbox,
+        token=token,
+        options=psa_store.sync_options(config, mailbox),
+        log=log,
+        now=now or started,
+        deadline=time.monotonic() + budget_seconds,
+        resync=mailbox.resync_requested_at is not None,
+    )
+    try:
+        cycle.run(backend or _default_backend(config, mailbox))
+    except BackendError as error:
+        return _finish_failed(cycle, started, error)
+    except leases.StaleLease as error:
+        return finish_run(log, Outcome.FAILED, str(error))
+    except BaseException:
+        # A bug or a kill (django-q's timeout is a SystemExit): record it, keep the traceback.
+        finish_run(log, Outcome.FAILED, "The sync stopped on an unexpected error.")
+        raise
+    return _finish_completed(cycle, started)
+
+
+def _default_backend(config: ExchangeConfig, mailbox: MailboxSettings) -> ExchangeBackend:
+    try:
+        from exchange_ext.backends.factory import backend_for  # lazy: optional until it lands
+    except ImportError as error:
+        raise NoBackend("No Exchange backend is available in this installation yet.") from error
+    return backend_for(config, mailbox_settings=mailbox)
+
+
+class NoBackend(BackendError):
+    """No backend implementation can serve this configuration (a setup problem)."""
+
+    permanent = False
+
+
+# --- ending a run -------------------------------------------------------------------------
+
+
+def _finish_completed(cycle: _Cycle, started: dt.datetime) -> SyncRun:
+    log = cycle.log
+    if cycle.guard_message:
+        _set_status(cycle, Status.FAILING, cycle.guard_message, started)
+        return finish_run(log, Outcome.GUARD_TRIPPED, cycle.guard_message)
+    error = cycle.stop_message
+    _set_status(cycle, Status.OK, "", started, success=True, complete=not error)
+    outcome = Outcome.PARTIAL if (log.errors or error) else Outcome.OK
+    return finish_run(log, outcome, error)
+
+
+def _finish_failed(cycle: _Cycle, started: dt.datetime, error: BackendError) -> SyncRun:
+    # Permanent errors (credentials, mailbox, rights) stop the mailbox until its settings are
+    # saved again (SPEC §6); transient ones (throttling, outage) retry on the next run.
+    status = Status.DISABLED if error.permanent else Status.FAILING
+    message = _plain_error(error)
+    logger.info("exchange sync of mailbox %s failed: %s", cycle.mailbox.pk, message)
+    _set_status(cycle, status, message, started)
+    return finish_run(cycle.log, Outcome.FAILED, message)
+
+
+def _plain_error(error: BackendError) -> str:
+    hints = {
+        "AuthFailed": "The Exchange server refused the credentials.",
+        "MailboxNotFound": "The mailbox was not found on the Exchange server.",
+        "ImpersonationDenied": "The sync account may not access this mailbox.",
+        "Throttled": "The Exchange server asked us to slow down; the next run retries.",
+        "Unavailable": "The Exchange server could not be reached; the next run retries.",
+    }
+    hint = hints.get(type(error).__name__, "")
+    detail = error.message if error.message != type(error).__name__ else ""
+    return " ".join(part for part in (hint, detail) if part) or "The sync failed."
+
+
+def _set_status(
+    cycle: _Cycle,
+    status: str,
+    error: str,
+    started: dt.datetime,
+    *,
+    success: bool = False,
+    complete: bool = False,
+) -> None:
+    """Write the mailbox's status, fenced: a worker that lost its lease writes nothing."""
+    mine = MailboxSettings.objects.filter(pk=cycle.mailbox.pk, lease_token=cycle.token)
+    values: dict[str, Any] = {"status": status, "last_error": error}
+    if success:
+        values["last_success_at"] = timezone.now()
+    mine.update(**values)
+    # Requests made before this run are served by it; a later "Sync now" stays pending.
+    mine.filter(sync_requested_at__lte=started).update(sync_requested_at=None)
+    if complete and cycle.resync:
+        seen = cycle.mailbox.resync_requested_at
+        mine.filter(resync_requested_at=seen).update(resync_requested_at=None)
+
+
+# --- one cycle ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Chunk:
+    """What one plan covers: a page of an incremental read, or a whole full read."""
+
+    items: tuple[ExchangeItem, ...]
+    deleted: tuple[str, ...]
+    full_read: bool
+    new_state: str
+
+
+@dataclass
+class _Cycle:
+    mailbox: MailboxSettings
+    token: int
+    options: SyncOptions
+    log: RunLog
+    now: dt.datetime
+    deadline: float
+    resync: bool
+    guard_message: str = ""
+    stop_message: str = ""
+    session: MailboxSession | None = None
+    window_read: set[FolderKind] = field(default_factory=set)
+
+    @property
+    def window(self) -> SyncWindow:
+        return window_for(self.options, self.now)
+
+    def run(self, backend: ExchangeBackend) -> None:
+        with backend.open_session(self.mailbox.effective_mailbox) as session:
+            self.session = session
+            for folder in self.folders():
+                if self.out_of_time():
+                    break
+                self.sync_folder(folder)
+
+    def folders(self) -> list[FolderKind]:
+        kinds = self.options.export_kinds
+        calendar = bool(kinds - {ItemKind.CONTACT}) or self.options.import_mode != ImportMode.NONE
+        return [FolderKind.CALENDAR] * calendar + [FolderKind.CONTACTS] * (
+            ItemKind.CONTACT in kinds
+        )
+
+    def out_of_time(self) -> bool:
+        if time.monotonic() < self.deadline:
+            return False
+        self.stop_message = "Stopped at the time budget; the next run continues from here."
+        return True
+
+    # --- reading ----------------------------------------------------------------------------
+
+    def sync_folder(self, folder: FolderKind) -> None:
+        stored = FolderSyncState.objects.filter(mailbox_settings=self.mailbox, folder=folder)
+        row = stored.first()
+        state = None if (self.resync or row is None or not row.state) else row.state
+        try:
+            self.read_folder(folder, state, row)
+        except SyncStateExpired:
+            # Expected now and then (the server evicted the state): re-read everything and
+            # adopt what we wrote by its tag. Not a failure, no email.
+            logger.info("sync state of %s/%s expired; full re-read", self.mailbox.pk, folder)
+            stored.delete()
+            self.read_folder(folder, None, None)
+
+    def read_folder(self, folder: FolderKind, state: str | None, row: FolderSyncState | None):
+        session = self.require_session()
+        if state is None:
+            self.sync_chunk(folder, self.read_everything(folder), row)
+            return
+        for _ in range(MAX_PAGES_PER_FOLDER):
+            page = session.read_changes(folder, state, self.window)
+            chunk = _Chunk((*page.created, *page.updated), page.deleted, False, page.new_state)
+            stuck = page.more_available and page.new_state == state
+            if not self.sync_chunk(folder, chunk, row) or not page.more_available or stuck:
+                return
+            state = page.new_state
+            row = None  # reloaded on save
+            if self.out_of_time():
+                return
+
+    def read_everything(self, folder: FolderKind) -> _Chunk:
+        session = self.require_session()
+        items: list[ExchangeItem] = []
+        state: str | None = None
+        for _ in range(MAX_PAGES_PER_FOLDER):
+            page = session.read_changes(folder, state, self.window)
+            items += [*page.created, *page.updated]
+            if not page.more_available or page.new_state == state:
+                break
+            state = page.new_state
+        return _Chunk(tuple(items), (), True, page.new_state)
+
+    def view_of(
+        self, folder: FolderKind, chunk: _Chunk, baseline: dict[PsaKey, Link], row: Any
+    ) -> ExchangeView:
+        """The chunk as the planner sees it, with recurring series expanded when needed."""
+        items = list(chunk.items)
+        masters = {
+            item.exchange_id
+            for item in items
+            if item.calendar_item_type is CalendarItemType.RECURRING_MASTER
+        }
+        if folder is FolderKind.CALENDAR and (
+            masters or chunk.full_read or self.window_due(folder, baseline, row)
+        ):
+            occurrences = [
+                item
+                for item in self.require_session().read_window(folder, self.window)
+                if item.master_id
+            ]
+            masters |= {item.master_id for item in occurrences if item.master_id}
+            items += occurrences
+            self.window_read.add(folder)
+        return ExchangeView(
+            items=tuple(items),
+            deleted=frozenset(chunk.deleted),
+            full_read=chunk.full_read,
+            expanded_series=frozenset(masters),
+        )
+
+    def window_due(self, folder: FolderKind, baseline: dict[PsaKey, Link], row: Any) -> bool:
+        # Occurrences enter and leave the window as days pass, without any feed entry: the
+        # window is re-expanded once a day while linked occurrences exist.
+        if folder in self.window_read:
+            return False
+        if not any("|" in link.exchange_id for link in baseline.values()):
+            return False
+        row = (
+            row
+            or FolderSyncState.objects.filter(mailbox_settings=self.mailbox, folder=folder).first()
+        )
+        return row is None or row.window_read_on != self.now.date()
+
+    def require_session(self) -> MailboxSession:
+        assert self.session is not None
+        return self.session
+
+    # --- planning and applying --------------------------------------------------------------
+
+    def sync_chunk(self, folder: FolderKind, chunk: _Chunk, row: Any) -> bool:
+        """Plan and apply one chunk; return False when the folder must stop (guard tripped)."""
+        baseline = {k: v for k, v in load_baseline(self.mailbox).items() if _in(k, folder)}
+        psa = psa_store.load_psa_items(self.mailbox, self.options, self.window)
+        psa = {k: v for k, v in psa.items() if _in(k, folder)}
+        view = self.view_of(folder, chunk, baseline, row)
+        result = plan(baseline, psa, view, self.options, self.now)
+        result = self.with_tagged(folder, baseline, psa, view, result)
+        if result.guard_tripped:
+            self.guard_message = _guard_message(result)
+        written = _ExchangeWriter(self, folder).write(result.ops)
+        self.commit(folder, chunk, result, written, baseline)
+        return not result.guard_tripped
+
+    def with_tagged(
+        self,
+        folder: FolderKind,
+        baseline: dict[PsaKey, Link],
+        psa: dict[PsaKey, Any],
+        view: ExchangeView,
+        result: o.Plan,
+    ) -> o.Plan:
+        """Before creating, look our tags up: a restored database or a lost link must adopt
+        the item already in Exchange, not create a second one (one request, only with creates)."""
+        tags = [op.tag for op in result.ops if isinstance(op, o.CreateInExchange)]
+        if not tags or view.full_read:
+            return result
+        found = self.require_session().find_by_tag(folder, tags)
+        if not found:
+            return result
+        tagged = tuple(item for items in found.values() for item in items)
+        return plan(baseline, psa, replace(view, tagged=tagged), self.options, self.now)
+
+    def commit(
+        self,
+        folder: FolderKind,
+        chunk: _Chunk,
+        result: o.Plan,
+        written: dict[int, WriteResult | None],
+        baseline: dict[PsaKey, Link],
+    ) -> None:
+        """Apply the PSA ops and persist links (+ the state) in one fenced transaction."""
+        counted: list[tuple[o.Op, ItemKind]] = []
+        try:
+            with transaction.atomic():
+                links = _LinkBook(self, baseline, written, counted).replay(result.ops)
+                save_links(self.mailbox, links)
+                self.log.flush()
+                complete = all(w is not None for w in written.values())
+                if complete and not result.guard_tripped:
+                    self.save_state(folder, chunk.new_state)
+                leases.check(self.mailbox.pk, self.token)
+        except BaseException:
+            self.log.discard()
+            raise
+        for op, kind in counted:
+            self.log.count(op, kind)
+        if not all(w is not None for w in written.values()):
+            self.out_of_time()
+
+    def save_state(self, folder: FolderKind, state: str) -> None:
+        values: dict[str, Any] = {"state": state}
+        if folder in self.window_read:
+            values["window_read_on"] = self.now.date()
+        FolderSyncState.objects.update_or_create(
+            mailbox_settings=self.mailbox, folder=folder.value, defaults=values
+        )
+
+
+def _in(key: PsaKey, folder: FolderKind) -> bool:
+    return folder_of(key.kind) is folder
+
+
+def _guard_message(result: o.Plan) -> str:
+    return (
+        f"Stopped before deleting {len(result.withheld)} synced items: one side looks "
+        "suddenly empty. Check the mailbox and the server settings."
+    )
+
+
+# --- Exchange writes ------------------------------------------------------------------------
+
+
+@dataclass
+class _ExchangeWriter:
+    """Sends a plan's Exchange ops in batches; returns op index → result (None: not sent,
+    the time budget ran out first)."""
+
+    cycle: _Cycle
+    folder: FolderKind
+
+    def write(self, ops: Sequence[o.Op]) -> dict[int, WriteResult | None]:
+        results: dict[int, WriteResult | None] = {}
+        session = self.cycle.require_session()
+        for op_type, send in (
+            (o.CreateInExchange, self.create),
+            (o.UpdateInExchange, self.update),
+            (o.DeleteInExchange, self.delete),
+        ):
+            indexed = [(i, op) for i, op in enumerate(ops) if isinstance(op, op_type)]
+            for start in range(0, len(indexed), session.max_batch):
+                batch = indexed[start : start + session.max_batch]
+                if time.monotonic() >= self.cycle.deadline:
+                    results.update((i, None) for i, _ in batch)
+                    continue
+                sent = send([op for _, op in batch])
+                results.update(zip((i for i, _ in batch), sent, strict=True))
+        return results
+
+    def create(self, ops: list[Any]) -> list[WriteResult]:
+        items = [NewItem(op.record, op.tag) for op in ops]
+        return self.cycle.require_session().create(self.folder, items)
+
+    def update(self, ops: list[Any]) -> list[WriteResult]:
+        changes = [ItemChange(op.exchange_id, op.change_key, op.record, op.fields) for op in ops]
+        return self.cycle.require_session().update(self.folder, changes)
+
+    def delete(self, ops: list[Any]) -> list[WriteResult]:
+        deletions = [ItemDeletion(op.exchange_id, op.change_key) for op in ops]
+        return self.cycle.require_session().delete(self.folder, deletions)
+
+
+# --- PSA writes and the links they leave ----------------------------------------------------
+
+
+@dataclass
+class _LinkBook:
+    """Replays a plan in order: applies PSA ops, and works out each key's link to persist.
+
+    An item's ops are applied in plan order; after its first failure the rest of that item's
+    ops are not applied (each op's baseline assumes the ones before it succeeded), so its last
+    good baseline is kept and the next run takes it from there.
+    """
+
+    cycle: _Cycle
+    baseline: dict[PsaKey, Link]
+    written: dict[int, WriteResult | None]
+    counted: list[tuple[o.Op, ItemKind]]
+    changes: dict[PsaKey, Link | None] = field(default_factory=dict)
+    failed: set[PsaKey] = field(default_factory=set)
+
+    def replay(self, ops: Sequence[o.Op]) -> dict[PsaKey, Link | None]:
+        for index, op in enumerate(ops):
+            key = _key_of(op)
+            if key is not None and key in self.failed:
+                continue
+            self.step(index, op, key)
+        return self.changes
+
+    def step(self, index: int, op: o.Op, key: PsaKey | None) -> None:
+        if isinstance(op, o.EXCHANGE_WRITES):
+            self.exchange_step(index, op)
+        elif isinstance(op, o.PSA_WRITES):
+            self.psa_step(op)
+        elif isinstance(op, o.RecordConflict):
+            self.cycle.log.conflict(op)
+        elif isinstance(op, o.Forget):
+            self.changes[op.key] = None
+        else:
+            self.changes[op.link.key] = op.link
+
+    def exchange_step(
+        self, index: int, op: o.CreateInExchange | o.UpdateInExchange | o.DeleteInExchange
+    ) -> None:
+        result = self.written.get(index)
+        if result is None or not result.ok:
+            self.fail(op.key, _exchange_id_of(op), result)
+            return
+        self.counted.append((op, op.key.kind))
+        if isinstance(op, o.CreateInExchange):
+            self.changes[op.key] = op.link_after(result.exchange_id, result.change_key)
+        elif isinstance(op, o.UpdateInExchange):
+            self.changes[op.key] = op.link_after(result.change_key)
+        else:
+            current = self.changes.get(op.key, self.baseline.get(op.key))
+            # Deleting a duplicate twin leaves the key's own link in place.
+            if current is None or current.exchange_id == op.exchange_id:
+                self.changes[op.key] = None
+
+    def psa_step(self, op: o.CreateInPsa | o.UpdatePsa | o.DeletePsa) -> None:
+        # Each action runs in its own savepoint: a failed item leaves no half-write.
+        outcome = psa_store.apply_psa_op(self.cycle.mailbox, op)
+        if not outcome.ok:
+            key = op.key if not isinstance(op, o.CreateInPsa) else None
+            exchange_id = op.link.exchange_id if isinstance(op, o.CreateInPsa) else ""
+            self.cycle.log.error(key, exchange_id, f"Not saved in the PSA: {outcome.error}")
+            if key is not None:
+                self.failed.add(key)
+            return
+        self.counted.append((op, op.kind if isinstance(op, o.CreateInPsa) else op.key.kind))
+        if isinstance(op, o.CreateInPsa):
+            assert outcome.psa_id is not None
+            link = op.link_after(outcome.psa_id)
+            self.changes[link.key] = link
+        elif isinstance(op, o.UpdatePsa):
+            self.changes[op.key] = op.link
+        else:
+            self.changes[op.key] = None
+
+    def fail(self, key: PsaKey, exchange_id: str, result: WriteResult | None) -> None:
+        self.failed.add(key)
+        if result is None:
+            return  # not sent (time budget): retried next run, not an error
+        error = result.error
+        if isinstance(error, ConflictError):
+            message = "Changed in Exchange while we wrote it; it is re-read on the next run."
+        else:
+            message = f"Exchange refused the change: {error.message if error else 'unknown'}"
+        self.cycle.log.error(key, exchange_id, message)
+
+
+def _key_of(op: o.Op) -> PsaKey | None:
+    if isinstance(op, o.CreateInPsa):
+        return None
+    if isinstance(op, o.LinkItems | o.Relink | o.MarkExchangeDeleted | o.Unlink):
+        return op.link.key
+    return op.key
+
+
+def _exchange_id_of(op: Any) -> str:
+    return getattr(op, "exchange_id", "")

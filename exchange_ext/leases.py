@@ -1,0 +1,66 @@
+"""The per-mailbox lease with a fencing token (research/reliability.md #32, #37).
+
+A run claims the mailbox with a compare-and-set UPDATE that bumps ``lease_token``; every commit
+it makes re-checks the token inside its transaction, so a worker whose lease was taken over
+(it outlived its budget, a queue re-delivered its task) can never commit. Works the same on
+SQLite, where ``select_for_update`` is a no-op, because it relies on UPDATE … WHERE only.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import socket
+
+from django.db.models import Q
+from django.utils import timezone
+
+from exchange_ext.models import MailboxSettings
+
+# The lease outlives the budget a little: the run stops between pages at its deadline and
+# still needs to commit its last page and release.
+GRACE = dt.timedelta(seconds=60)
+
+
+class StaleLease(Exception):
+    """Another worker holds the mailbox now; this worker's pending commit must roll back."""
+
+
+def holder_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"[:100]
+
+
+def claim(mailbox_id: int, budget_seconds: float) -> int | None:
+    """Take the mailbox's lease; return the fencing token, or ``None`` if someone holds it."""
+    now = timezone.now()
+    current = MailboxSettings.objects.filter(pk=mailbox_id).values_list("lease_token", flat=True)
+    token = current.first()
+    if token is None:
+        return None
+    free = Q(lease_expires_at__isnull=True) | Q(lease_expires_at__lte=now)
+    taken = MailboxSettings.objects.filter(free, pk=mailbox_id, lease_token=token).update(
+        lease_token=token + 1,
+        lease_holder=holder_name(),
+        lease_expires_at=now + dt.timedelta(seconds=budget_seconds) + GRACE,
+    )
+    return token + 1 if taken else None
+
+
+def check(mailbox_id: int, token: int) -> None:
+    """Raise :class:`StaleLease` unless ``token`` still fences the mailbox.
+
+    Call inside the transaction that commits: on PostgreSQL the UPDATE's row lock then holds
+    until that commit, so no claim can slip in between the check and the commit.
+    """
+    held = MailboxSettings.objects.filter(pk=mailbox_id, lease_token=token).update(
+        lease_token=token
+    )
+    if not held:
+        raise StaleLease("the sync lease was taken over by another worker")
+
+
+def release(mailbox_id: int, token: int) -> None:
+    """Give the lease back (only if still ours; a stale worker releases nothing)."""
+    MailboxSettings.objects.filter(pk=mailbox_id, lease_token=token).update(
+        lease_expires_at=None, lease_holder=""
+    )

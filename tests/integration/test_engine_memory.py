@@ -1,0 +1,535 @@
+"""The sync engine over the ORM and a MemoryBackend: rules per kind and the run invariants."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from exchange_ext import engine, leases
+from exchange_ext.backends.base import (
+    AuthFailed,
+    FolderKind,
+    MailboxSession,
+    Throttled,
+    Unavailable,
+)
+from exchange_ext.backends.memory import MemoryBackend, MemorySession
+from exchange_ext.models import (
+    ExchangeConfig,
+    FolderSyncState,
+    ItemLink,
+    MailboxSettings,
+    SyncLogEntry,
+    SyncRun,
+)
+from exchange_ext.sync.records import CalendarRecord, ContactRecord, ShowAs
+from psa.audit.models import AuditEntry
+from psa.audit.origin import Origin
+from psa.scheduling.actions import (
+    do_delete_appointment,
+    do_update_appointment,
+    do_update_service_call,
+    do_update_todo,
+)
+from psa.scheduling.models import Appointment, Todo
+from tests.builders import (
+    at,
+    make_account,
+    make_appointment,
+    make_contact,
+    make_opportunity,
+    make_resource,
+    make_service_call,
+    make_todo,
+)
+
+pytestmark = pytest.mark.django_db
+
+NOW = at("2026-11-22 08:00")
+USER = Origin.by_system("tests")
+
+
+class Crash(Exception):
+    """The worker died (simulated)."""
+
+
+@pytest.fixture
+def config() -> ExchangeConfig:
+    return ExchangeConfig.load()
+
+
+def enrol(resource, **fields) -> MailboxSettings:
+    return MailboxSettings.objects.create(
+        resource=resource, sync_enabled=True, mailbox=resource.email, **fields
+    )
+
+
+@pytest.fixture
+def tech(config):
+    resource = make_resource("tech")
+    return enrol(resource)
+
+
+@pytest.fixture
+def backend(tech) -> MemoryBackend:
+    return MemoryBackend([tech.effective_mailbox], page_size=3)
+
+
+def sync(mailbox: MailboxSettings, backend, **kwargs) -> SyncRun:
+    return engine.run_sync(mailbox.pk, backend=backend, now=kwargs.pop("now", NOW), **kwargs)
+
+
+def in_exchange(backend: MemoryBackend, mailbox: MailboxSettings, folder=None) -> list:
+    return backend.items_of(mailbox.effective_mailbox, folder)
+
+
+def subjects(backend, mailbox) -> list[str]:
+    return sorted(
+        item.record.subject for item in in_exchange(backend, mailbox, FolderKind.CALENDAR)
+    )
+
+
+def sync_audits() -> int:
+    return AuditEntry.objects.filter(origin_kind="sync").count()
+
+
+def event(subject: str, start: str, hours: float = 1, **fields) -> CalendarRecord:
+    begin = at(start)
+    return CalendarRecord(subject, "", begin, begin + dt.timedelta(hours=hours), **fields)
+
+
+def assert_quiet(mailbox, backend) -> None:
+    writes, audits = backend.writes(), sync_audits()
+    run = sync(mailbox, backend)
+    assert run.outcome == SyncRun.Outcome.OK
+    assert (backend.writes(), sync_audits()) == (writes, audits)
+
+
+# --- appointments -------------------------------------------------------------------------
+
+
+def test_psa_appointments_are_exported_and_a_second_run_writes_nothing(tech, backend):
+    for n in range(5):
+        make_appointment(tech.resource, f"2026-11-2{3 + n % 3} 09:00", title=f"Visit {n}")
+    run = sync(tech, backend)
+    assert run.outcome == SyncRun.Outcome.OK
+    assert run.counts == {"appointment": {"exchange": {"created": 5}}}
+    assert run.exchange_summary == "5 created"
+    assert ItemLink.objects.filter(mailbox_settings=tech).count() == 5
+    assert_quiet(tech, backend)
+
+
+def test_an_outlook_time_change_flows_back_and_a_subject_edit_is_ignored(tech, backend):
+    appointment = make_appointment(tech.resource, "2026-11-23 09:00", title="Visit")
+    sync(tech, backend)
+    (item,) = in_exchange(backend, tech)
+    moved = event("Renamed in Outlook", "2026-11-23 11:00", hours=2)
+    backend.edit(tech.effective_mailbox, item.exchange_id, moved)
+    run = sync(tech, backend)
+    appointment.refresh_from_db()
+    assert (appointment.start, appointment.end) == (at("2026-11-23 11:00"), at("2026-11-23 13:00"))
+    assert appointment.title == "Visit"
+    assert run.counts == {"appointment": {"psa": {"updated": 1}}}
+    entry = AuditEntry.objects.filter(origin_kind="sync").get()
+    assert entry.origin_source == "exchange"
+    # The next PSA change overwrites the ignored subject edit.
+    do_update_appointment(USER, appointment, location="Room 2")
+    sync(tech, backend)
+    assert subjects(backend, tech) == ["Visit"]
+    assert_quiet(tech, backend)
+
+
+def test_an_outlook_delete_is_not_reflected_and_the_next_psa_change_re_exports(tech, backend):
+    appointment = make_appointment(tech.resource, title="Visit")
+    sync(tech, backend)
+    (item,) = in_exchange(backend, tech)
+    backend.remove(tech.effective_mailbox, item.exchange_id)
+    sync(tech, backend)
+    assert Appointment.objects.filter(pk=appointment.pk).exists()
+    assert ItemLink.objects.get().state == "exchange_deleted"
+    assert_quiet(tech, backend)
+    do_update_appointment(USER, appointment, title="Visit (moved)")
+    sync(tech, backend)
+    assert subjects(backend, tech) == ["Visit (moved)"]
+
+
+def test_a_psa_delete_deletes_the_exchange_copy(tech, backend):
+    appointment = make_appointment(tech.resource)
+    sync(tech, backend)
+    do_delete_appointment(USER, appointment)
+    run = sync(tech, backend)
+    assert in_exchange(backend, tech) == []
+    assert run.counts == {"appointment": {"exchange": {"deleted": 1}}}
+    assert not ItemLink.objects.exists()
+
+
+def test_exchange_appointments_are_imported_read_only_when_only_attending(tech, backend):
+    box = tech.effective_mailbox
+    backend.put(box, event("Dentist", "2026-11-23 15:00"))
+    backend.put(box, event("Board meeting", "2026-11-24 10:00"), is_organizer=False)
+    backend.put(box, event("Lunch", "2026-11-24 12:00", show_as=ShowAs.FREE))
+    backend.put(box, event("Therapy", "2026-11-25 10:00", is_private=True))
+    run = sync(tech, backend)
+    rows = {a.title: a for a in Appointment.objects.all()}
+    assert set(rows) == {"Dentist", "Board meeting", "Lunch", "Appointment"}
+    assert rows["Board meeting"].read_only and not rows["Dentist"].read_only
+    assert all(a.origin == "exchange" for a in rows.values())
+    assert rows["Appointment"].description == ""  # private: no details
+    assert run.counts == {"appointment": {"psa": {"created": 4}}}
+    assert_quiet(tech, backend)
+
+
+def test_import_without_details_and_without_free_time(tech, backend, config):
+    config.import_mode = "times_only"
+    config.import_free_time = False
+    config.save()
+    backend.put(tech.effective_mailbox, event("Dentist", "2026-11-23 15:00"))
+    backend.put(tech.effective_mailbox, event("Lunch", "2026-11-24 12:00", show_as=ShowAs.FREE))
+    sync(tech, backend)
+    assert list(Appointment.objects.values_list("title", "description")) == [("Appointment", "")]
+
+
+def test_import_mode_none_imports_nothing(tech, backend, config):
+    config.import_mode = "none"
+    config.save()
+    backend.put(tech.effective_mailbox, event("Dentist", "2026-11-23 15:00"))
+    sync(tech, backend)
+    assert not Appointment.objects.exists()
+
+
+def test_exchange_changes_and_deletes_of_imported_items_flow_to_the_psa(tech, backend):
+    exchange_id = backend.put(tech.effective_mailbox, event("Dentist", "2026-11-23 15:00"))
+    sync(tech, backend)
+    backend.edit(tech.effective_mailbox, exchange_id, event("Dentist (new)", "2026-11-23 16:00"))
+    sync(tech, backend)
+    assert Appointment.objects.get().title == "Dentist (new)"
+    backend.remove(tech.effective_mailbox, exchange_id)
+    sync(tech, backend)
+    assert not Appointment.objects.exists()
+
+
+def test_an_invalid_exchange_item_is_a_per_item_error_and_the_others_sync(tech, backend):
+    box = tech.effective_mailbox
+    backend.put(box, event("Zero length", "2026-11-23 15:00", hours=0))  # the PSA refuses it
+    backend.put(box, event("Dentist", "2026-11-23 16:00"))
+    run = sync(tech, backend)
+    assert run.outcome == SyncRun.Outcome.PARTIAL
+    assert list(Appointment.objects.values_list("title", flat=True)) == ["Dentist"]
+    entry = SyncLogEntry.objects.get(run=run)
+    assert entry.level == "error" and "end must be after the start" in entry.message
+
+
+def test_a_rejected_exchange_write_is_logged_and_retried(tech, config):
+    backend = MemoryBackend(
+        [tech.effective_mailbox], reject_if=lambda r: "too big" if "Bad" in r.subject else None
+    )
+    make_appointment(tech.resource, title="Bad one")
+    make_appointment(tech.resource, "2026-11-24 09:00", title="Good one")
+    run = sync(tech, backend)
+    assert run.outcome == SyncRun.Outcome.PARTIAL
+    assert subjects(backend, tech) == ["Good one"]
+    assert "too big" in SyncLogEntry.objects.get().message
+    assert sync(tech, backend).errors == 1  # still failing, still only one copy of the good one
+
+
+# --- service calls, to-dos, contacts ------------------------------------------------------
+
+
+def test_service_call_copies_per_resource_removed_resource_loses_its_copy(tech, config):
+    other = enrol(make_resource("other"))
+    third = enrol(make_resource("third"))
+    backend = MemoryBackend([m.effective_mailbox for m in (tech, other, third)])
+    call = make_service_call([tech.resource, other.resource, third.resource])
+    for mailbox in (tech, other, third):
+        sync(mailbox, backend)
+        assert subjects(backend, mailbox) == [f"Service call: {call.account.name}"]
+    do_update_service_call(USER, call, resources=[tech.resource, other.resource])
+    for mailbox in (tech, other, third):
+        sync(mailbox, backend)
+    assert [len(in_exchange(backend, m)) for m in (tech, other, third)] == [1, 1, 0]
+    do_update_service_call(USER, call, status="complete")
+    sync(tech, backend)
+    assert in_exchange(backend, tech)[0].record.show_as is ShowAs.FREE
+
+
+def test_exchange_edits_of_a_service_call_do_not_flow_back(tech, backend):
+    call = make_service_call([tech.resource])
+    sync(tech, backend)
+    (item,) = in_exchange(backend, tech)
+    backend.edit(tech.effective_mailbox, item.exchange_id, event("x", "2026-11-24 12:00"))
+    sync(tech, backend)
+    call.refresh_from_db()
+    assert call.start == at("2026-11-24 08:00")
+
+
+def test_to_do_times_flow_back_and_other_edits_do_not(tech, backend):
+    todo = make_todo(tech.resource)
+    sync(tech, backend)
+    (item,) = in_exchange(backend, tech)
+    backend.edit(tech.effective_mailbox, item.exchange_id, event("Edited", "2026-11-23 16:00"))
+    sync(tech, backend)
+    todo.refresh_from_db()
+    assert (todo.start, todo.end) == (at("2026-11-23 16:00"), at("2026-11-23 17:00"))
+    assert todo.description == "Call back about the backup report"
+    do_update_todo(USER, Todo.objects.get(), completed_at=NOW)
+    sync(tech, backend)
+    assert in_exchange(backend, tech)[0].record.show_as is ShowAs.FREE
+    assert_quiet(tech, backend)
+
+
+def test_contacts_in_scope_are_exported_and_leaving_scope_deletes_them(tech, backend):
+    managed = make_account(account_manager=tech.resource)
+    make_contact(managed, first_name="Ann")
+    elsewhere = make_account()
+    opportunity_contact = make_contact(elsewhere, first_name="Bob")
+    make_opportunity(elsewhere, tech.resource, contact=opportunity_contact)
+    make_contact(make_account(), first_name="Zed")  # out of scope
+    sync(tech, backend)
+    contacts = in_exchange(backend, tech, FolderKind.CONTACTS)
+    assert sorted(c.record.given_name for c in contacts) == ["Ann", "Bob"]
+    assert all(isinstance(c.record, ContactRecord) for c in contacts)
+    managed.account_manager = None
+    managed.save()
+    sync(tech, backend)
+    assert [c.record.given_name for c in in_exchange(backend, tech, FolderKind.CONTACTS)] == ["Bob"]
+
+
+def test_a_kind_turned_off_stops_syncing_and_leaves_exchange_alone(tech, backend):
+    make_todo(tech.resource)
+    sync(tech, backend)
+    tech.export_todos = False
+    tech.save()
+    Todo.objects.all().delete()
+    sync(tech, backend)
+    assert len(in_exchange(backend, tech)) == 1
+
+
+# --- invariants ---------------------------------------------------------------------------
+
+
+def demo(mailbox) -> None:
+    for n in range(4):
+        make_appointment(mailbox.resource, f"2026-11-2{3 + n} 09:00", title=f"Visit {n}")
+    make_todo(mailbox.resource)
+    make_service_call([mailbox.resource])
+
+
+def test_lost_links_are_rebuilt_from_tags_without_writes(tech, backend):
+    demo(tech)
+    sync(tech, backend)
+    ItemLink.objects.all().delete()
+    FolderSyncState.objects.all().delete()
+    writes = backend.writes()
+    sync(tech, backend)
+    assert backend.writes() == writes
+    assert ItemLink.objects.count() == 6
+
+
+def test_a_restored_database_with_states_adopts_by_tag_instead_of_duplicating(tech, backend):
+    demo(tech)
+    sync(tech, backend)
+    ItemLink.objects.all().delete()  # states kept: the feed will not show the items again
+    sync(tech, backend)
+    assert len(in_exchange(backend, tech)) == 6
+    assert_quiet(tech, backend)
+
+
+def test_an_expired_state_triggers_a_full_re_read_that_adopts(tech, backend):
+    demo(tech)
+    backend.put(tech.effective_mailbox, event("Dentist", "2026-11-23 15:00"))
+    sync(tech, backend)
+    backend.expire_states()
+    run = sync(tech, backend)
+    assert run.outcome == SyncRun.Outcome.OK
+    assert len(in_exchange(backend, tech)) == 7
+    assert Appointment.objects.filter(origin="exchange").count() == 1
+    assert_quiet(tech, backend)
+
+
+def test_a_resync_request_re_reads_everything_and_is_cleared(tech, backend):
+    demo(tech)
+    sync(tech, backend)
+    MailboxSettings.objects.filter(pk=tech.pk).update(resync_requested_at=NOW)
+    writes = backend.writes()
+    sync(tech, backend)
+    assert backend.writes() == writes
+    assert MailboxSettings.objects.get(pk=tech.pk).resync_requested_at is None
+
+
+class CrashingSession:
+    """Wraps a session: raises :class:`Crash` after the n-th write call succeeded."""
+
+    def __init__(self, session: MailboxSession, after: int) -> None:
+        self.session, self.left = session, after
+        self.max_batch = 2  # several write calls per run, so a crash can hit each
+
+    def __getattr__(self, name):
+        inner = getattr(self.session, name)
+        if name not in ("create", "update", "delete"):
+            return inner
+
+        def write(*args):
+            result = inner(*args)
+            self.left -= 1
+            if self.left < 0:
+                raise Crash(name)
+            return result
+
+        return write
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.session.close()
+
+
+class CrashingBackend(MemoryBackend):
+    crash_after: int | None = None
+
+    def open_session(self, mailbox):
+        session = super().open_session(mailbox)
+        if self.crash_after is None:
+            return session
+        return CrashingSession(session, self.crash_after)
+
+
+@pytest.mark.parametrize("crash_after", [0, 1, 2])
+def test_a_crash_after_an_exchange_write_before_the_link_commit_converges(tech, crash_after):
+    backend = CrashingBackend([tech.effective_mailbox], page_size=2)
+    demo(tech)
+    backend.crash_after = crash_after
+    with pytest.raises(Crash):
+        sync(tech, backend)
+    assert SyncRun.objects.latest("id").outcome == SyncRun.Outcome.FAILED
+    backend.crash_after = None
+    sync(tech, backend)
+    tags = [i.psa_tag for i in in_exchange(backend, tech)]
+    assert len(tags) == len(set(tags)) == 6
+    assert_quiet(tech, backend)
+
+
+def test_a_crash_after_the_commit_converges(tech, backend, monkeypatch):
+    demo(tech)
+    real = leases.release
+
+    def crash(*args):
+        real(*args)
+        raise Crash("after commit")
+
+    monkeypatch.setattr(leases, "release", crash)
+    with pytest.raises(Crash):
+        sync(tech, backend)
+    monkeypatch.setattr(leases, "release", real)
+    assert len(in_exchange(backend, tech)) == 6
+    assert_quiet(tech, backend)
+
+
+def test_a_failed_page_never_advances_the_state_and_nothing_is_lost(tech, backend):
+    sync(tech, backend)
+    states = list(FolderSyncState.objects.values_list("folder", "state"))
+    for n in range(7):
+        backend.put(tech.effective_mailbox, event(f"New {n}", f"2026-11-2{3 + n % 4} 10:00"))
+    # The third page fails (a truncated response the backend refused to turn into a page).
+    backend.fail_next(Unavailable("truncated"), operations=["read_changes"], after=2)
+    run = sync(tech, backend)
+    assert run.outcome == SyncRun.Outcome.FAILED
+    assert Appointment.objects.count() == 6  # two complete pages committed
+    assert list(FolderSyncState.objects.values_list("folder", "state")) != states
+    sync(tech, backend)
+    assert Appointment.objects.count() == 7
+    assert_quiet(tech, backend)
+
+
+def test_a_budget_deadline_stops_between_pages_and_the_next_run_resumes(tech, backend, monkeypatch):
+    sync(tech, backend)
+    for n in range(7):
+        backend.put(tech.effective_mailbox, event(f"New {n}", "2026-11-23 10:00"))
+    clock = [0.0]
+    monkeypatch.setattr(engine.time, "monotonic", lambda: clock[0])
+    real_read = MemorySession.read_changes
+
+    def slow_read(self, *args):
+        clock[0] += 100  # every page takes 100 s
+        return real_read(self, *args)
+
+    monkeypatch.setattr(MemorySession, "read_changes", slow_read)
+    run = sync(tech, backend, budget_seconds=50)
+    assert run.outcome == SyncRun.Outcome.PARTIAL
+    assert "time budget" in run.error
+    assert Appointment.objects.count() == 3  # one page of three, committed with its state
+    monkeypatch.setattr(MemorySession, "read_changes", real_read)
+    sync(tech, backend)
+    assert Appointment.objects.count() == 7
+
+
+def test_a_run_while_another_holds_the_lease_is_skipped(tech, backend):
+    class Reentrant(MemoryBackend):
+        inner: SyncRun | None = None
+
+        def open_session(self, mailbox):
+            self.inner = self.inner or sync(tech, self)
+            return super().open_session(mailbox)
+
+    backend = Reentrant([tech.effective_mailbox])
+    make_appointment(tech.resource)
+    outer = sync(tech, backend)
+    assert (outer.outcome, backend.inner.outcome) == ("ok", "skipped")
+    assert len(in_exchange(backend, tech)) == 1
+
+
+def test_a_stale_fencing_token_cannot_commit(tech, backend):
+    class TakenOver(MemoryBackend):
+        def open_session(self, mailbox):
+            # Another worker claimed the mailbox after our lease expired.
+            MailboxSettings.objects.filter(pk=tech.pk).update(lease_token=999)
+            return super().open_session(mailbox)
+
+    backend = TakenOver([tech.effective_mailbox])
+    backend.put(tech.effective_mailbox, event("Dentist", "2026-11-23 15:00"))
+    run = sync(tech, backend)
+    assert run.outcome == SyncRun.Outcome.FAILED
+    assert not Appointment.objects.exists()
+    assert not ItemLink.objects.exists() and not FolderSyncState.objects.exists()
+
+
+def test_the_mass_delete_guard_stops_and_applies_nothing_destructive(tech, backend):
+    for n in range(30):
+        make_appointment(tech.resource, f"2026-11-{23 + n % 5} 0{n % 9}:00", title=f"V{n}")
+    sync(tech, backend)
+    Appointment.objects.all().delete()  # one side suddenly empty
+    run = sync(tech, backend)
+    assert run.outcome == SyncRun.Outcome.GUARD_TRIPPED
+    assert len(in_exchange(backend, tech)) == 30
+    settings = MailboxSettings.objects.get(pk=tech.pk)
+    assert settings.status == "failing" and "Stopped before deleting 30" in settings.last_error
+
+
+@pytest.mark.parametrize(
+    ("error", "status"),
+    [(AuthFailed("401"), "disabled"), (Throttled(), "failing"), (Unavailable(), "failing")],
+)
+def test_session_errors_become_the_run_outcome_and_the_mailbox_status(tech, error, status):
+    backend = MemoryBackend([tech.effective_mailbox])
+    backend.fail_next(error)
+    run = sync(tech, backend)
+    settings = MailboxSettings.objects.get(pk=tech.pk)
+    assert (run.outcome, settings.status) == ("failed", status)
+    assert settings.last_error and settings.lease_expires_at is None
+    if status == "disabled":
+        assert sync(tech, backend).outcome == "skipped"
+    else:
+        assert sync(tech, backend).outcome == "ok"
+        assert MailboxSettings.objects.get(pk=tech.pk).status == "ok"
+
+
+def test_runs_are_pruned_to_the_newest(tech, backend, monkeypatch):
+    monkeypatch.setattr("exchange_ext.sync_runs.KEEP_RUNS", 3)
+    for _ in range(5):
+        sync(tech, backend)
+    assert SyncRun.objects.count() <= 5  # the default keep applies per call
+    from exchange_ext.sync_runs import prune_runs
+
+    prune_runs(tech.pk, keep=3)
+    assert SyncRun.objects.count() == 3
