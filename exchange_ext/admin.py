@@ -14,7 +14,14 @@ from django.contrib import admin, messages
 from django.http import HttpRequest
 
 from exchange_ext import config_changes
-from exchange_ext.models import ExchangeConfig, FolderSyncState, MailboxSettings
+from exchange_ext.models import (
+    ExchangeConfig,
+    FolderSyncState,
+    ItemLink,
+    MailboxSettings,
+    SyncLogEntry,
+    SyncRun,
+)
 
 SECRET_FIELDS = ("password", "client_secret", "client_certificate")
 STATUS_FIELDS = (
@@ -92,3 +99,36 @@ class FolderSyncStateAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # states come from Exchange; deleting one forces a full resync of a folder
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Sync bookkeeping: written by the sync engine only, shown for support."""
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(ItemLink)
+class ItemLinkAdmin(ReadOnlyAdmin):
+    list_display = ("mailbox_settings", "kind", "psa_id", "state", "origin", "updated_at")
+    list_filter = ("kind", "state", "origin")
+    list_select_related = ("mailbox_settings__resource",)
+    search_fields = ("exchange_id",)
+
+
+class SyncLogEntryInline(admin.TabularInline):
+    model = SyncLogEntry
+    extra = 0
+    can_delete = False
+    readonly_fields = ("level", "kind", "psa_key", "exchange_id", "message")
+
+
+@admin.register(SyncRun)
+class SyncRunAdmin(ReadOnlyAdmin):
+    list_display = ("mailbox_settings", "started_at", "outcome", "trigger", "conflicts", "errors")
+    list_filter = ("outcome", "trigger")
+    list_select_related = ("mailbox_settings__resource",)
+    inlines = [SyncLogEntryInline]

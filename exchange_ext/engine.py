@@ -146,10 +146,13 @@ def _run_claimed(
 
 def _default_backend(config: ExchangeConfig, mailbox: MailboxSettings) -> ExchangeBackend:
     try:
-        from exchange_ext.backends.factory import backend_for  # lazy: optional until it lands
+        from exchange_ext.backends import factory  # lazy: optional until it lands
     except ImportError as error:
         raise NoBackend("No Exchange backend is available in this installation yet.") from error
-    return backend_for(config, mailbox_settings=mailbox)
+    try:
+        return factory.backend_for(config, mailbox_settings=mailbox)
+    except NotImplementedError as error:  # e.g. Graph before its backend exists
+        raise NoBackend(str(error) or "This backend is not available yet.") from error
 
 
 class NoBackend(BackendError):

@@ -28,6 +28,7 @@ from exchange_ext.models import ExchangeConfig, MailboxSettings
 from exchange_ext.notifications import send_setup_emails
 from exchange_ext.permissions import manager_required
 from exchange_ext.resource_enrollment import set_enabled_resources
+from exchange_ext.sync_runs import recent_runs
 from psa.resources.models import Resource
 from psa.resources.permissions import own_resource
 from psa.scheduling.selection import fallback_zone_name
@@ -228,6 +229,10 @@ def _settings_page(request: HttpRequest, resource: Resource, *, admin: bool) -> 
     form = MailboxSettingsForm(request.POST or None, instance=settings, config=config)
     if form.is_bound and form.is_valid():
         form.save()
+        # A permanent error stopped this mailbox until its settings are saved (SPEC §6).
+        MailboxSettings.objects.filter(
+            pk=form.instance.pk, status=MailboxSettings.Status.DISABLED
+        ).update(status=MailboxSettings.Status.FAILING)
         messages.success(request, "MS Exchange settings saved.")
         return redirect(_settings_urls(resource, admin)["save"])
     return _render_settings(request, form, resource, admin=admin, status=_status(form))
@@ -278,7 +283,7 @@ def _render_settings(
         "base_template": "exchange_ext/_layout.html" if admin else "resources/profile_base.html",
         "tab": "resources",
         "active_tab": "exchange",
-        "sync_runs": [],  # the sync log arrives with the sync engine
+        "sync_runs": recent_runs(form.instance),
         "viewer_zone": _viewer_zone(request),
     }
     return render(request, "exchange_ext/mailbox_settings.html", context, status=status)
