@@ -1,0 +1,681 @@
+"""The EWS backend: :mod:`exchange_ext.backends.base` over exchangelib (pinned 5.6.0).
+
+How it is configured (SPEC §5, research/protocols.md §1): the configured endpoint (never
+autodiscover), a pinned server version and auth type (so the first request is the real
+operation, no probing), TLS trust through :func:`exchange_ext.tls.install_exchangelib_trust`,
+impersonation with the sync account or the resource's own credentials (delegate).
+
+Traps handled (research/reliability.md §0, DESIGN §4):
+
+- E1 (truncated responses) and E2 (401 under fault tolerance): :mod:`.ews_guard`.
+- E3 (process-wide Protocol cache): every session builds credentials equal only to themselves,
+  so it gets a Protocol of its own (its own retry policy, budget, pool and back-off clock —
+  one throttled mailbox does not stall the others); ``close()`` removes it from the cache and
+  closes its connections.
+- exchangelib logs Authorization headers at DEBUG: its logger is kept at INFO or above.
+- ``bulk_update`` raises on ``ErrorIrresolvableConflict`` after the server applied the other
+  items of the chunk; the write services here return every per-item error as a result instead.
+- Never a meeting message (``SendToNone`` everywhere), never ``AlwaysOverwrite``
+  (``NeverOverwrite`` with the change key last read).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import logging
+import uuid
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from exchangelib import (
+    IMPERSONATION,
+    Account,
+    CalendarItem,
+    Configuration,
+    Contact,
+    Credentials,
+    EWSDateTime,
+    EWSTimeZone,
+    OAuth2Credentials,
+)
+from exchangelib import errors as ews
+from exchangelib.folders import Calendar, Contacts, Folder, Root
+from exchangelib.items import (
+    ALL_OCCURRENCES,
+    ID_ONLY,
+    MOVE_TO_DELETED_ITEMS,
+    NEVER_OVERWRITE,
+    SAVE_ONLY,
+    SEND_TO_NONE,
+)
+from exchangelib.properties import DistinguishedFolderId, ItemId, Mailbox, RecurringMasterItemId
+from exchangelib.protocol import Protocol
+from exchangelib.services import CreateItem, DeleteItem, GetItem, SyncFolderItems, UpdateItem
+
+from exchange_ext.backends import ews_items
+from exchange_ext.backends.base import (
+    ChangePage,
+    ExchangeBackend,
+    FolderKind,
+    ItemChange,
+    ItemDeletion,
+    ItemNotFound,
+    MailboxSession,
+    NewItem,
+    WriteResult,
+)
+from exchange_ext.backends.ews_errors import SESSION_LEVEL_ITEM_ERRORS, item_error, session_error
+from exchange_ext.backends.ews_guard import SyncRetryPolicy
+from exchange_ext.sync.records import (
+    CalendarItemType,
+    ExchangeItem,
+    PsaTag,
+    master_of,
+    occurrence_id,
+)
+from exchange_ext.sync.windows import SyncWindow
+from exchange_ext.tls import install_exchangelib_trust
+
+logger = logging.getLogger(__name__)
+
+#: The server's maximum for SyncFolderItems MaxChangesReturned.
+SYNC_PAGE_SIZE = 512
+#: Items per CreateItem/UpdateItem/DeleteItem/GetItem request.
+BATCH_SIZE = 100
+#: Tags per FindItem restriction (an Or of IsEqualTo); results are capped at 250 by Exchange.
+TAG_CHUNK = 50
+#: A CalendarView answer this long may be cut (EWS has no paging for it): the window is split.
+VIEW_CAP = 1000
+# Marks a state that resumes a read which started without a state (ChangePage.full_read).
+_FULL_READ_PREFIX = "psa-full-read:"
+_PUBLIC_STATE = "psa-public-folder-listing"
+
+
+@dataclass(frozen=True)
+class EwsSettings:
+    """Everything an :class:`EwsBackend` needs; built by :mod:`exchange_ext.backends.factory`.
+
+    ``make_credentials`` returns a fresh exchangelib credentials object (kept out of reprs).
+    ``retry_budget_seconds``: the most one call waits for throttling before ``Throttled``.
+    """
+
+    endpoint: str
+    make_credentials: Callable[[], Any]
+    auth_type: str
+    version: Any
+    access_type: str = IMPERSONATION
+    retry_budget_seconds: float = 120.0
+    timeout_seconds: float = 60.0
+    public_folder_name: str = "PSA contacts"
+
+
+class _SessionKey:
+    """Makes credentials equal only to themselves: one Protocol per session (trap E3)."""
+
+    _session_key: str
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _SessionKey) and other._session_key == self._session_key
+
+    def __hash__(self) -> int:
+        return hash(self._session_key)
+
+
+class SessionCredentials(_SessionKey, Credentials):
+    """Basic/NTLM credentials with a per-session cache key."""
+
+    def __init__(self, username: str, password: str) -> None:
+        super().__init__(username, password)
+        self._session_key = uuid.uuid4().hex
+
+
+class SessionOAuth2Credentials(_SessionKey, OAuth2Credentials):
+    """Client-credentials OAuth with a per-session cache key and a configurable authority."""
+
+    def __init__(self, *args: Any, authority: str = "", **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._authority = (authority or "https://login.microsoftonline.com").rstrip("/")
+        self._session_key = uuid.uuid4().hex
+
+    @property
+    def token_url(self) -> str:
+        return f"{self._authority}/{self.tenant_id}/oauth2/v2.0/token"
+
+
+class EwsBackend(ExchangeBackend):
+    """One Exchange organisation over EWS. Sessions are cheap; each has its own connection."""
+
+    name = "ews"
+    supports_public_folders = True
+
+    def __init__(self, settings: EwsSettings) -> None:
+        self.settings = settings
+
+    def open_session(self, mailbox: str) -> EwsSession:
+        """Open a session for ``mailbox``; no request is sent until the first call."""
+        _keep_exchangelib_quiet()
+        ews_items.register_tag_property()
+        install_exchangelib_trust()
+        return EwsSession(self.settings, mailbox)
+
+
+def _keep_exchangelib_quiet() -> None:
+    # exchangelib logs Authorization headers and whole bodies at DEBUG (DESIGN §4).
+    for name in ("exchangelib", "exchangelib.util"):
+        library_logger = logging.getLogger(name)
+        if library_logger.getEffectiveLevel() <= logging.DEBUG:
+            library_logger.setLevel(logging.INFO)
+
+
+# --- services that report every per-item error as a result -----------------------------------
+
+
+class _PerItemErrors:
+    """Return a failed item's error instead of raising it (exchangelib raises most of them,
+    after the server already applied the other items of the request)."""
+
+    def _get_element_container(self, message: Any, name: Any = None) -> Any:
+        try:
+            return super()._get_element_container(message, name)  # type: ignore[misc]
+        except SESSION_LEVEL_ITEM_ERRORS:
+            raise
+        except ews.ResponseMessageError as error:
+            return error
+
+
+class _CreateItem(_PerItemErrors, CreateItem):
+    pass
+
+
+class _UpdateItem(_PerItemErrors, UpdateItem):
+    pass
+
+
+class _DeleteItem(_PerItemErrors, DeleteItem):
+    pass
+
+
+class _GetItem(_PerItemErrors, GetItem):
+    pass
+
+
+# --- the session ------------------------------------------------------------------------------
+
+
+class EwsSession(MailboxSession):
+    """One mailbox over EWS. See :class:`~exchange_ext.backends.base.MailboxSession`."""
+
+    max_batch = BATCH_SIZE
+
+    def __init__(self, settings: EwsSettings, mailbox: str) -> None:
+        self.settings = settings
+        self.mailbox = mailbox.lower()
+        self.policy = SyncRetryPolicy(settings.retry_budget_seconds)
+        self.config = Configuration(
+            service_endpoint=settings.endpoint,
+            credentials=settings.make_credentials(),
+            auth_type=settings.auth_type,
+            version=settings.version,
+            retry_policy=self.policy,
+            max_connections=1,
+        )
+        self.account = Account(
+            self.mailbox,
+            config=self.config,
+            autodiscover=False,
+            access_type=settings.access_type,
+            default_timezone=EWSTimeZone("UTC"),
+        )
+        self.account.protocol.TIMEOUT = settings.timeout_seconds
+        self._folders: dict[FolderKind, Any] = {}
+        # Our occurrence id → the occurrence's EWS ItemId, learnt from CalendarView reads.
+        self._occurrences: dict[str, str] = {}
+        self._closed = False
+
+    # --- plumbing ---------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _call(self) -> Iterator[None]:
+        """One public call: a fresh retry budget, and every library error translated."""
+        self.policy.start_call()
+        try:
+            yield
+        except Exception as error:  # the one boundary: nothing from exchangelib escapes
+            raise session_error(error) from None
+
+    def close(self) -> None:
+        """Forget this session's Protocol (trap E3) and close its connections; never raises."""
+        if self._closed:
+            return
+        self._closed = True
+        with contextlib.suppress(Exception):
+            protocol, _created = Protocol[self.config]
+            del Protocol[self.config]
+            if not isinstance(protocol, Exception):
+                protocol.close()
+
+    def _folder(self, kind: FolderKind) -> Any:
+        if kind not in self._folders:
+            self._folders[kind] = self._make_folder(kind)
+        return self._folders[kind]
+
+    def _make_folder(self, kind: FolderKind) -> Any:
+        if kind is FolderKind.PUBLIC_CONTACTS:
+            return self._public_contacts_folder()
+        # A local folder object addressed by distinguished id: no GetFolder round trip.
+        root = Root(account=self.account)
+        folder_class, name = (
+            (Calendar, "calendar") if kind is FolderKind.CALENDAR else (Contacts, "contacts")
+        )
+        return folder_class(
+            root=root,
+            _distinguished_id=DistinguishedFolderId(
+                id=name, mailbox=Mailbox(email_address=self.mailbox)
+            ),
+        )
+
+    def _public_contacts_folder(self) -> Any:
+        """Find, or create, the configured contacts folder under the public folders root.
+
+        https://learn.microsoft.com/exchange/client-developer/exchange-web-services/public-folder-access-with-ews-in-exchange
+        (GetFolder publicfoldersroot + FindFolder Shallow; CreateFolder when absent).
+        """
+        root = self.account.public_folders_root
+        name = self.settings.public_folder_name
+        for child in root.children:
+            if child.name == name:
+                return child
+        folder = Folder(parent=root, name=name, folder_class="IPF.Contact")
+        try:
+            folder.save()
+        except ews.ErrorFolderExists:
+            # Another worker created it between our FindFolder and CreateFolder.
+            root.refresh()
+            return next(child for child in root.children if child.name == name)
+        return folder
+
+    @staticmethod
+    def _item_class(kind: FolderKind) -> type:
+        return CalendarItem if kind is FolderKind.CALENDAR else Contact
+
+    # --- reads --------------------------------------------------------------------------------
+
+    def read_changes(self, folder: FolderKind, state: str | None, window: SyncWindow) -> ChangePage:
+        """One SyncFolderItems page (at most 512 changes), then GetItem for the changed items.
+
+        https://learn.microsoft.com/exchange/client-developer/web-service-reference/syncfolderitems-operation
+        https://learn.microsoft.com/exchange/client-developer/web-service-reference/getitem-operation
+
+        SyncFolderItems is asked for ids only (it cannot return bodies); the items' content is
+        read by GetItem, so a page costs one request plus one per 100 changed items, and a
+        quiet folder costs exactly one request. Public folders do not support SyncFolderItems:
+        their "changes" are a full listing every time (``full_read``).
+        """
+        with self._call():
+            if folder is FolderKind.PUBLIC_CONTACTS:
+                return self._public_listing()
+            return self._sync_page(folder, state)
+
+    def _sync_page(self, kind: FolderKind, state: str | None) -> ChangePage:
+        full_read = state is None or state.startswith(_FULL_READ_PREFIX)
+        raw_state = None if state is None else state.removeprefix(_FULL_READ_PREFIX)
+        service = SyncFolderItems(account=self.account)
+        changes = list(
+            service.call(
+                folder=self._folder(kind),
+                shape=ID_ONLY,
+                additional_fields=None,
+                sync_state=raw_state or None,
+                ignore=None,
+                max_changes_returned=SYNC_PAGE_SIZE,
+                sync_scope=None,
+            )
+        )
+        if not service.sync_state:
+            raise ews.MalformedResponseError("SyncFolderItems returned no SyncState")
+        created_ids = [obj.id for change, obj in changes if change == "create" and obj.id]
+        updated_ids = [obj.id for change, obj in changes if change == "update" and obj.id]
+        deleted = [obj.id for change, obj in changes if change == "delete"]
+        read = self._read_items(kind, [*created_ids, *updated_ids])
+        more = not service.includes_last_item_in_range
+        new_state = service.sync_state
+        if full_read and more:
+            new_state = _FULL_READ_PREFIX + new_state
+        # An item changed and then deleted before GetItem: report the update as a delete.
+        gone = [i for i in updated_ids if i not in read]
+        created = tuple(read[i] for i in created_ids if i in read)
+        updated = tuple(read[i] for i in updated_ids if i in read)
+        return ChangePage(
+            created=(*created, *updated) if full_read else created,
+            updated=() if full_read else updated,
+            deleted=() if full_read else (*deleted, *gone),
+            new_state=new_state,
+            more_available=more,
+            full_read=full_read,
+        )
+
+    def _public_listing(self) -> ChangePage:
+        folder = self._folder(FolderKind.PUBLIC_CONTACTS)
+        ids = [item.id for item in folder.all().only("id", "changekey") if item.id]
+        items = self._read_items(FolderKind.PUBLIC_CONTACTS, ids)
+        listing = tuple(items[i] for i in ids if i in items)
+        return ChangePage(listing, (), (), _PUBLIC_STATE, more_available=False, full_read=True)
+
+    def _read_items(self, kind: FolderKind, ids: Sequence[str]) -> dict[str, ExchangeItem]:
+        """GetItem of ``ids`` with the synced fields; items gone meanwhile are left out."""
+        if not ids:
+            return {}
+        item_class = self._item_class(kind)
+        service = _GetItem(account=self.account, chunk_size=BATCH_SIZE)
+        fields = ews_items.read_field_paths(item_class)
+        found: dict[str, ExchangeItem] = {}
+        refs = [ItemId(id=exchange_id) for exchange_id in ids]
+        for result in service.call(items=refs, additional_fields=fields, shape=ID_ONLY):
+            if isinstance(result, Exception) or not isinstance(result, item_class):
+                continue  # deleted meanwhile, or a foreign item class in the folder
+            found[result.id] = ews_items.exchange_item(result, self.mailbox)
+        return found
+
+    def read_window(self, folder: FolderKind, window: SyncWindow) -> list[ExchangeItem]:
+        """FindItem with a CalendarView, then GetItem of the items and of their masters' ids.
+
+        https://learn.microsoft.com/exchange/client-developer/web-service-reference/calendarview
+        https://learn.microsoft.com/exchange/client-developer/web-service-reference/recurringmasteritemid
+
+        The view spans ``window.start`` to ``window.recurring_end`` (single items starting later
+        come from :meth:`read_changes`). Occurrences and exceptions are reported under
+        ``occurrence_id(master id, OriginalStart)``: the master's ItemId is stable, EWS
+        occurrence ids are not. The master id is read with one batched GetItem of
+        ``RecurringMasterItemId`` per series (real Exchange returns no master id on an
+        occurrence).
+        """
+        with self._call():
+            if folder is not FolderKind.CALENDAR:
+                return self._read_all(folder)
+            refs = self._view_refs(window.start, window.recurring_end)
+            items = self._read_items(folder, [ref.id for ref in refs])
+            masters = self._master_ids([ref for ref in refs if ref.type != "Single"])
+            return [self._window_item(ref, items, masters) for ref in refs if ref.id in items]
+
+    def _read_all(self, kind: FolderKind) -> list[ExchangeItem]:
+        ids = [item.id for item in self._folder(kind).all().only("id", "changekey") if item.id]
+        items = self._read_items(kind, ids)
+        return [items[i] for i in ids if i in items]
+
+    def _view_refs(self, start: dt.datetime, end: dt.datetime) -> list[Any]:
+        """The view's items (id, type, uid, original start), splitting a window that may be cut."""
+        view = self._folder(FolderKind.CALENDAR).view(
+            start=_utc(start), end=_utc(end), max_items=VIEW_CAP
+        )
+        refs = list(view.only("id", "changekey", "type", "uid", "original_start"))
+        if len(refs) < VIEW_CAP or end - start <= dt.timedelta(hours=1):
+            return refs
+        middle = start + (end - start) / 2
+        merged = {ref.id: ref for ref in self._view_refs(start, middle)}
+        merged.update({ref.id: ref for ref in self._view_refs(middle, end)})
+        return list(merged.values())
+
+    def _master_ids(self, occurrence_refs: Sequence[Any]) -> dict[str, str]:
+        """uid → master ItemId, one GetItem (RecurringMasterItemId) per series."""
+        by_uid: dict[str, Any] = {}
+        for ref in occurrence_refs:
+            by_uid.setdefault(ref.uid, ref)
+        if not by_uid:
+            return {}
+        refs = list(by_uid.values())
+        ids = [RecurringMasterItemId(id=ref.id, changekey=ref.changekey) for ref in refs]
+        service = _GetItem(account=self.account, chunk_size=BATCH_SIZE)
+        results = list(service.call(items=ids, additional_fields=None, shape=ID_ONLY))
+        return {
+            ref.uid: result.id
+            for ref, result in zip(refs, results, strict=False)
+            if not isinstance(result, Exception) and result.id
+        }
+
+    def _window_item(
+        self, ref: Any, items: Mapping[str, ExchangeItem], masters: Mapping[str, str]
+    ) -> ExchangeItem:
+        item = items[ref.id]
+        master_id = masters.get(ref.uid)
+        if ref.type == "Single" or master_id is None or ref.original_start is None:
+            return item
+        our_id = occurrence_id(master_id, ews_items.plain_utc(ref.original_start))
+        self._occurrences[our_id] = ref.id
+        return ExchangeItem(
+            exchange_id=our_id,
+            change_key=item.change_key,
+            record=item.record,
+            psa_tag=item.psa_tag,
+            is_organizer=item.is_organizer,
+            has_attendees=item.has_attendees,
+            attendees=item.attendees,
+            calendar_item_type=CalendarItemType(ref.type),
+        )
+
+    def find_by_tag(
+        self, folder: FolderKind, tags: Sequence[PsaTag]
+    ) -> Mapping[PsaTag, tuple[ExchangeItem, ...]]:
+        """FindItem restricted on the tag property, in chunks, then GetItem of the hits.
+
+        https://learn.microsoft.com/exchange/client-developer/web-service-reference/finditem-operation
+        """
+        with self._call():
+            wanted = {str(tag): tag for tag in tags}
+            values = list(wanted)
+            ids: list[str] = []
+            for start in range(0, len(values), TAG_CHUNK):
+                chunk = values[start : start + TAG_CHUNK]
+                query = self._folder(folder).filter(**{f"{ews_items.TAG_ATTRIBUTE}__in": chunk})
+                ids += [item.id for item in query.only("id", "changekey") if item.id]
+            items = self._read_items(folder, list(dict.fromkeys(ids)))
+            result: dict[PsaTag, tuple[ExchangeItem, ...]] = {}
+            for item in items.values():
+                tag = wanted.get(str(item.psa_tag)) if item.psa_tag else None
+                if tag is not None:
+                    result[tag] = (*result.get(tag, ()), item)
+            return result
+
+    # --- writes -------------------------------------------------------------------------------
+
+    def create(self, folder: FolderKind, items: Sequence[NewItem]) -> list[WriteResult]:
+        """CreateItem in batches, each item with its tag, ``SendMeetingInvitations=SendToNone``.
+
+        https://learn.microsoft.com/exchange/client-developer/web-service-reference/createitem-operation
+        """
+        if not items:
+            return []
+        with self._call():
+            service = _CreateItem(account=self.account, chunk_size=BATCH_SIZE)
+            results = service.call(
+                items=[ews_items.item_for(item.record, item.tag) for item in items],
+                folder=self._folder(folder),
+                message_disposition=SAVE_ONLY,
+                send_meeting_invitations=SEND_TO_NONE,
+            )
+            return [_created(result) for result in results]
+
+    def update(self, folder: FolderKind, changes: Sequence[ItemChange]) -> list[WriteResult]:
+        """UpdateItem of the changed field groups, ``NeverOverwrite`` with the change key read.
+
+        https://learn.microsoft.com/exchange/client-developer/web-service-reference/updateitem-operation
+
+        A stale change key gives ``ErrorIrresolvableConflict`` for that item (→ ConflictError);
+        ``SendMeetingInvitationsOrCancellations=SendToNone``.
+        """
+        if not changes:
+            return []
+        with self._call():
+            targets = self._resolve([change.exchange_id for change in changes])
+            results: list[WriteResult | None] = [None] * len(changes)
+            batch: list[tuple[int, Any, list[str]]] = []
+            for index, change in enumerate(changes):
+                target = targets.get(change.exchange_id)
+                fields = ews_items.update_field_names(change.record, change.fields)
+                if target is None:
+                    results[index] = WriteResult(error=ItemNotFound("the item no longer exists"))
+                elif not fields:
+                    results[index] = WriteResult(change.exchange_id, change.change_key)
+                else:
+                    batch.append((index, self._update_target(change, target), fields))
+            self._send_updates(changes, batch, results)
+            return [result or WriteResult() for result in results]
+
+    def _update_target(self, change: ItemChange, ews_id: str) -> Any:
+        item = ews_items.item_for(change.record)
+        item._id = ItemId(id=ews_id, changekey=change.change_key or None)
+        item.account = self.account
+        return item
+
+    def _send_updates(
+        self,
+        changes: Sequence[ItemChange],
+        batch: list[tuple[int, Any, list[str]]],
+        results: list[WriteResult | None],
+    ) -> None:
+        if not batch:
+            return
+        service = _UpdateItem(account=self.account, chunk_size=BATCH_SIZE)
+        replies = service.call(
+            items=[(item, fields) for _, item, fields in batch],
+            conflict_resolution=NEVER_OVERWRITE,
+            message_disposition=SAVE_ONLY,
+            send_meeting_invitations_or_cancellations=SEND_TO_NONE,
+            suppress_read_receipts=True,
+        )
+        for (index, _item, _fields), reply in zip(batch, replies, strict=True):
+            if isinstance(reply, Exception):
+                results[index] = WriteResult(error=item_error(reply))
+            else:
+                _new_id, change_key = reply
+                results[index] = WriteResult(changes[index].exchange_id, change_key or "")
+
+    def delete(self, folder: FolderKind, deletions: Sequence[ItemDeletion]) -> list[WriteResult]:
+        """DeleteItem (``MoveToDeletedItems``, ``SendMeetingCancellations=SendToNone``).
+
+        https://learn.microsoft.com/exchange/client-developer/web-service-reference/deleteitem-operation
+
+        DeleteItem does not check change keys, so deletions that carry one are first compared
+        with a GetItem (ids only) of the current versions: a newer version is a ConflictError
+        and is not deleted. An item already gone is a success.
+        """
+        if not deletions:
+            return []
+        with self._call():
+            targets = self._resolve([deletion.exchange_id for deletion in deletions])
+            current = self._current_change_keys(
+                [
+                    targets[d.exchange_id]
+                    for d in deletions
+                    if d.change_key and d.exchange_id in targets
+                ]
+            )
+            results: list[WriteResult] = [WriteResult()] * len(deletions)
+            batch: list[tuple[int, str]] = []
+            for index, deletion in enumerate(deletions):
+                ews_id = targets.get(deletion.exchange_id)
+                if ews_id is None or (deletion.change_key and ews_id not in current):
+                    continue  # already gone
+                if deletion.change_key and current[ews_id] != deletion.change_key:
+                    results[index] = WriteResult(
+                        error=item_error(ews.ErrorIrresolvableConflict(""))
+                    )
+                    continue
+                batch.append((index, ews_id))
+            self._send_deletes(batch, results)
+            return results
+
+    def _current_change_keys(self, ews_ids: Sequence[str]) -> dict[str, str]:
+        if not ews_ids:
+            return {}
+        service = _GetItem(account=self.account, chunk_size=BATCH_SIZE)
+        replies = service.call(items=[ItemId(id=i) for i in ews_ids], additional_fields=None,
+                               shape=ID_ONLY)  # fmt: skip
+        return {
+            ews_id: reply.changekey or ""
+            for ews_id, reply in zip(ews_ids, replies, strict=True)
+            if not isinstance(reply, Exception)
+        }
+
+    def _send_deletes(self, batch: list[tuple[int, str]], results: list[WriteResult]) -> None:
+        if not batch:
+            return
+        service = _DeleteItem(account=self.account, chunk_size=BATCH_SIZE)
+        replies = service.call(
+            items=[ItemId(id=ews_id) for _, ews_id in batch],
+            delete_type=MOVE_TO_DELETED_ITEMS,
+            send_meeting_cancellations=SEND_TO_NONE,
+            affected_task_occurrences=ALL_OCCURRENCES,
+            suppress_read_receipts=True,
+        )
+        for (index, _ews_id), reply in zip(batch, replies, strict=True):
+            if isinstance(reply, Exception) and not isinstance(reply, ews.ErrorItemNotFound):
+                results[index] = WriteResult(error=item_error(reply))
+
+    # --- occurrence ids -----------------------------------------------------------------------
+
+    def _resolve(self, exchange_ids: Sequence[str]) -> dict[str, str]:
+        """Our ids → EWS ItemIds; occurrences missing from the series are left out."""
+        resolved: dict[str, str] = {}
+        for exchange_id in exchange_ids:
+            master_id = master_of(exchange_id)
+            if master_id is None:
+                resolved[exchange_id] = exchange_id
+                continue
+            ews_id = self._occurrences.get(exchange_id) or self._find_occurrence(exchange_id)
+            if ews_id:
+                resolved[exchange_id] = ews_id
+        return resolved
+
+    def _find_occurrence(self, exchange_id: str) -> str | None:
+        """The EWS id of an occurrence not seen in this session's CalendarView reads.
+
+        Reads the master's uid and modified occurrences (a moved exception is found there),
+        else a one-minute CalendarView at the original start, matched on uid + OriginalStart.
+        """
+        master_id = master_of(exchange_id) or ""
+        service = _GetItem(account=self.account, chunk_size=1)
+        fields = {
+            ews_items.FieldPath(field=CalendarItem.get_field_by_fieldname(name))
+            for name in ("uid", "modified_occurrences")
+        }
+        master = next(iter(service.call(items=[ItemId(id=master_id)], additional_fields=fields,
+                                        shape=ID_ONLY)), None)  # fmt: skip
+        if master is None or isinstance(master, Exception):
+            return None
+        for modified in master.modified_occurrences or ():
+            if (
+                occurrence_id(master_id, ews_items.plain_utc(modified.original_start))
+                == exchange_id
+            ):
+                return modified.item_id.id
+        original = _original_start_of(exchange_id)
+        view = self._folder(FolderKind.CALENDAR).view(
+            start=_utc(original), end=_utc(original + dt.timedelta(minutes=1)),
+            max_items=VIEW_CAP,
+        )  # fmt: skip
+        for ref in view.only("id", "uid", "original_start"):
+            same_series = ref.uid == master.uid and ref.original_start is not None
+            if (
+                same_series
+                and occurrence_id(master_id, ews_items.plain_utc(ref.original_start)) == exchange_id
+            ):
+                self._occurrences[exchange_id] = ref.id
+                return ref.id
+        return None
+
+
+def _original_start_of(exchange_id: str) -> dt.datetime:
+    text = exchange_id.rpartition("|")[2]
+    return dt.datetime.strptime(text, "%Y%m%dT%H%M%SZ").replace(tzinfo=dt.UTC)
+
+
+def _utc(value: dt.datetime) -> EWSDateTime:
+    return ews_items.ews_datetime(value, EWSTimeZone("UTC"))
+
+
+def _created(result: Any) -> WriteResult:
+    if isinstance(result, Exception):
+        return WriteResult(error=item_error(result))
+    return WriteResult(result.id, result.changekey or "")

@@ -1,0 +1,112 @@
+"""Which backend a configuration gets (SPEC §5).
+
+- Basic auth (on-premises) → EWS with the sync account impersonating each mailbox when
+  ``use_for_all_users``, else with the resource's own credentials (delegate access).
+- Office 365 without Graph → EWS with OAuth (client credentials, impersonation).
+- Office 365 with Graph → the Graph backend (not available yet: a clear error).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from exchangelib import BASIC, DELEGATE, IMPERSONATION, OAUTH2
+
+from exchange_ext.backends.base import AuthFailed, ExchangeBackend
+from exchange_ext.backends.ews import (
+    EwsBackend,
+    EwsSettings,
+    SessionCredentials,
+    SessionOAuth2Credentials,
+)
+from exchange_ext.ews_endpoint import endpoint_url, login_name, pinned_version
+from exchange_ext.models import ExchangeConfig, MailboxSettings
+from exchange_ext.secrets import Secret, UndecryptableSecret
+
+#: Seconds one backend call may spend waiting for throttling before raising Throttled; keep it
+#: well under the task timeout (DESIGN §4: budget < timeout < retry).
+RETRY_BUDGET_ENV = "EXCHANGE_RETRY_BUDGET_SECONDS"
+DEFAULT_RETRY_BUDGET = 120.0
+GRAPH_AUTHORITY_ENV = "GRAPH_AUTHORITY_URL"
+PUBLIC_FOLDER_ENV = "EXCHANGE_PUBLIC_CONTACTS_FOLDER"
+
+
+class BackendNotAvailable(NotImplementedError):
+    """The configuration asks for a backend this version does not have (Microsoft Graph)."""
+
+
+def backend_for(
+    config: ExchangeConfig, *, mailbox_settings: MailboxSettings | None = None
+) -> ExchangeBackend:
+    """The backend for ``config`` (and, with per-resource credentials, for that resource).
+
+    Raises :class:`BackendNotAvailable` for Microsoft Graph, :class:`AuthFailed` when the
+    credentials needed are missing or cannot be decrypted.
+    """
+    builder = _BUILDERS[config.backend_name]
+    return builder(config, mailbox_settings)
+
+
+def _graph_backend(config: ExchangeConfig, mailbox_settings: MailboxSettings | None) -> Any:
+    raise BackendNotAvailable(
+        "Microsoft Graph synchronization is not available yet: turn off 'Use MS Graph' to "
+        "synchronize Office 365 over EWS."
+    )
+
+
+def _ews_backend(config: ExchangeConfig, mailbox_settings: MailboxSettings | None) -> EwsBackend:
+    common: dict[str, Any] = {
+        "endpoint": endpoint_url(config),
+        "version": pinned_version(config.exchange_version),
+        "retry_budget_seconds": _retry_budget(),
+        "public_folder_name": os.environ.get(PUBLIC_FOLDER_ENV, "").strip() or "PSA contacts",
+    }
+    if not config.use_basic_auth:
+        return EwsBackend(EwsSettings(**common, **_oauth(config)))
+    if config.use_for_all_users or mailbox_settings is None:
+        username, password, access_type = config.username, config.password, IMPERSONATION
+    else:
+        username, password = mailbox_settings.username, mailbox_settings.password
+        access_type = DELEGATE
+    login, plaintext = login_name(username, config.domain), _reveal(password)
+    return EwsBackend(
+        EwsSettings(
+            **common,
+            make_credentials=lambda: SessionCredentials(login, plaintext),
+            auth_type=BASIC,
+            access_type=access_type,
+        )
+    )
+
+
+def _oauth(config: ExchangeConfig) -> dict[str, Any]:
+    client_id, tenant_id = config.client_id.strip(), config.tenant_id.strip()
+    secret = _reveal(config.client_secret)
+    authority = os.environ.get(GRAPH_AUTHORITY_ENV, "")
+    return {
+        "make_credentials": lambda: SessionOAuth2Credentials(
+            client_id=client_id, client_secret=secret, tenant_id=tenant_id, authority=authority
+        ),
+        "auth_type": OAUTH2,
+        # App-only tokens must impersonate the mailbox (protocols.md §1.4).
+        "access_type": IMPERSONATION,
+    }
+
+
+def _reveal(value: Secret | str | None) -> str:
+    if isinstance(value, UndecryptableSecret):
+        raise AuthFailed("a stored secret cannot be decrypted (the keys changed): enter it again")
+    if isinstance(value, Secret):
+        return value.reveal()
+    return value or ""
+
+
+def _retry_budget() -> float:
+    try:
+        return max(1.0, float(os.environ.get(RETRY_BUDGET_ENV, DEFAULT_RETRY_BUDGET)))
+    except ValueError:
+        return DEFAULT_RETRY_BUDGET
+
+
+_BUILDERS = {"ews": _ews_backend, "graph": _graph_backend}

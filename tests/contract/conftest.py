@@ -1,0 +1,216 @@
+"""The backends the contract suite runs against, each behind a small driver.
+
+A driver offers the backend under test plus what a person in Outlook would do to the mailbox
+(``put``, ``edit``, ``remove``, ``put_series``, ``edit_occurrence``, ``remove_occurrence``),
+so every contract test runs unchanged on:
+
+- ``memory``: :class:`~exchange_ext.backends.memory.MemoryBackend`;
+- ``ews``: :class:`~exchange_ext.backends.ews.EwsBackend` against the in-process sandbox over
+  real HTTPS with fatal schema validation, impersonating tech1 through ``svc-sync``. The
+  "Outlook" edits go through a separate exchangelib account (FailFast), as a user's client.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from exchange_ext.backends.base import ExchangeBackend, FolderKind
+from exchange_ext.backends.memory import MemoryBackend
+from exchange_ext.sync.records import ALL_GROUPS, CalendarRecord, PsaTag, Record, occurrence_id
+
+MAILBOX = "tech1@northwind.example"
+
+
+class MemoryDriver:
+    name = "memory"
+
+    def __init__(self) -> None:
+        self.backend: ExchangeBackend = MemoryBackend([MAILBOX], page_size=100)
+        self.mailbox = MAILBOX
+
+    @property
+    def memory(self) -> MemoryBackend:
+        assert isinstance(self.backend, MemoryBackend)
+        return self.backend
+
+    def put(self, record: Record, folder: FolderKind = FolderKind.CALENDAR,
+            tag: PsaTag | None = None) -> str:  # fmt: skip
+        return self.memory.put(self.mailbox, record, folder=folder, tag=tag)
+
+    def edit(self, exchange_id: str, record: Record) -> None:
+        self.memory.edit(self.mailbox, exchange_id, record)
+
+    def remove(self, exchange_id: str) -> None:
+        self.memory.remove(self.mailbox, exchange_id)
+
+    def put_series(self, record: CalendarRecord, count: int) -> str:
+        starts = [record.start + dt.timedelta(days=n) for n in range(count)]
+        return self.memory.put_series(self.mailbox, record, starts)
+
+    def edit_occurrence(self, master_id: str, original: dt.datetime, record: Record) -> None:
+        self.memory.edit(self.mailbox, occurrence_id(master_id, original), record)
+
+    def remove_occurrence(self, master_id: str, original: dt.datetime) -> None:
+        self.memory.remove(self.mailbox, occurrence_id(master_id, original))
+
+    def meeting_messages(self) -> int:
+        return self.memory.meeting_messages_sent
+
+
+class EwsDriver:
+    name = "ews"
+
+    def __init__(self, handle: Any) -> None:
+        from exchangelib import BASIC, IMPERSONATION, Account, Configuration, EWSTimeZone, FailFast
+
+        from exchange_ext.backends.ews import EwsBackend, EwsSettings, SessionCredentials
+        from exchange_ext.ews_endpoint import pinned_version
+
+        self.handle = handle
+        self.mailbox = MAILBOX
+        self.backend = EwsBackend(
+            EwsSettings(
+                endpoint=handle.url,
+                make_credentials=lambda: SessionCredentials("svc-sync", "sandbox-sync"),
+                auth_type=BASIC,
+                version=pinned_version("2016"),
+                retry_budget_seconds=5.0,
+                timeout_seconds=20.0,
+            )
+        )
+        # "Outlook": the user's own client, independent of the backend's sessions.
+        self.outlook = Account(
+            MAILBOX,
+            config=Configuration(
+                service_endpoint=handle.url,
+                credentials=SessionCredentials("svc-sync", "sandbox-sync"),
+                auth_type=BASIC,
+                version=pinned_version("2016"),
+                retry_policy=FailFast(),
+            ),
+            autodiscover=False,
+            access_type=IMPERSONATION,
+            default_timezone=EWSTimeZone("UTC"),
+        )
+
+    def _folder(self, folder: FolderKind) -> Any:
+        return self.outlook.calendar if folder is FolderKind.CALENDAR else self.outlook.contacts
+
+    def put(self, record: Record, folder: FolderKind = FolderKind.CALENDAR,
+            tag: PsaTag | None = None) -> str:  # fmt: skip
+        from exchange_ext.backends import ews_items
+
+        ews_items.register_tag_property()
+        item = ews_items.item_for(record, tag)
+        item.account, item.folder = self.outlook, self._folder(folder)
+        item.save()
+        return str(item.id)
+
+    def _fetch(self, exchange_id: str) -> Any:
+        from exchangelib.properties import ItemId
+
+        [item] = list(self.outlook.fetch([ItemId(id=exchange_id)]))
+        return item
+
+    def edit(self, exchange_id: str, record: Record) -> None:
+        from exchange_ext.backends import ews_items
+
+        item = self._fetch(exchange_id)
+        fresh = ews_items.item_for(record)
+        names = ews_items.update_field_names(record, ALL_GROUPS)
+        for name in names:
+            setattr(item, name, getattr(fresh, name))
+        item._start_timezone = getattr(fresh, "_start_timezone", None) or item._start_timezone
+        item._end_timezone = getattr(fresh, "_end_timezone", None) or item._end_timezone
+        item.save(update_fields=names)
+
+    def remove(self, exchange_id: str) -> None:
+        self._fetch(exchange_id).delete()
+
+    def put_series(self, record: CalendarRecord, count: int) -> str:
+        from exchangelib.recurrence import DailyPattern, Recurrence
+
+        from exchange_ext.backends import ews_items
+
+        item = ews_items.item_for(record)
+        item.recurrence = Recurrence(
+            pattern=DailyPattern(interval=1), start=record.start.date(), number=count
+        )
+        item.account, item.folder = self.outlook, self.outlook.calendar
+        item.save()
+        return str(item.id)
+
+    def _occurrence(self, original: dt.datetime) -> Any:
+        from exchangelib import EWSTimeZone
+
+        from exchange_ext.backends.ews_items import ews_datetime
+
+        utc = EWSTimeZone("UTC")
+        view = self.outlook.calendar.view(
+            start=ews_datetime(original - dt.timedelta(days=2), utc),
+            end=ews_datetime(original + dt.timedelta(days=2), utc),
+        )
+        return next(o for o in view if o.original_start == original)
+
+    def edit_occurrence(self, master_id: str, original: dt.datetime, record: Record) -> None:
+        from exchange_ext.backends import ews_items
+
+        occurrence = self._occurrence(original)
+        fresh = ews_items.item_for(record)
+        for name in ("subject", "start", "end"):
+            setattr(occurrence, name, getattr(fresh, name))
+        occurrence.save(update_fields=["subject", "start", "end"])
+
+    def remove_occurrence(self, master_id: str, original: dt.datetime) -> None:
+        self._occurrence(original).delete()
+
+    def meeting_messages(self) -> int:
+        return len(self.handle.state.outbox.messages)
+
+
+@pytest.fixture(scope="session")
+def contract_sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    pytest.importorskip("exchange_ext.sandbox.operations")
+    from exchange_ext.sandbox.server import load_config, start_sandbox
+
+    cert_dir: Path = tmp_path_factory.mktemp("contract-sandbox-certs")
+    handle = start_sandbox(load_config(), tls="ca", port=0, validate="fatal", cert_dir=cert_dir)
+    yield handle
+    handle.stop()
+
+
+@pytest.fixture(params=["memory", "ews"])
+def driver(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """A fresh mailbox behind each backend (the sandbox is reset between tests)."""
+    if request.param == "memory":
+        yield MemoryDriver()
+        return
+    handle = request.getfixturevalue("contract_sandbox")
+    handle.state.reset()
+    monkeypatch.setenv("EXCHANGE_CA_BUNDLE", str(handle.ca_file))
+    from exchange_ext.tls import install_exchangelib_trust
+
+    install_exchangelib_trust()
+    yield EwsDriver(handle)
+    from exchangelib.protocol import close_connections
+
+    close_connections()
+    failures = handle.state.validator.counts["response"]
+    handle.state.validator.counts["response"] = 0
+    assert not failures, f"responses failed schema validation: {handle.state.validator.report()}"
+
+
+def record_without_zone(record: Record) -> Record:
+    """Records compared as the core compares them: instants, not the zone they are written in."""
+    from dataclasses import replace
+
+    return replace(record, time_zone="UTC") if isinstance(record, CalendarRecord) else record
+
+
+def same_records(left: Sequence[Record], right: Sequence[Record]) -> bool:
+    return [record_without_zone(r) for r in left] == [record_without_zone(r) for r in right]
