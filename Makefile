@@ -15,7 +15,7 @@ POSTGRES_URL ?= postgres://postgres@127.0.0.1:5432/test
 # computes, so two workers finish sooner on two cores; `make test PYTEST_ARGS=` runs in one.
 PYTEST_ARGS ?= -n 2 --dist loadfile
 
-.PHONY: run test test-sqlite test-postgres lint format migrate demo demo-refresh worker \
+.PHONY: run test test-sqlite test-postgres lint format migrate demo demo-refresh worker lock \
 	browser-deps install install-test clean
 
 # --- setup -------------------------------------------------------------------------------
@@ -27,12 +27,12 @@ $(VENV)/bin/python:
 
 # `make run` needs only the product's pins; the test extras (Playwright, ruff...) come with
 # `make test`.
-$(RUN_STAMP): pyproject.toml | $(VENV)/bin/python
-	$(PIP) -e .
+$(RUN_STAMP): pyproject.toml constraints.txt | $(VENV)/bin/python
+	$(PIP) -c constraints.txt -e .
 	touch $@
 
-$(TEST_STAMP): pyproject.toml | $(VENV)/bin/python
-	$(PIP) -e '.[test]'
+$(TEST_STAMP): pyproject.toml constraints.txt | $(VENV)/bin/python
+	$(PIP) -c constraints.txt -e '.[test]'
 	touch $(RUN_STAMP) $@
 
 # Debian's Chromium for the Playwright browser tests (browsers cannot be downloaded here).
@@ -42,6 +42,13 @@ browser-deps:
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q chromium >/dev/null \
 	  || { $$SUDO apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q chromium >/dev/null; }; }
+
+# Re-pin every transitive dependency after changing pyproject.toml (from a fresh install).
+lock:
+	rm -rf .venv-lock && $(PYTHON) -m venv .venv-lock
+	.venv-lock/bin/pip install --quiet --disable-pip-version-check -e '.[test]'
+	{ sed -n '1,2p' constraints.txt; .venv-lock/bin/pip freeze --exclude-editable; } > constraints.txt.new
+	mv constraints.txt.new constraints.txt && rm -rf .venv-lock
 
 # --- run ---------------------------------------------------------------------------------
 migrate: $(RUN_STAMP)
