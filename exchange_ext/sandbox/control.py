@@ -14,6 +14,9 @@ GET         ``/schema``                                                     vali
 GET, POST   ``/mailboxes/<address>/folders/<folder>/items``                 backdoor list/create
 PATCH, DEL  ``/mailboxes/<address>/items/<item_id>``                        backdoor edit/delete
 GET, POST   ``/clock`` (``{"offset_seconds": n}`` or ``{"now": iso}``)      sandbox clock
+GET, POST   ``/graph/apps``                                                 Graph app registrations
+GET, POST   ``/graph/tenants``                                              Entra ID tenants
+DELETE      ``/graph/delta-tokens``                                         expire all delta tokens
 ==========  ==============================================================  ====================
 
 Bad input gets a 4xx with ``{"error": "..."}``; nothing raised here ever reaches the client as
@@ -234,6 +237,36 @@ def _backdoor_delete(
     return 200, {"deleted": item_id}
 
 
+def _list_apps(sandbox: Sandbox, data: Any, query: dict[str, str]) -> Result:
+    return 200, {"apps": [a.to_public() for a in sandbox.graph.apps.apps()]}
+
+
+def _add_app(sandbox: Sandbox, data: Any, query: dict[str, str]) -> Result:
+    """Register (or replace) an app; body as a ``graph.apps`` entry of the config file."""
+    from .graph.tokens import app_from_config
+
+    registry = sandbox.graph.apps
+    app = app_from_config(_object(data), registry.default_tenant())
+    registry.add_app(app)
+    return 201, app.to_public()
+
+
+def _list_tenants(sandbox: Sandbox, data: Any, query: dict[str, str]) -> Result:
+    return 200, {"tenants": sandbox.graph.apps.tenants()}
+
+
+def _add_tenant(sandbox: Sandbox, data: Any, query: dict[str, str]) -> Result:
+    sandbox.graph.apps.add_tenant(_object(data))
+    return 201, {"tenants": sandbox.graph.apps.tenants()}
+
+
+def _expire_delta_tokens(sandbox: Sandbox, data: Any, query: dict[str, str]) -> Result:
+    """Forget every Graph delta state: the next delta request gets 410 syncStateNotFound."""
+    count = sandbox.graph.deltas.count()
+    sandbox.graph.deltas.clear()
+    return 200, {"expired": count}
+
+
 # ---------------------------------------------------------------------------- routing
 
 # (pattern, {method: handler}); "*" in a pattern captures one path segment.
@@ -253,6 +286,9 @@ ROUTES: list[tuple[tuple[str, ...], dict[str, Callable[..., Result]]]] = [
         {"GET": _backdoor_list, "POST": _backdoor_create},
     ),
     (("mailboxes", "*", "items", "*"), {"PATCH": _backdoor_update, "DELETE": _backdoor_delete}),
+    (("graph", "apps"), {"GET": _list_apps, "POST": _add_app}),
+    (("graph", "tenants"), {"GET": _list_tenants, "POST": _add_tenant}),
+    (("graph", "delta-tokens"), {"DELETE": _expire_delta_tokens}),
 ]
 
 

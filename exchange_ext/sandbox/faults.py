@@ -6,6 +6,9 @@ It fires ``count`` times (``None`` = until removed). Rules fire in two phases:
 - ``before`` the request is applied: ``latency``, ``server_busy`` (SOAP fault ErrorServerBusy with
   BackOffMilliseconds), ``http_status`` (500, 503 with Retry-After, 401, 429...),
   ``reset_before`` (the connection is reset and nothing is applied);
+- Graph only: ``delta_gone`` (410 Gone with ``syncStateNotFound`` or, with ``code``
+  ``resyncRequired``, that error) fires only on requests carrying a ``$deltatoken`` or
+  ``$skiptoken``; the token stays usable, so the client's restart is what is tested.
 - ``after`` the request was applied: ``reset_after`` (the write happened, the client never hears
   of it), ``truncate`` (the body is cut at ``bytes``), ``malformed`` (the body is not XML),
   ``warning`` (not implemented; see docs/sandbox.md).
@@ -13,6 +16,12 @@ It fires ``count`` times (``None`` = until removed). Rules fire in two phases:
 Latency combines with one other fault; of the other kinds, the first matching rule per phase
 wins. How Exchange throttles is described in
 https://learn.microsoft.com/exchange/client-developer/exchange-web-services/ews-throttling-in-exchange
+
+Graph requests match on their ``graph:*`` operation names (``graph:calendarView.delta``,
+``graph:events.create``, ``graph:token``, ``graph:batch`` …; see ``graph.routes``). For them an
+``http_status`` rule answers with Graph's JSON error body (429 ``ApplicationThrottled``, 503
+``serviceNotAvailable`` …) and ``retry_after_format`` ``"http-date"`` sends ``Retry-After`` as
+an HTTP-date instead of delay-seconds: https://learn.microsoft.com/graph/throttling
 """
 
 from __future__ import annotations
@@ -23,11 +32,13 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
-BEFORE_KINDS = ("latency", "server_busy", "http_status", "reset_before")
+BEFORE_KINDS = ("latency", "server_busy", "http_status", "reset_before", "delta_gone")
 AFTER_KINDS = ("reset_after", "truncate", "malformed")
 KINDS = BEFORE_KINDS + AFTER_KINDS
 MAX_LATENCY_MS = 120_000  # bounded: a rule can never hang a worker thread for long
 HTTP_STATUSES = (400, 401, 403, 404, 429, 500, 502, 503, 504)
+DELTA_CODES = ("syncStateNotFound", "resyncRequired")
+RETRY_AFTER_FORMATS = ("seconds", "http-date")
 
 
 @dataclass
@@ -48,8 +59,12 @@ class FaultRule:
     declared: str = "truncated"  # truncate: Content-Length of the cut body, or "full" (then close)
     params: dict[str, Any] = field(default_factory=dict)
 
-    def matches(self, operation: str | None, mailbox: str | None) -> bool:
+    def matches(
+        self, operation: str | None, mailbox: str | None, delta_token: bool = False
+    ) -> bool:
         if self.remaining == 0:
+            return False
+        if self.kind == "delta_gone" and not delta_token:
             return False
         if self.operation != "*" and self.operation != operation:
             return False
@@ -71,11 +86,16 @@ class FaultRule:
 _KIND_FIELDS = {
     "latency": lambda r: {"latency_ms": r.latency_ms},
     "server_busy": lambda r: {"back_off_ms": r.back_off_ms},
-    "http_status": lambda r: {"status": r.status, "retry_after": r.retry_after},
+    "http_status": lambda r: {
+        "status": r.status,
+        "retry_after": r.retry_after,
+        "retry_after_format": r.params.get("retry_after_format", "seconds"),
+    },
     "reset_before": lambda r: {},
     "reset_after": lambda r: {},
     "truncate": lambda r: {"bytes": r.bytes, "declared": r.declared},
     "malformed": lambda r: {},
+    "delta_gone": lambda r: {"code": r.params.get("code", "syncStateNotFound")},
 }
 
 
@@ -104,6 +124,17 @@ def rule_from_json(rule_id: int, entry: dict[str, Any]) -> FaultRule:
     status = _int(entry, "status", 503, 400, 599)
     if kind == "http_status" and status not in HTTP_STATUSES:
         raise ValueError(f"status must be one of {HTTP_STATUSES}")
+    params: dict[str, Any] = {}
+    code = entry.get("code", "syncStateNotFound")
+    if kind == "delta_gone":
+        if code not in DELTA_CODES:
+            raise ValueError(f"code must be one of {', '.join(DELTA_CODES)}")
+        params["code"] = code
+    retry_format = entry.get("retry_after_format", "seconds")
+    if retry_format not in RETRY_AFTER_FORMATS:
+        raise ValueError(f"retry_after_format must be one of {', '.join(RETRY_AFTER_FORMATS)}")
+    if retry_format != "seconds":
+        params["retry_after_format"] = retry_format
     declared = entry.get("declared", "truncated")
     if declared not in ("truncated", "full"):
         raise ValueError("declared must be 'truncated' or 'full'")
@@ -119,6 +150,7 @@ def rule_from_json(rule_id: int, entry: dict[str, Any]) -> FaultRule:
         retry_after=_int(entry, "retry_after", None, 0, 86_400),
         bytes=_int(entry, "bytes", 100, 0, 100_000_000) or 0,
         declared=declared,
+        params=params,
     )
 
 
@@ -150,18 +182,31 @@ class FaultSet:
         with self._lock:
             return [r.to_public() for r in self._rules]
 
-    def take(self, phase: str, operation: str | None, mailbox: str | None) -> list[FaultRule]:
+    def take(
+        self,
+        phase: str,
+        operation: str | None,
+        mailbox: str | None,
+        *,
+        delta_token: bool = False,
+        kinds: tuple[str, ...] | None = None,
+    ) -> list[FaultRule]:
         """Consume the rules that fire now in ``phase`` (``before``/``after``).
+
+        ``delta_token``: the request carries a Graph delta/skip token (``delta_gone`` rules fire
+        only then); ``kinds`` restricts the kinds considered (inner requests of a ``$batch``).
 
         Returns copies: at most one latency rule and at most one other rule, in rule order.
         Each returned rule's count has been decremented atomically with the match; spent rules
         stay listed (with ``remaining`` 0) so the control API shows what fired.
         """
-        kinds = BEFORE_KINDS if phase == "before" else AFTER_KINDS
+        phase_kinds = BEFORE_KINDS if phase == "before" else AFTER_KINDS
         fired: list[FaultRule] = []
         with self._lock:
             for rule in self._rules:
-                if rule.kind not in kinds or not rule.matches(operation, mailbox):
+                if rule.kind not in phase_kinds or (kinds is not None and rule.kind not in kinds):
+                    continue
+                if not rule.matches(operation, mailbox, delta_token):
                     continue
                 if any(_slot(f.kind) == _slot(rule.kind) for f in fired):
                     continue

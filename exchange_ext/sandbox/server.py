@@ -1,7 +1,9 @@
 """The sandbox's HTTP(S) server: routing, the EWS request pipeline, the in-process starter.
 
 ``POST /EWS/Exchange.asmx`` (any case, as IIS matches paths) is EWS; ``/_sandbox/...`` is the
-control API (loopback clients only); everything else is 404. The EWS pipeline:
+control API (loopback clients only); ``/v1.0/...``, ``/{tenant}/oauth2/v2.0/token`` and the
+discovery documents are Microsoft Graph and Entra ID (``graph.routes``, same store, faults and
+request log); everything else is 404. The EWS pipeline:
 
 read body (bounded) → parse → faults "before" → Basic auth (401) → schema-validate the request
 (ErrorSchemaValidation) → impersonation (ErrorNonExistentMailbox / ErrorImpersonateUserDenied)
@@ -73,6 +75,7 @@ class LogEntry:
     fault: str | None = None
     impersonation: str | None = None
     response_code: str | None = None
+    in_batch: bool = False  # a Graph request inside a $batch (not an HTTP request of its own)
 
     def to_public(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -150,6 +153,9 @@ class Sandbox:
         self._dispatcher = dispatcher
         self._save_lock = threading.Lock()
         self.store = store if store is not None else self._load_store()
+        from .graph.state import GraphState
+
+        self.graph = GraphState(config)
         self._apply_config()
 
     def now(self) -> dt.datetime:
@@ -196,6 +202,7 @@ class Sandbox:
         self.requests.clear()
         self.validator.reset()
         self.clock_offset = dt.timedelta(0)
+        self.graph.reset(self.config)
         self._apply_config()
 
     def mailbox_addresses(self) -> list[str]:
@@ -512,6 +519,8 @@ class RequestHandler(http.server.BaseHTTPRequestHandler):
             self._ews()
         elif path.startswith(CONTROL_PREFIX) or path == CONTROL_PREFIX.rstrip("/"):
             self._control(method)
+        elif _graph_routes().is_graph_path(path):
+            self._graph(method)
         else:
             self._send(Reply(404, b"Not found", {"Content-Type": "text/plain"}))
 
@@ -567,6 +576,38 @@ class RequestHandler(http.server.BaseHTTPRequestHandler):
             duration_ms=round((time.monotonic() - started) * 1000, 2),
             fault=",".join(facts.faults) or None,
             impersonation=facts.impersonation,
+            response_code=facts.response_code,
+        )
+        self._send(reply)
+
+    def _graph(self, method: str) -> None:
+        started = time.monotonic()
+        body = b""
+        if method in ("POST", "PATCH", "PUT"):
+            read = self._read_body()
+            if read is None:
+                return
+            body = read
+        sandbox = self.server.sandbox
+        routes = _graph_routes()
+        facts = routes.Facts()
+        scheme = "https" if self.server.tls is not None else "http"
+        base = f"{scheme}://{self.headers.get('Host') or 'localhost'}"
+        try:
+            reply = routes.handle(sandbox, method, self.path, self.headers, body, base, facts)
+        except Exception:  # never a traceback to the client; the log keeps it
+            log.exception("Graph request failed inside the sandbox")
+            facts.response_code = "InternalServerError"
+            reply = _json_reply(500, {"error": {"code": "InternalServerError",
+                                                "message": "Sandbox internal error"}})  # fmt: skip
+        sandbox.requests.record(
+            time=dt.datetime.now(dt.UTC).isoformat(),
+            caller=facts.caller,
+            mailbox=facts.mailbox,
+            operation=facts.operation,
+            status=0 if reply.reset else reply.status,
+            duration_ms=round((time.monotonic() - started) * 1000, 2),
+            fault=",".join(facts.faults) or None,
             response_code=facts.response_code,
         )
         self._send(reply)
@@ -638,6 +679,12 @@ class _ClosedWriter:
 
     def close(self) -> None:
         pass
+
+
+def _graph_routes() -> Any:
+    from .graph import routes
+
+    return routes
 
 
 def _is_loopback(host: str) -> bool:

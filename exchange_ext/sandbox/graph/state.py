@@ -1,0 +1,36 @@
+"""What the Graph side of one sandbox keeps besides the shared store (apps, signer, deltas)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from .delta import DeltaStore
+from .tokens import AppRegistry, TokenSigner
+
+
+class GraphState:
+    """Apps and tenants from the ``graph`` config section, the token signer, delta states.
+
+    ``reset(config)`` returns to the config: new signing secret (old tokens become invalid, as
+    after a key roll-over), no delta states (old delta links answer 410 syncStateNotFound).
+    """
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        self.apps = AppRegistry()
+        self.signer = TokenSigner()
+        self.deltas = DeltaStore()
+        self.without_mailbox: set[str] = set()
+        self.reset(config)
+
+    def reset(self, config: dict[str, Any]) -> None:
+        graph = config.get("graph") or {}
+        self.apps.load(graph)
+        self.signer = TokenSigner()
+        self.deltas.clear()
+        self.without_mailbox = {str(a).lower() for a in graph.get("users_without_mailbox", [])}
+
+
+def user_id(address: str) -> str:
+    """The stable Graph user id (a GUID) of a mailbox address."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"sandbox-user:{address.lower()}"))
