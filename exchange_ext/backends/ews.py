@@ -41,6 +41,7 @@ from exchangelib import (
     OAuth2Credentials,
 )
 from exchangelib import errors as ews
+from exchangelib.fields import FieldPath
 from exchangelib.folders import Calendar, Contacts, Folder, Root
 from exchangelib.items import (
     ALL_OCCURRENCES,
@@ -66,7 +67,12 @@ from exchange_ext.backends.base import (
     NewItem,
     WriteResult,
 )
-from exchange_ext.backends.ews_errors import SESSION_LEVEL_ITEM_ERRORS, item_error, session_error
+from exchange_ext.backends.ews_errors import (
+    SESSION_LEVEL_ITEM_ERRORS,
+    conflict,
+    item_error,
+    session_error,
+)
 from exchange_ext.backends.ews_guard import SyncRetryPolicy
 from exchange_ext.sync.records import (
     CalendarItemType,
@@ -564,25 +570,20 @@ class EwsSession(MailboxSession):
             return []
         with self._call():
             targets = self._resolve([deletion.exchange_id for deletion in deletions])
-            current = self._current_change_keys(
-                [
-                    targets[d.exchange_id]
-                    for d in deletions
-                    if d.change_key and d.exchange_id in targets
-                ]
-            )
+            keyed = [
+                targets[d.exchange_id]
+                for d in deletions
+                if d.change_key and d.exchange_id in targets
+            ]
+            current = self._current_change_keys(keyed)
             results: list[WriteResult] = [WriteResult()] * len(deletions)
             batch: list[tuple[int, str]] = []
             for index, deletion in enumerate(deletions):
-                ews_id = targets.get(deletion.exchange_id)
-                if ews_id is None or (deletion.change_key and ews_id not in current):
-                    continue  # already gone
-                if deletion.change_key and current[ews_id] != deletion.change_key:
-                    results[index] = WriteResult(
-                        error=item_error(ews.ErrorIrresolvableConflict(""))
-                    )
-                    continue
-                batch.append((index, ews_id))
+                verdict = _delete_verdict(deletion, targets.get(deletion.exchange_id), current)
+                if isinstance(verdict, WriteResult):
+                    results[index] = verdict
+                elif verdict:
+                    batch.append((index, verdict))
             self._send_deletes(batch, results)
             return results
 
@@ -637,7 +638,7 @@ class EwsSession(MailboxSession):
         master_id = master_of(exchange_id) or ""
         service = _GetItem(account=self.account, chunk_size=1)
         fields = {
-            ews_items.FieldPath(field=CalendarItem.get_field_by_fieldname(name))
+            FieldPath(field=CalendarItem.get_field_by_fieldname(name))
             for name in ("uid", "modified_occurrences")
         }
         master = next(iter(service.call(items=[ItemId(id=master_id)], additional_fields=fields,
@@ -664,6 +665,19 @@ class EwsSession(MailboxSession):
                 self._occurrences[exchange_id] = ref.id
                 return ref.id
         return None
+
+
+def _delete_verdict(
+    deletion: ItemDeletion, ews_id: str | None, current: Mapping[str, str]
+) -> str | WriteResult | None:
+    """The EWS id to delete, a conflict result, or ``None`` when the item is already gone."""
+    if ews_id is None:
+        return None
+    if not deletion.change_key:
+        return ews_id
+    if ews_id not in current:
+        return None
+    return ews_id if current[ews_id] == deletion.change_key else WriteResult(error=conflict())
 
 
 def _original_start_of(exchange_id: str) -> dt.datetime:

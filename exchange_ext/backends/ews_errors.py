@@ -7,8 +7,8 @@ response code, never a request body or a credential.
 
 from __future__ import annotations
 
-import requests
 from exchangelib import errors as ews
+from oauthlib.oauth2.rfc6749.errors import OAuth2Error
 
 from exchange_ext.backends.base import (
     AuthFailed,
@@ -72,6 +72,9 @@ def session_error(error: BaseException) -> BackendError:
 def _auth_or_mailbox(error: BaseException) -> BackendError | None:
     if isinstance(error, ews.UnauthorizedError):
         return AuthFailed("Exchange refused the credentials (HTTP 401)")
+    if isinstance(error, OAuth2Error):
+        # The token endpoint refused the app registration (invalid client, secret or tenant).
+        return AuthFailed(f"the token request was refused: {error.error}")
     if isinstance(error, ews.ErrorNonExistentMailbox):
         return MailboxNotFound(f"no such mailbox: {_short(error)}")
     if isinstance(error, ews.ErrorImpersonateUserDenied | ews.ErrorImpersonationDenied):
@@ -89,13 +92,15 @@ def _throttling(error: BaseException) -> BackendError | None:
 
 
 def _state(error: BaseException) -> BackendError | None:
-    if isinstance(error, ews.ErrorInvalidSyncStateData | ews.ErrorInvalidSyncStateData):
+    if isinstance(error, ews.ErrorInvalidSyncStateData):
         return SyncStateExpired("the sync state is invalid or expired")
     if isinstance(error, IncompleteResponse):
         return Unavailable(f"incomplete or malformed response: {error}")
-    if isinstance(error, requests.RequestException | OSError | ews.TransportError):
-        return None  # the generic Unavailable
     return None
+
+
+def conflict() -> ConflictError:
+    return ConflictError("the item changed since it was read")
 
 
 def item_error(error: BaseException) -> ItemError:

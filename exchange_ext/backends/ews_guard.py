@@ -86,7 +86,6 @@ class SyncRetryPolicy(FaultTolerance):
 
     def start_call(self) -> None:
         self.spent_seconds = 0.0
-        self.back_off_until = None
 
     def back_off(self, seconds: float | None) -> None:
         wait = self.DEFAULT_BACKOFF if seconds is None else float(seconds)

@@ -292,3 +292,35 @@ def test_results_come_in_input_order_across_batches(driver):
         )
         items, _state, _ = read_all(session)
     assert same_records([items[r.exchange_id].record for r in results], records)
+
+
+def test_a_contact_update_rewrites_its_details(driver):
+    with driver.backend.open_session(driver.mailbox) as session:
+        [created] = session.create(FolderKind.CONTACTS, [NewItem(contact(1), tag(1))])
+        changed = replace(
+            contact(1), job_title="", emails=("new@example.com",), mobile_phone="", street="",
+            city="", postal_code="", country="", company_name="Babbage & Co",
+        )  # fmt: skip
+        [result] = session.update(
+            FolderKind.CONTACTS,
+            [ItemChange(created.exchange_id, created.change_key, changed,
+                        frozenset({FieldGroup.DETAILS}))],
+        )  # fmt: skip
+        items, _state, _ = read_all(session, FolderKind.CONTACTS)
+    assert result.ok
+    assert items[created.exchange_id].record == changed
+
+
+def test_emptied_details_are_cleared_not_kept(driver):
+    exchange_id = driver.put(appointment(1))
+    with driver.backend.open_session(driver.mailbox) as session:
+        items, _state, _ = read_all(session)
+        cleared = appointment(1, body="", location="", subject="Bare")
+        session.update(
+            FolderKind.CALENDAR,
+            [ItemChange(exchange_id, items[exchange_id].change_key, cleared,
+                        frozenset({FieldGroup.DETAILS}))],
+        )  # fmt: skip
+        after, _state, _ = read_all(session)
+    record = after[exchange_id].record
+    assert (record.subject, record.body, record.location) == ("Bare", "", "")
