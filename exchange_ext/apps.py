@@ -1,5 +1,10 @@
+from __future__ import annotations
+
+from typing import Any
+
 from django.apps import AppConfig
 from django.conf import settings
+from django.db.models.signals import post_migrate
 
 
 class ExchangeExtConfig(AppConfig):
@@ -8,12 +13,17 @@ class ExchangeExtConfig(AppConfig):
     verbose_name = "MS Exchange extension"
 
     def ready(self) -> None:
-        from exchange_ext import crypto
+        from exchange_ext import checks, crypto  # noqa: F401  (checks registers itself)
+        from exchange_ext.prompt_sync import on_psa_item_changed
+        from psa.audit.signals import psa_item_changed
 
         if not settings.DEBUG:
             # Production without EXCHANGE_SECRET_KEYS must not start (secrets would be unreadable).
             crypto.check_keys_configured()
         self._register_pages()
+        # After every migrate (fresh install, deploy, `make run`): the schedule exists, once.
+        post_migrate.connect(_ensure_schedules, sender=self, dispatch_uid="exchange_schedules")
+        psa_item_changed.connect(on_psa_item_changed, dispatch_uid="exchange_prompt_sync")
 
     def _register_pages(self) -> None:
         """List the admin tabs under Extensions & Integrations and add the profile tab."""
@@ -44,3 +54,9 @@ class ExchangeExtConfig(AppConfig):
                 is_visible=has_resource,
             )
         )
+
+
+def _ensure_schedules(using: str = "default", **kwargs: Any) -> None:
+    from exchange_ext.schedules import ensure_schedules
+
+    ensure_schedules()

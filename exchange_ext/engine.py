@@ -28,6 +28,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from django.db import transaction
+from django.db.models import F, Value
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from exchange_ext import leases, psa_store
@@ -77,20 +79,23 @@ def run_sync(
     trigger: str = SyncRun.Trigger.MANUAL,
     now: dt.datetime | None = None,
     budget_seconds: float = DEFAULT_BUDGET_SECONDS,
+    lease_seconds: float | None = None,
 ) -> SyncRun:
     """Run one cycle for the mailbox and return its recorded :class:`SyncRun`.
 
     Never raises for backend or per-item errors (they are the run's outcome); a bug or a
     simulated crash propagates after the run is marked failed and the lease released.
     ``backend``: defaults to ``backends.factory.backend_for``. ``now``: the clock the rules
-    use (aware; defaults to the current time).
+    use (aware; defaults to the current time). ``lease_seconds``: how long the lease holds
+    (default: the budget plus ``leases.GRACE``); a worker passes its task timeout and more, so
+    no other worker can claim the mailbox while this process may still be alive.
     """
     mailbox = MailboxSettings.objects.select_related("resource").get(pk=mailbox_settings_id)
     config = ExchangeConfig.load()
     reason = _why_not_runnable(config, mailbox)
     if reason:
         return skipped_run(mailbox, trigger=trigger, reason=reason)
-    token = leases.claim(mailbox.pk, budget_seconds)
+    token = leases.claim(mailbox.pk, budget_seconds, lease_seconds)
     if token is None:
         return skipped_run(mailbox, trigger=trigger, reason="Another sync of this mailbox runs.")
     try:
@@ -167,7 +172,7 @@ class NoBackend(BackendError):
 def _finish_completed(cycle: _Cycle, started: dt.datetime) -> SyncRun:
     log = cycle.log
     if cycle.guard_message:
-        _set_status(cycle, Status.FAILING, cycle.guard_message, started)
+        _set_status(cycle, Status.FAILING, cycle.guard_message, started, kind="GuardTripped")
         return finish_run(log, Outcome.GUARD_TRIPPED, cycle.guard_message)
     error = cycle.stop_message
     _set_status(cycle, Status.OK, "", started, success=True, complete=not error)
@@ -181,7 +186,7 @@ def _finish_failed(cycle: _Cycle, started: dt.datetime, error: BackendError) -> 
     status = Status.DISABLED if error.permanent else Status.FAILING
     message = _plain_error(error)
     logger.info("exchange sync of mailbox %s failed: %s", cycle.mailbox.pk, message)
-    _set_status(cycle, status, message, started)
+    _set_status(cycle, status, message, started, kind=type(error).__name__)
     return finish_run(cycle.log, Outcome.FAILED, message)
 
 
@@ -206,12 +211,21 @@ def _set_status(
     *,
     success: bool = False,
     complete: bool = False,
+    kind: str = "",
 ) -> None:
-    """Write the mailbox's status, fenced: a worker that lost its lease writes nothing."""
+    """Write the mailbox's status, fenced: a worker that lost its lease writes nothing.
+
+    Also the operations' bookkeeping: the error class (``kind``), the count of consecutive
+    failed runs (the dispatcher's back-off) and since when it fails (the notifications).
+    """
     mine = MailboxSettings.objects.filter(pk=cycle.mailbox.pk, lease_token=cycle.token)
-    values: dict[str, Any] = {"status": status, "last_error": error}
+    values: dict[str, Any] = {"status": status, "last_error": error, "last_error_kind": kind}
     if success:
-        values["last_success_at"] = timezone.now()
+        values |= {"last_success_at": timezone.now(), "consecutive_failures": 0}
+        values["failing_since"] = None
+    else:
+        values["consecutive_failures"] = F("consecutive_failures") + 1
+        values["failing_since"] = Coalesce(F("failing_since"), Value(started))
     mine.update(**values)
     # Requests made before this run are served by it; a later "Sync now" stays pending.
     mine.filter(sync_requested_at__lte=started).update(sync_requested_at=None)

@@ -30,8 +30,12 @@ def holder_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"[:100]
 
 
-def claim(mailbox_id: int, budget_seconds: float) -> int | None:
-    """Take the mailbox's lease; return the fencing token, or ``None`` if someone holds it."""
+def claim(mailbox_id: int, budget_seconds: float, lease_seconds: float | None = None) -> int | None:
+    """Take the mailbox's lease; return the fencing token, or ``None`` if someone holds it.
+
+    The lease lasts ``lease_seconds``, by default the budget plus :data:`GRACE`.
+    """
+    length = dt.timedelta(seconds=lease_seconds) if lease_seconds else None
     now = timezone.now()
     current = MailboxSettings.objects.filter(pk=mailbox_id).values_list("lease_token", flat=True)
     token = current.first()
@@ -41,7 +45,7 @@ def claim(mailbox_id: int, budget_seconds: float) -> int | None:
     taken = MailboxSettings.objects.filter(free, pk=mailbox_id, lease_token=token).update(
         lease_token=token + 1,
         lease_holder=holder_name(),
-        lease_expires_at=now + dt.timedelta(seconds=budget_seconds) + GRACE,
+        lease_expires_at=now + (length or dt.timedelta(seconds=budget_seconds) + GRACE),
     )
     return token + 1 if taken else None
 

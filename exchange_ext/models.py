@@ -172,6 +172,22 @@ class MailboxSettings(models.Model):
         help_text="Set when a server change resets sync state: the next run re-reads everything.",
     )
 
+    # Operations (exchange_ext.dispatcher / notifications): back-off and alert bookkeeping.
+    last_error_kind = models.CharField(
+        max_length=40, blank=True, help_text="The error class of the last failed run."
+    )
+    consecutive_failures = models.PositiveIntegerField(default=0)
+    failing_since = models.DateTimeField(null=True, blank=True)
+    queued_at = models.DateTimeField(
+        null=True, blank=True, help_text="A sync task is queued (at most one until it starts)."
+    )
+    notified_state = models.CharField(
+        max_length=10,
+        blank=True,
+        help_text="What the admins were last told: '' (nothing/OK), 'failing' or 'outage'.",
+    )
+    last_notified_at = models.DateTimeField(null=True, blank=True)
+
     # Lease: a mailbox is synced by one worker at a time; the token fences stale commits.
     lease_token = models.BigIntegerField(default=0)
     lease_holder = models.CharField(max_length=100, blank=True)
@@ -356,3 +372,22 @@ class SyncLogEntry(models.Model):
 
     def __str__(self) -> str:
         return f"{self.level} {self.psa_key}: {self.message[:60]}"
+
+
+class ServerOutage(models.Model):
+    """A server-wide outage: many resources failing to reach Exchange at once (SPEC §7).
+
+    While one is open (``ended_at`` null), resources that fail to reach the server are covered
+    by its single email instead of one email each.
+    """
+
+    started_at = models.DateTimeField()
+    last_notified_at = models.DateTimeField()
+    ended_at = models.DateTimeField(null=True, blank=True)
+    affected = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-started_at"]
+
+    def __str__(self) -> str:
+        return f"outage since {self.started_at:%Y-%m-%d %H:%M}"

@@ -1,0 +1,146 @@
+"""Which mailboxes are due for a sync, and queuing them (SPEC §6).
+
+Every enabled resource has fixed slots, one per interval (General tab, ≥ 10 minutes), at a
+stable offset of its own: ``epoch + offset + k × interval``. The offsets come from the golden
+ratio sequence over the mailbox ids, a low-discrepancy sequence, so N resources are spread
+evenly over the interval (no thundering herd at :00) and each keeps its place across restarts.
+
+A mailbox is due when a slot passed since its last attempt (or it never ran, or someone pressed
+"Sync now"). After consecutive failures it skips slots: 1, 2, 4 … up to
+:data:`MAX_BACKOFF_SLOTS` intervals between attempts, so a server in trouble is not hammered
+and a fixed one is retried within the hour. Disabled mailboxes (a permanent error) wait for
+their settings to be saved again.
+
+At most one task is queued per mailbox: ``queued_at`` is claimed with a compare-and-set UPDATE
+before the task is sent and cleared when the task starts; a claim older than
+:func:`queued_stale_after` is assumed lost (a Redis task dies with its worker) and may be
+claimed again. Queuing is therefore safe from any process, any number of times.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from exchange_ext.models import ExchangeConfig, MailboxSettings, SyncRun
+
+SYNC_TASK = "exchange_ext.tasks.sync_mailbox"
+SYNC_GROUP = "exchange-sync"
+MAX_BACKOFF_SLOTS = 4
+EPOCH = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
+_GOLDEN = (math.sqrt(5) - 1) / 2
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """What the dispatcher needs of one enabled mailbox (one row of one query)."""
+
+    pk: int
+    last_attempt_at: dt.datetime | None
+    consecutive_failures: int
+    sync_requested_at: dt.datetime | None
+
+
+def offset_seconds(mailbox_id: int, period: float) -> float:
+    """The mailbox's stable place in the interval, in [0, period)."""
+    return (mailbox_id * _GOLDEN) % 1.0 * period
+
+
+def latest_slot(mailbox_id: int, period: float, now: dt.datetime) -> dt.datetime:
+    """The most recent slot of the mailbox at or before ``now``."""
+    since = (now - EPOCH).total_seconds() - offset_seconds(mailbox_id, period)
+    return now - dt.timedelta(seconds=since % period)
+
+
+def is_due(candidate: Candidate, period: float, now: dt.datetime) -> bool:
+    """True when the mailbox should be queued now (see the module docstring)."""
+    if candidate.sync_requested_at is not None or candidate.last_attempt_at is None:
+        return True
+    skipped = min(2 ** max(candidate.consecutive_failures - 1, 0), MAX_BACKOFF_SLOTS) - 1
+    earliest = candidate.last_attempt_at + dt.timedelta(seconds=skipped * period)
+    return latest_slot(candidate.pk, period, now) > earliest
+
+
+def runnable() -> Q:
+    """Mailboxes the dispatcher may queue: enabled and not stopped by a permanent error."""
+    return Q(sync_enabled=True) & ~Q(status=MailboxSettings.Status.DISABLED)
+
+
+def due_mailboxes(now: dt.datetime, config: ExchangeConfig | None = None) -> list[int]:
+    """Ids of mailboxes due at ``now`` that nothing queued or runs yet, in id order."""
+    config = config or ExchangeConfig.load()
+    if not config.enabled:
+        return []
+    period = config.sync_interval_minutes * 60.0
+    idle = Q(lease_expires_at__isnull=True) | Q(lease_expires_at__lte=now)
+    rows = (
+        MailboxSettings.objects.filter(runnable(), idle, _not_queued(now))
+        .order_by("pk")
+        .values_list("pk", "last_attempt_at", "consecutive_failures", "sync_requested_at")
+    )
+    return [row[0] for row in rows if is_due(Candidate(*row), period, now)]
+
+
+def queue_due(now: dt.datetime | None = None) -> list[int]:
+    """Queue a sync of every due mailbox; return the ids queued by this call."""
+    now = now or timezone.now()
+    return [pk for pk in due_mailboxes(now) if enqueue_sync(pk, SyncRun.Trigger.SCHEDULED, now)]
+
+
+def enqueue_sync(mailbox_id: int, trigger: str, now: dt.datetime | None = None) -> bool:
+    """Queue one sync task unless one is already queued; True when this call queued it.
+
+    The task is sent after the surrounding transaction commits (a rolled-back claim sends
+    nothing); the claim is a single UPDATE, so concurrent callers queue at most one task.
+    """
+    now = now or timezone.now()
+    claimed = MailboxSettings.objects.filter(_not_queued(now), pk=mailbox_id).update(queued_at=now)
+    if claimed:
+        transaction.on_commit(lambda: _send(mailbox_id, trigger))
+    return bool(claimed)
+
+
+def enqueue_syncs(mailbox_ids: Iterable[int], trigger: str) -> list[int]:
+    """:func:`enqueue_sync` for several runnable mailboxes; return those queued."""
+    if not ExchangeConfig.load().enabled:
+        return []
+    ids = MailboxSettings.objects.filter(runnable(), pk__in=list(mailbox_ids))
+    return [pk for pk in ids.values_list("pk", flat=True) if enqueue_sync(pk, trigger)]
+
+
+def queued_stale_after() -> dt.timedelta:
+    """After this long a queued task that never started is presumed lost.
+
+    The ORM broker re-delivers an unacknowledged task after ``retry``; past ``retry`` plus
+    ``timeout`` it has either started or is gone (Redis loses the tasks of a killed worker).
+    """
+    conf = settings.Q_CLUSTER
+    return dt.timedelta(seconds=int(conf.get("retry", 900)) + int(conf.get("timeout", 600)))
+
+
+def mark_started(mailbox_id: int) -> None:
+    """The queued task started: a later change may queue another one."""
+    MailboxSettings.objects.filter(pk=mailbox_id).update(queued_at=None)
+
+
+def _not_queued(now: dt.datetime) -> Q:
+    return Q(queued_at__isnull=True) | Q(queued_at__lt=now - queued_stale_after())
+
+
+def _send(mailbox_id: int, trigger: str) -> None:
+    from django_q.tasks import async_task
+
+    async_task(
+        SYNC_TASK,
+        mailbox_id,
+        trigger,
+        group=SYNC_GROUP,
+        task_name=f"exchange-sync-{mailbox_id}",
+    )

@@ -1,0 +1,94 @@
+"""django-q2 entry points. Module-level functions with stable dotted names, taking ids only.
+
+- ``exchange_ext.tasks.dispatch`` — the ``exchange-sync-due`` schedule (every minute): queues
+  the due mailboxes, then sends the notifications their statuses call for.
+- ``exchange_ext.tasks.sync_mailbox(mailbox_settings_id, trigger)`` — one sync run.
+
+Timing contract (checked at start-up, :mod:`exchange_ext.checks`): a run stops between pages
+at its *budget*; one backend call may still wait up to the backend's retry budget; the task
+``timeout`` comes after both, and the lease outlives the timeout, so no second worker claims a
+mailbox while the first may be alive; ``retry`` (the ORM broker's re-delivery) comes after the
+lease, so a task re-delivered after a killed worker finds the mailbox free and resumes it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from django.conf import settings
+from django.db import close_old_connections
+
+from exchange_ext import dispatcher, engine, notifications
+from exchange_ext.models import MailboxSettings, SyncRun
+
+logger = logging.getLogger(__name__)
+
+BUDGET_ENV = "EXCHANGE_SYNC_BUDGET_SECONDS"
+#: Seconds between the end of a run's last backend call and the task timeout (commit, release).
+MARGIN_SECONDS = 10.0
+
+
+def sync_mailbox(mailbox_settings_id: int, trigger: str = SyncRun.Trigger.SCHEDULED) -> str:
+    """Run one sync of the mailbox; return a one-line summary (the admin's task list shows it).
+
+    A mailbox deleted or disabled since it was queued is skipped quietly; a second delivery
+    of the same task (or a concurrent one) is skipped by the lease.
+    """
+    close_old_connections()  # a long-lived worker may hold a connection the server dropped
+    dispatcher.mark_started(mailbox_settings_id)
+    if not MailboxSettings.objects.filter(pk=mailbox_settings_id).exists():
+        return f"mailbox settings {mailbox_settings_id} no longer exist"
+    run = engine.run_sync(
+        mailbox_settings_id,
+        trigger=trigger,
+        budget_seconds=sync_budget_seconds(),
+        lease_seconds=lease_seconds(),
+    )
+    return f"mailbox {mailbox_settings_id}: {run.outcome} {run.error}".strip()
+
+
+def dispatch() -> str:
+    """The every-minute schedule: queue due syncs, then evaluate notifications.
+
+    A failing email never stops the queuing (it ran first) nor fails the schedule.
+    """
+    queued = dispatcher.queue_due()
+    try:
+        sent = notifications.evaluate()
+    except Exception:  # the mail server or a template: log it, sync goes on
+        logger.exception("exchange notifications could not be evaluated")
+        sent = []
+    return f"queued {len(queued)} syncs; {len(sent)} notification emails"
+
+
+# --- the timing contract --------------------------------------------------------------------
+
+
+def sync_budget_seconds() -> float:
+    """The sync budget: ``EXCHANGE_SYNC_BUDGET_SECONDS`` or the engine's default."""
+    raw = os.environ.get(BUDGET_ENV, "").strip()
+    try:
+        return float(raw) if raw else engine.DEFAULT_BUDGET_SECONDS
+    except ValueError:
+        return engine.DEFAULT_BUDGET_SECONDS
+
+
+def backend_retry_budget_seconds() -> float:
+    """How long one backend call may wait for throttling (the EWS backend's setting)."""
+    from exchange_ext.backends import factory
+
+    return factory._retry_budget()
+
+
+def task_timeout_seconds() -> float:
+    return float(settings.Q_CLUSTER.get("timeout") or 0)
+
+
+def task_retry_seconds() -> float:
+    return float(settings.Q_CLUSTER.get("retry") or 0)
+
+
+def lease_seconds() -> float:
+    """The lease a worker takes: past the task timeout, when django-q has killed the task."""
+    return task_timeout_seconds() + MARGIN_SECONDS
