@@ -115,13 +115,12 @@ def _one(
     base: str, inner: Facts,
 ) -> GraphResponse:  # fmt: skip
     """One inner request: faults (latency, status codes, 410 on delta tokens), then execute."""
-    from .routes import execute, fault_response, parse_api_path
+    from .routes import execute, fault_mailbox, fault_response, parse_api_path, restart_link
 
     try:
         parsed = parse_api_path(method, url)
         inner.operation = parsed.route[0].operation if parsed.route else "graph:unknown"
-        if parsed.user and "@" in parsed.user:
-            inner.mailbox = parsed.user.lower()
+        inner.mailbox = fault_mailbox(sandbox, parsed.user)
         has_token = "$deltatoken" in parsed.query or "$skiptoken" in parsed.query
         rules = sandbox.faults.take(
             "before", inner.operation, inner.mailbox, delta_token=has_token,
@@ -132,7 +131,7 @@ def _one(
             if rule.kind == "latency":
                 time.sleep(rule.latency_ms / 1000)
                 continue
-            error = fault_response(rule, inner.operation)
+            error = fault_response(rule, inner.operation, restart_link(base, parsed))
             if error is not None:
                 raise error
         headers = _headers(outer, entry.get("headers") or {})

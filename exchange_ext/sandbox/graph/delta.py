@@ -208,4 +208,5 @@ def delta(request: GraphRequest, kind: str, ref: str | None = None) -> GraphResp
 
 def _restart_link(request: GraphRequest, scope: Scope | None) -> str:
     # The reset Location: the same delta request with an empty $deltatoken.
+    # https://learn.microsoft.com/graph/delta-query-overview#synchronization-reset
     return request.link(**{"$deltatoken": ""})

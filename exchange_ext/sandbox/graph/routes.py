@@ -222,6 +222,16 @@ def resolve_user(sandbox: Sandbox, given: str) -> str:
     raise GraphError(404, "ErrorInvalidUser", f"The requested user '{given}' is invalid.")
 
 
+def fault_mailbox(sandbox: Sandbox, user: str | None) -> str | None:
+    """The mailbox a request names, for matching fault rules before any check ran."""
+    if not user:
+        return None
+    try:
+        return resolve_user(sandbox, user)
+    except GraphError:
+        return user.lower()
+
+
 def _check_permission(claims: dict[str, Any], route: Route, method: str) -> None:
     roles = set(claims.get("roles") or [])
     if route.family == "User":
@@ -300,11 +310,18 @@ def execute(
 # ---------------------------------------------------------------------------- faults
 
 
-def fault_response(rule: FaultRule, operation: str | None) -> GraphError | None:
-    """The error an injected rule makes a Graph request fail with (None: not an error)."""
+def fault_response(
+    rule: FaultRule, operation: str | None, restart: str | None = None
+) -> GraphError | None:
+    """The error an injected rule makes a Graph request fail with (None: not an error).
+
+    ``restart`` is the ``Location`` of a 410: the delta request to start over with.
+    """
     if rule.kind == "delta_gone":
         code = rule.params.get("code", "syncStateNotFound")
-        return delta.resync_required() if code == "resyncRequired" else delta.sync_state_not_found()
+        if code == "resyncRequired":
+            return delta.resync_required(restart)
+        return delta.sync_state_not_found(restart)
     if rule.kind == "server_busy":
         rule_status, retry = 503, rule.back_off_ms // 1000 or 1
     elif rule.kind == "http_status":
@@ -399,14 +416,13 @@ def handle(
         parsed = parse_api_path(method, raw_path)
         facts.operation = "graph:batch" if parsed.is_batch else (
             parsed.route[0].operation if parsed.route else "graph:unknown")  # fmt: skip
-        if parsed.user:
-            facts.mailbox = parsed.user.lower() if "@" in parsed.user else None
+        facts.mailbox = fault_mailbox(sandbox, parsed.user)
         has_token = "$deltatoken" in parsed.query or "$skiptoken" in parsed.query
         before = sandbox.faults.take(
             "before", facts.operation, facts.mailbox, delta_token=has_token
         )
         facts.faults += [f"{r.kind}#{r.id}" for r in before]
-        early = _apply_before(before, facts.operation)
+        early = _apply_before(before, facts.operation, restart_link(base, parsed))
         if early is not None:
             return early if not isinstance(early, GraphError) else graph_error_reply(
                 early, client_request_id, facts)  # fmt: skip
@@ -427,7 +443,15 @@ def handle(
     return server._apply_after_faults(after, reply)
 
 
-def _apply_before(rules: list[FaultRule], operation: str | None) -> Reply | GraphError | None:
+def restart_link(base: str, parsed: Parsed) -> str:
+    """The request without its tokens and with an empty ``$deltatoken`` (Graph's 410 Location)."""
+    # https://learn.microsoft.com/graph/delta-query-overview#synchronization-reset
+    return f"{base}/v1.0/{parsed.path}?$deltatoken="
+
+
+def _apply_before(
+    rules: list[FaultRule], operation: str | None, restart: str
+) -> Reply | GraphError | None:
     from exchange_ext.sandbox.server import Reply
 
     for rule in rules:
@@ -436,7 +460,7 @@ def _apply_before(rules: list[FaultRule], operation: str | None) -> Reply | Grap
         elif rule.kind == "reset_before":
             return Reply(reset=True)
         else:
-            error = fault_response(rule, operation)
+            error = fault_response(rule, operation, restart)
             if error is not None:
                 return error
     return None
