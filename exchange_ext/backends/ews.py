@@ -29,6 +29,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import requests
 from exchangelib import (
     IMPERSONATION,
     Account,
@@ -57,12 +58,14 @@ from exchangelib.services import CreateItem, DeleteItem, GetItem, SyncFolderItem
 
 from exchange_ext.backends import ews_items
 from exchange_ext.backends.base import (
+    BackendError,
     ChangePage,
     ExchangeBackend,
     FolderKind,
     ItemChange,
     ItemDeletion,
     ItemNotFound,
+    ItemRejected,
     MailboxSession,
     NewItem,
     WriteResult,
@@ -73,7 +76,7 @@ from exchange_ext.backends.ews_errors import (
     item_error,
     session_error,
 )
-from exchange_ext.backends.ews_guard import SyncRetryPolicy
+from exchange_ext.backends.ews_guard import IncompleteResponse, SyncRetryPolicy
 from exchange_ext.sync.records import (
     CalendarItemType,
     ExchangeItem,
@@ -97,6 +100,8 @@ VIEW_CAP = 1000
 # Marks a state that resumes a read which started without a state (ChangePage.full_read).
 _FULL_READ_PREFIX = "psa-full-read:"
 _PUBLIC_STATE = "psa-public-folder-listing"
+# What a server or network failure raises in exchangelib and below it.
+_EXPECTED_ERRORS = (ews.EWSError, IncompleteResponse, requests.RequestException, OSError)
 
 
 @dataclass(frozen=True)
@@ -248,7 +253,12 @@ class EwsSession(MailboxSession):
         self.policy.start_call()
         try:
             yield
+        except BackendError:
+            raise
         except Exception as error:  # the one boundary: nothing from exchangelib escapes
+            if not isinstance(error, _EXPECTED_ERRORS):
+                # Not a failure exchangelib reports: maybe a bug; keep its traceback in the log.
+                logger.warning("unexpected error in the EWS backend", exc_info=True)
             raise session_error(error) from None
 
     def close(self) -> None:
@@ -493,14 +503,38 @@ class EwsSession(MailboxSession):
         if not items:
             return []
         with self._call():
-            service = _CreateItem(account=self.account, chunk_size=BATCH_SIZE)
-            results = service.call(
-                items=[ews_items.item_for(item.record, item.tag) for item in items],
-                folder=self._folder(folder),
-                message_disposition=SAVE_ONLY,
-                send_meeting_invitations=SEND_TO_NONE,
-            )
-            return [_created(result) for result in results]
+            results: list[WriteResult | None] = [None] * len(items)
+            batch: list[tuple[int, Any]] = []
+            for index, new in enumerate(items):
+                built = self._built(lambda new=new: ews_items.item_for(new.record, new.tag))
+                if isinstance(built, WriteResult):
+                    results[index] = built
+                else:
+                    batch.append((index, built))
+            if batch:
+                service = _CreateItem(account=self.account, chunk_size=BATCH_SIZE)
+                replies = service.call(
+                    items=[item for _, item in batch],
+                    folder=self._folder(folder),
+                    message_disposition=SAVE_ONLY,
+                    send_meeting_invitations=SEND_TO_NONE,
+                )
+                for (index, _item), reply in zip(batch, replies, strict=True):
+                    results[index] = _created(reply)
+            return [result or WriteResult() for result in results]
+
+    def _built(self, build: Callable[[], Any]) -> Any:
+        """An item built and checked by exchangelib, or the ItemRejected result of that item.
+
+        A record exchangelib refuses (an end before its start, an unknown time zone) must fail
+        alone, not the whole batch.
+        """
+        try:
+            item = build()
+            item.clean(version=self.account.version)
+        except (ValueError, TypeError, ews.EWSError) as error:
+            return WriteResult(error=ItemRejected(f"invalid item: {error}"))
+        return item
 
     def update(self, folder: FolderKind, changes: Sequence[ItemChange]) -> list[WriteResult]:
         """UpdateItem of the changed field groups, ``NeverOverwrite`` with the change key read.
@@ -524,7 +558,11 @@ class EwsSession(MailboxSession):
                 elif not fields:
                     results[index] = WriteResult(change.exchange_id, change.change_key)
                 else:
-                    batch.append((index, self._update_target(change, target), fields))
+                    built = self._built(lambda c=change, t=target: self._update_target(c, t))
+                    if isinstance(built, WriteResult):
+                        results[index] = built
+                    else:
+                        batch.append((index, built, fields))
             self._send_updates(changes, batch, results)
             return [result or WriteResult() for result in results]
 

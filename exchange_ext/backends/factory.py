@@ -59,7 +59,7 @@ def _ews_backend(config: ExchangeConfig, mailbox_settings: MailboxSettings | Non
     common: dict[str, Any] = {
         "endpoint": endpoint_url(config),
         "version": pinned_version(config.exchange_version),
-        "retry_budget_seconds": _retry_budget(),
+        "retry_budget_seconds": retry_budget_seconds(),
         "public_folder_name": os.environ.get(PUBLIC_FOLDER_ENV, "").strip() or "PSA contacts",
     }
     if not config.use_basic_auth:
@@ -69,6 +69,8 @@ def _ews_backend(config: ExchangeConfig, mailbox_settings: MailboxSettings | Non
     else:
         username, password = mailbox_settings.username, mailbox_settings.password
         access_type = DELEGATE
+    if not username.strip():
+        raise AuthFailed("no Exchange username is configured for this mailbox")
     login, plaintext = login_name(username, config.domain), _reveal(password)
     return EwsBackend(
         EwsSettings(
@@ -102,11 +104,14 @@ def _reveal(value: Secret | str | None) -> str:
     return value or ""
 
 
-def _retry_budget() -> float:
+def retry_budget_seconds() -> float:
+    """How long one backend call may wait for throttling (``EXCHANGE_RETRY_BUDGET_SECONDS``)."""
     try:
         return max(1.0, float(os.environ.get(RETRY_BUDGET_ENV, DEFAULT_RETRY_BUDGET)))
     except ValueError:
         return DEFAULT_RETRY_BUDGET
 
+
+_retry_budget = retry_budget_seconds  # the name exchange_ext.tasks imports
 
 _BUILDERS = {"ews": _ews_backend, "graph": _graph_backend}

@@ -25,6 +25,7 @@ from exchange_ext.backends.base import (
     ImpersonationDenied,
     ItemChange,
     ItemDeletion,
+    ItemRejected,
     MailboxNotFound,
     NewItem,
     Throttled,
@@ -411,3 +412,35 @@ def test_sessions_of_one_backend_do_not_share_a_protocol(sandbox):
     ews = backend(sandbox)
     with ews.open_session(TECH1) as one, ews.open_session(TECH1) as two:
         assert one.account.protocol is not two.account.protocol
+
+
+def test_an_invalid_record_is_rejected_alone_and_the_batch_goes_on(sandbox):
+    broken = appointment(2)
+    broken = CalendarRecord("Backwards", "", broken.end, broken.start)
+    with backend(sandbox).open_session(TECH1) as session:
+        results = session.create(
+            FolderKind.CALENDAR,
+            [
+                NewItem(appointment(1), tag(1)),
+                NewItem(broken, tag(2)),
+                NewItem(appointment(3), tag(3)),
+            ],
+        )
+    assert [r.ok for r in results] == [True, False, True]
+    assert isinstance(results[1].error, ItemRejected)
+    assert operations(sandbox).count("CreateItem") == 1
+
+
+def test_a_stale_change_key_in_a_batch_is_one_update_request_with_one_conflict(sandbox):
+    with backend(sandbox).open_session(TECH1) as session:
+        created = session.create(
+            FolderKind.CALENDAR, [NewItem(appointment(n), tag(n)) for n in range(3)]
+        )
+        stale = [
+            ItemChange(c.exchange_id, c.change_key, appointment(9), ALL_GROUPS) for c in created
+        ]
+        session.update(FolderKind.CALENDAR, stale[1:2])  # moves item 1's change key on
+        sandbox.state.requests.clear()
+        results = session.update(FolderKind.CALENDAR, stale)
+    assert [type(r.error).__name__ for r in results] == ["NoneType", "ConflictError", "NoneType"]
+    assert operations(sandbox) == ["UpdateItem"]
