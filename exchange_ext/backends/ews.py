@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import requests
+from django.core.exceptions import ImproperlyConfigured
 from exchangelib import (
     IMPERSONATION,
     Account,
@@ -68,6 +69,7 @@ from exchange_ext.backends.base import (
     ItemRejected,
     MailboxSession,
     NewItem,
+    Unavailable,
     WriteResult,
 )
 from exchange_ext.backends.ews_errors import (
@@ -168,7 +170,13 @@ class EwsBackend(ExchangeBackend):
         """Open a session for ``mailbox``; no request is sent until the first call."""
         _keep_exchangelib_quiet()
         ews_items.register_tag_property()
-        install_exchangelib_trust()
+        try:
+            install_exchangelib_trust()
+        except ImproperlyConfigured as error:
+            # An operator's setting (EXCHANGE_CA_BUNDLE): retrying without a fix won't help.
+            raise Unavailable(
+                f"the trusted CA file is misconfigured: {error}", permanent=True
+            ) from None
         return EwsSession(self.settings, mailbox)
 
 

@@ -444,3 +444,10 @@ def test_a_stale_change_key_in_a_batch_is_one_update_request_with_one_conflict(s
         results = session.update(FolderKind.CALENDAR, stale)
     assert [type(r.error).__name__ for r in results] == ["NoneType", "ConflictError", "NoneType"]
     assert operations(sandbox) == ["UpdateItem"]
+
+
+def test_a_broken_ca_bundle_setting_is_a_permanent_outage(sandbox, monkeypatch, tmp_path):
+    monkeypatch.setenv("EXCHANGE_CA_BUNDLE", str(tmp_path / "missing.pem"))
+    with pytest.raises(Unavailable) as raised:
+        backend(sandbox).open_session(TECH1)
+    assert raised.value.permanent and "EXCHANGE_CA_BUNDLE" in raised.value.message
