@@ -32,6 +32,7 @@ from django.utils import timezone
 from exchange_ext.models import ExchangeConfig, MailboxSettings, SyncRun
 
 SYNC_TASK = "exchange_ext.tasks.sync_mailbox"
+DISPATCH_TASK = "exchange_ext.tasks.dispatch"
 SYNC_GROUP = "exchange-sync"
 MAX_BACKOFF_SLOTS = 4
 EPOCH = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
@@ -115,6 +116,29 @@ def enqueue_syncs(mailbox_ids: Iterable[int], trigger: str) -> list[int]:
     return [pk for pk in ids.values_list("pk", flat=True) if enqueue_sync(pk, trigger)]
 
 
+def after_config_saved(changed: Iterable[str]) -> int:
+    """A General or Synchronization tab save: every enabled mailbox syncs soon; return count.
+
+    Stamps ``sync_requested_at`` on them in one UPDATE and queues one dispatcher run (not a
+    task per mailbox from the web request); the dispatcher then spreads nothing — these are
+    requests — but queues at most one task each. A changed connection or credential counts as
+    "the settings were saved again" for mailboxes stopped by a permanent error.
+    """
+    from exchange_ext.config_changes import CREDENTIAL_FIELDS, RESYNC_FIELDS
+
+    now = timezone.now()
+    if set(changed) & {*CREDENTIAL_FIELDS, *RESYNC_FIELDS}:
+        MailboxSettings.objects.filter(status=MailboxSettings.Status.DISABLED).update(
+            status=MailboxSettings.Status.FAILING
+        )
+    if not ExchangeConfig.load().enabled:
+        return 0
+    count = MailboxSettings.objects.filter(runnable()).update(sync_requested_at=now)
+    if count:
+        transaction.on_commit(_send_dispatch)
+    return count
+
+
 def queued_stale_after() -> dt.timedelta:
     """After this long a queued task that never started is presumed lost.
 
@@ -132,6 +156,12 @@ def mark_started(mailbox_id: int) -> None:
 
 def _not_queued(now: dt.datetime) -> Q:
     return Q(queued_at__isnull=True) | Q(queued_at__lt=now - queued_stale_after())
+
+
+def _send_dispatch() -> None:
+    from django_q.tasks import async_task
+
+    async_task(DISPATCH_TASK, group=SYNC_GROUP, task_name="exchange-dispatch-now")
 
 
 def _send(mailbox_id: int, trigger: str) -> None:

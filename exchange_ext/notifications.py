@@ -1,18 +1,39 @@
-"""Emails the extension sends (SPEC §3.3 setup email; failure/recovery emails come later).
+"""Emails the extension sends: the setup email (SPEC §3.3) and the admins' alerts (SPEC §7).
 
-Emails carry no secrets: only names, mailbox addresses and links into the PSA.
+Alerts follow state transitions, not runs (reliability #58): :func:`evaluate`, called by the
+every-minute dispatcher, compares each enabled mailbox's status with what the admins were last
+told (``notified_state``) and sends at most one email of each sort per call, each listing
+every resource concerned:
+
+- **failing** — a resource newly failing: at once for a permanent error (disabled), after
+  :data:`FAILURES_BEFORE_ALERT` consecutive failed runs for a transient one, and for
+  throttling only when it lasts :data:`THROTTLING_ALERT_AFTER` (one throttling episode is not
+  news); a **server-wide outage** (at least :data:`OUTAGE_MIN_RESOURCES` resources and half of
+  the enabled ones unable to reach the server) is one email, and resources that fail the same
+  way while it lasts join it silently;
+- **reminder** — at most every :data:`REMINDER_EVERY` while it keeps failing;
+- **recovered** — when it works again (for an outage: once the server answers again).
+
+Emails carry no secrets: names, mailbox addresses, the server URL, errors in plain words and
+links into the PSA; every configured secret is scrubbed from the text as a last line of defence.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives, get_connection
 from django.template.loader import render_to_string
+from django.urls import reverse
+from django.utils import timezone
 
-from exchange_ext.models import MailboxSettings
+from exchange_ext.ews_endpoint import endpoint_url
+from exchange_ext.models import ExchangeConfig, MailboxSettings, ServerOutage
+from exchange_ext.secrets import Secret
 
 logger = logging.getLogger(__name__)
 
@@ -76,3 +97,279 @@ def _send_one(connection: object, message: EmailMultiAlternatives) -> bool:
         )
         return False
     return True
+
+
+# --- alerts to the admins (SPEC §7) -------------------------------------------------------
+
+Status = MailboxSettings.Status
+FAILURES_BEFORE_ALERT = 2
+THROTTLING_ALERT_AFTER = dt.timedelta(hours=2)
+REMINDER_EVERY = dt.timedelta(hours=24)
+OUTAGE_MIN_RESOURCES = 3
+#: Error kinds that mean "the server cannot be reached", the stuff of an outage.
+SERVER_KINDS = frozenset({"Unavailable"})
+MAX_ERROR_CHARS = 300
+
+HINTS = {
+    "AuthFailed": "Check the credentials on the resource's MS Exchange tab.",
+    "MailboxNotFound": "Check the mailbox address on the resource's MS Exchange tab.",
+    "ImpersonationDenied": (
+        "Give the sync account the ApplicationImpersonation role for this mailbox, or let the "
+        "resource use own credentials (General tab)."
+    ),
+    "Unavailable": (
+        "Check that the Exchange server is running and reachable from the PSA server (server "
+        "address on the General tab)."
+    ),
+    "Throttled": "The server keeps throttling the sync account; check its throttling policy.",
+    "GuardTripped": "Check the mailbox in Exchange: the sync stopped before deleting items.",
+    "NoBackend": "Check the General tab: this installation cannot serve that setup.",
+}
+SHARED_AUTH_HINT = "Check the sync account's username and password on the General tab."
+DEFAULT_HINT = "See the resource's MS Exchange tab for the recent sync log."
+
+
+@dataclass(frozen=True)
+class Line:
+    """One resource in an alert email."""
+
+    resource: str
+    mailbox: str
+    error: str
+    hint: str
+    url: str
+
+
+def evaluate(now: dt.datetime | None = None) -> list[str]:
+    """Send the alerts the current statuses call for; return the subjects sent.
+
+    ``now`` is the clock for the 24 h reminder and the throttling grace (tests time-travel
+    it). An email that cannot be sent changes no bookkeeping, so the next call tries again.
+    """
+    now = now or timezone.now()
+    config = ExchangeConfig.load()
+    # A resource taken out of sync (or the whole integration off) is nobody's alert any more.
+    MailboxSettings.objects.filter(sync_enabled=False).exclude(notified_state="").update(
+        notified_state="", last_notified_at=None
+    )
+    if not config.enabled:
+        return []
+    rows = list(MailboxSettings.objects.filter(sync_enabled=True).select_related("resource"))
+    sent = _outage_step(config, rows, now)
+    sent += _resource_step(config, [r for r in rows if r.notified_state != "outage"], now)
+    return sent
+
+
+def alerting(row: MailboxSettings, now: dt.datetime) -> bool:
+    """True when the resource's failure is worth an email (see the module docstring)."""
+    if row.status == Status.DISABLED:
+        return True
+    if row.status != Status.FAILING:
+        return False
+    if row.last_error_kind == "Throttled":
+        return row.failing_since is not None and row.failing_since <= now - THROTTLING_ALERT_AFTER
+    return row.consecutive_failures >= FAILURES_BEFORE_ALERT
+
+
+def _unreachable(rows: Sequence[MailboxSettings]) -> list[MailboxSettings]:
+    return [r for r in rows if r.status == Status.FAILING and r.last_error_kind in SERVER_KINDS]
+
+
+def _server_down(rows: Sequence[MailboxSettings]) -> bool:
+    down = len(_unreachable(rows))
+    return down >= OUTAGE_MIN_RESOURCES and down * 2 >= len(rows)
+
+
+def _outage_step(
+    config: ExchangeConfig, rows: list[MailboxSettings], now: dt.datetime
+) -> list[str]:
+    outage = ServerOutage.objects.filter(ended_at__isnull=True).first()
+    if outage is None:
+        if not _server_down(rows):
+            return []
+        down = _unreachable(rows)
+        subject = f"MS Exchange: the server cannot be reached ({len(down)} resources failing)"
+        if not _send_alert(config, "outage", subject, down):
+            return []
+        ServerOutage.objects.create(started_at=now, last_notified_at=now, affected=len(down))
+        _mark(down, "outage", now)
+        return [subject]
+    # Resources that fail the same way while the outage lasts are part of it: no email each.
+    _mark([r for r in _unreachable(rows) if r.notified_state == ""], "outage", None)
+    covered = [r for r in rows if r.notified_state == "outage"]
+    still = [r for r in covered if r.status != Status.OK]
+    if _outage_over(rows, covered):
+        return _end_outage(config, outage, covered, still, now)
+    if outage.last_notified_at > now - REMINDER_EVERY:
+        return []
+    subject = f"MS Exchange: reminder, the server still cannot be reached ({len(still)} failing)"
+    if not _send_alert(config, "outage_reminder", subject, still):
+        return []
+    ServerOutage.objects.filter(pk=outage.pk).update(last_notified_at=now)
+    _mark(still, "outage", now)
+    return [subject]
+
+
+def _outage_over(rows: Sequence[MailboxSettings], covered: Sequence[MailboxSettings]) -> bool:
+    # Resources come back one by one as their slots come round: the outage ends when at most a
+    # tenth of those it covered still cannot reach the server (they then count on their own).
+    unreachable = [r for r in covered if r in _unreachable(rows)]
+    return not _server_down(rows) and len(unreachable) * 10 <= len(covered)
+
+
+def _end_outage(
+    config: ExchangeConfig,
+    outage: ServerOutage,
+    covered: list[MailboxSettings],
+    still: list[MailboxSettings],
+    now: dt.datetime,
+) -> list[str]:
+    back = [r for r in covered if r.status == Status.OK]
+    subject = f"MS Exchange: the server works again ({len(back)} resources sync again)"
+    if not _send_alert(config, "outage_recovered", subject, back, still_failing=still):
+        return []
+    ServerOutage.objects.filter(pk=outage.pk).update(ended_at=now)
+    _mark(back, "", None)
+    _mark(still, "failing", now)
+    return [subject]
+
+
+def _resource_step(
+    config: ExchangeConfig, rows: list[MailboxSettings], now: dt.datetime
+) -> list[str]:
+    sent: list[str] = []
+    new = [r for r in rows if r.notified_state == "" and alerting(r, now)]
+    if new:
+        subject = f"MS Exchange: sync failing for {_names(new)}"
+        if _send_alert(config, "failing", subject, new):
+            _mark(new, "failing", now)
+            sent.append(subject)
+    back = [r for r in rows if r.notified_state == "failing" and r.status == Status.OK]
+    if back:
+        subject = f"MS Exchange: sync works again for {_names(back)}"
+        if _send_alert(config, "recovered", subject, back):
+            _mark(back, "", None)
+            sent.append(subject)
+    due = [
+        r
+        for r in rows
+        if r.notified_state == "failing"
+        and r.status in (Status.FAILING, Status.DISABLED)
+        and (r.last_notified_at is None or r.last_notified_at <= now - REMINDER_EVERY)
+    ]
+    if due:
+        subject = f"MS Exchange: reminder, sync still failing for {_names(due)}"
+        if _send_alert(config, "reminder", subject, due):
+            _mark(due, "failing", now)
+            sent.append(subject)
+    return sent
+
+
+def _mark(rows: Iterable[MailboxSettings], state: str, at: dt.datetime | None) -> None:
+    rows = list(rows)
+    if not rows:
+        return
+    values: dict[str, object] = {"notified_state": state}
+    if at is not None or state == "":
+        values["last_notified_at"] = at
+    MailboxSettings.objects.filter(pk__in=[r.pk for r in rows]).update(**values)
+    for row in rows:
+        row.notified_state = state
+        if "last_notified_at" in values:
+            row.last_notified_at = at
+
+
+def _names(rows: Sequence[MailboxSettings]) -> str:
+    names = [r.resource.full_name for r in rows[:3]]
+    more = f" and {len(rows) - 3} more" if len(rows) > 3 else ""
+    return ", ".join(names) + more
+
+
+# --- rendering and sending ------------------------------------------------------------------
+
+
+def recipients(config: ExchangeConfig) -> list[str]:
+    """The General tab's semicolon-separated ``notification_emails``."""
+    return [a.strip() for a in config.notification_emails.split(";") if a.strip()]
+
+
+def alert_message(
+    config: ExchangeConfig,
+    sort: str,
+    subject: str,
+    rows: Sequence[MailboxSettings],
+    *,
+    still_failing: Sequence[MailboxSettings] = (),
+) -> EmailMultiAlternatives:
+    """One alert email (text + HTML) to the admins; ``sort`` picks the wording."""
+    secrets = _secrets(config, [*rows, *still_failing])
+    context = {
+        "sort": sort,
+        "server_url": endpoint_url(config) if config.server_address else "(not configured)",
+        "lines": [_line(config, r, secrets) for r in rows],
+        "still_failing": [_line(config, r, secrets) for r in still_failing],
+        "status_url": _absolute(reverse("exchange_ext:status")),
+    }
+    text = _scrub(render_to_string("exchange_ext/emails/alert.txt", context), secrets)
+    html = _scrub(render_to_string("exchange_ext/emails/alert.html", context), secrets)
+    message = EmailMultiAlternatives(
+        subject=_scrub(" ".join(subject.split())[:200], secrets), body=text, to=recipients(config)
+    )
+    message.attach_alternative(html, "text/html")
+    return message
+
+
+def _send_alert(
+    config: ExchangeConfig,
+    sort: str,
+    subject: str,
+    rows: Sequence[MailboxSettings],
+    *,
+    still_failing: Sequence[MailboxSettings] = (),
+) -> bool:
+    """Send (or, with no recipients, skip) one alert; False when the mail server failed."""
+    if not recipients(config):
+        return True  # nobody to tell; the bookkeeping still moves on
+    message = alert_message(config, sort, subject, rows, still_failing=still_failing)
+    try:
+        message.send(fail_silently=False)
+    except Exception as error:  # SMTP down: never the sync's problem; next minute retries
+        logger.warning("exchange alert %r not sent: %s", sort, type(error).__name__)
+        return False
+    return True
+
+
+def _line(config: ExchangeConfig, row: MailboxSettings, secrets: list[str]) -> Line:
+    kind = row.last_error_kind
+    hint = HINTS.get(kind, DEFAULT_HINT)
+    if kind == "AuthFailed" and config.use_for_all_users:
+        hint = SHARED_AUTH_HINT
+    error = " ".join((row.last_error or "No error recorded.").split())
+    if len(error) > MAX_ERROR_CHARS:
+        error = error[: MAX_ERROR_CHARS - 1] + "…"
+    url = _absolute(reverse("exchange_ext:resource_settings", args=[row.resource_id]))
+    return Line(
+        resource=row.resource.full_name,
+        mailbox=row.effective_mailbox,
+        error=_scrub(error, secrets),
+        hint=hint,
+        url=url,
+    )
+
+
+def _secrets(config: ExchangeConfig, rows: Iterable[MailboxSettings]) -> list[str]:
+    values = [config.password, config.client_secret, config.client_certificate]
+    values += [r.password for r in rows]
+    plain = [v.reveal() for v in values if isinstance(v, Secret) and v.__class__ is Secret]
+    # Very short values would scrub ordinary words; the forms require real passwords anyway.
+    return [p for p in plain if len(p) >= 4]
+
+
+def _scrub(text: str, secrets: Iterable[str]) -> str:
+    for secret in secrets:
+        text = text.replace(secret, "[hidden]")
+    return text
+
+
+def _absolute(path: str) -> str:
+    return f"{settings.PSA_BASE_URL.rstrip('/')}{path}"

@@ -13,6 +13,7 @@ urlpatterns = [
     path("general/", views.general, name="general"),
     path("synchronization/", views.synchronization, name="synchronization"),
     path("resources/", views.resources, name="resources"),
+    path("status/", views.status, name="status"),
     path("resources/<int:resource_id>/", views.resource_settings, name="resource_settings"),
     path(
         "resources/<int:resource_id>/test/",

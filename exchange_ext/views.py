@@ -21,13 +21,15 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
+from exchange_ext import dispatcher
 from exchange_ext.config_changes import SyncRunning, save_config
 from exchange_ext.connection_test import probe_config_connection, probe_mailbox_connection
 from exchange_ext.forms import GeneralForm, MailboxSettingsForm, ResourcesForm, SynchronizationForm
-from exchange_ext.models import ExchangeConfig, MailboxSettings
+from exchange_ext.models import ExchangeConfig, MailboxSettings, SyncRun
 from exchange_ext.notifications import send_setup_emails
 from exchange_ext.permissions import manager_required
 from exchange_ext.resource_enrollment import set_enabled_resources
+from exchange_ext.status import status_page
 from exchange_ext.sync_runs import recent_runs
 from psa.resources.models import Resource
 from psa.resources.permissions import own_resource
@@ -65,6 +67,7 @@ def _save_general(request: HttpRequest, form: GeneralForm) -> bool:
         messages.error(request, str(refusal))
         return False
     messages.success(request, SAVED_MESSAGE)
+    dispatcher.after_config_saved(form.changed_fields)
     if outcome.resync_reset:
         messages.info(
             request,
@@ -85,6 +88,7 @@ def synchronization(request: HttpRequest) -> HttpResponse:
     if form.is_bound and form.is_valid():
         # Only this tab's columns: a concurrent General-tab save is not overwritten.
         config.save(update_fields=[*SynchronizationForm.Meta.fields, "updated_at"])
+        dispatcher.after_config_saved(form.changed_data)
         messages.success(request, SAVED_MESSAGE)
         return redirect("exchange_ext:synchronization")
     context = {"tab": "synchronization", "form": form, "config": config}
@@ -165,6 +169,7 @@ def _save_enrollment(request: HttpRequest, form: ResourcesForm) -> None:
     were_enabled = MailboxSettings.objects.filter(resource_id__in=disabled_ids, sync_enabled=True)
     disabled = were_enabled.count()
     enabled = set_enabled_resources(form.cleaned_data["enabled"], disabled_ids)
+    dispatcher.enqueue_syncs([s.pk for s in enabled], SyncRun.Trigger.SCHEDULED)
     failed = send_setup_emails(enabled)
     sent = sorted(s.resource.email for s in enabled if s.resource.email not in failed)
     text = f"{_count(len(enabled), 'resource')} enabled, {disabled} disabled"
@@ -177,6 +182,16 @@ def _resources_url(query: str, page: Any) -> str:
     params = {k: v for k, v in (("q", query), ("page", page)) if v}
     url = reverse("exchange_ext:resources")
     return f"{url}?{urlencode(params)}" if params else url
+
+
+# ---- Status tab ----------------------------------------------------------------------------
+
+
+@manager_required
+def status(request: HttpRequest) -> HttpResponse:
+    """Failing resources, the latest runs and the queue depth (SPEC §6, issue 6)."""
+    context = {"tab": "status", "page": status_page(), "viewer_zone": _viewer_zone(request)}
+    return render(request, "exchange_ext/status.html", context)
 
 
 # ---- A resource's settings: the admin's page and the technician's profile tab --------------
@@ -233,6 +248,7 @@ def _settings_page(request: HttpRequest, resource: Resource, *, admin: bool) -> 
         MailboxSettings.objects.filter(
             pk=form.instance.pk, status=MailboxSettings.Status.DISABLED
         ).update(status=MailboxSettings.Status.FAILING)
+        dispatcher.enqueue_syncs([form.instance.pk], SyncRun.Trigger.SCHEDULED)
         messages.success(request, "MS Exchange settings saved.")
         return redirect(_settings_urls(resource, admin)["save"])
     return _render_settings(request, form, resource, admin=admin, status=_status(form))
@@ -253,7 +269,8 @@ def _test_connection(request: HttpRequest, resource: Resource, *, admin: bool) -
 
 
 def _request_sync(request: HttpRequest, resource: Resource, *, admin: bool) -> HttpResponse:
-    """Record a "Sync now" request (a worker picks it up); refused when it could not run."""
+    """Queue a sync at once and record the request (the dispatcher's fallback should the task
+    be lost or find the mailbox busy); refused when it could not run."""
     settings = _settings_of(resource)
     if not ExchangeConfig.load().enabled:
         messages.error(request, "The MS Exchange integration is turned off; nothing syncs.")
@@ -265,6 +282,7 @@ def _request_sync(request: HttpRequest, resource: Resource, *, admin: bool) -> H
         )
     else:
         MailboxSettings.objects.filter(pk=settings.pk).update(sync_requested_at=timezone.now())
+        dispatcher.enqueue_sync(settings.pk, SyncRun.Trigger.SYNC_NOW)
         messages.success(request, "Sync requested; it will start within a minute.")
     return redirect(_settings_urls(resource, admin)["save"])
 
