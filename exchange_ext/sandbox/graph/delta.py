@@ -199,10 +199,12 @@ def delta(request: GraphRequest, kind: str, ref: str | None = None) -> GraphResp
     new_token = deltas.put(following)
     context = "Collection(event)" if kind == "events" else "Collection(contact)"
     body: dict[str, Any] = {"@odata.context": request.context(context), "value": value}
+    # Query options other than the window ride along (the window lives in the token).
+    keep = {k: v for k, v in request.query.items() if k in ("$expand", "$select")}
     if last:
-        body["@odata.deltaLink"] = request.link(**{"$deltatoken": new_token})
+        body["@odata.deltaLink"] = request.link(**keep, **{"$deltatoken": new_token})
     else:
-        body["@odata.nextLink"] = request.link(**{"$skiptoken": new_token})
+        body["@odata.nextLink"] = request.link(**keep, **{"$skiptoken": new_token})
     return GraphResponse(200, body)
 
 

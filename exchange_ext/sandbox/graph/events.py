@@ -192,14 +192,27 @@ def list_events(request: GraphRequest, ref: str | None = None) -> GraphResponse:
 # ---------------------------------------------------------------------------- create
 
 
+def _transactions(request: GraphRequest) -> dict[str, str]:
+    """transactionId → item id for the request's mailbox (indexed once, then kept up to date)."""
+    index = request.graph.transactions.get(request.mailbox)
+    if index is None:
+        index = {}
+        store = request.sandbox.store
+        root = store.distinguished_folder(request.mailbox, "root")
+        for folder in [root, *store.child_folders(root.id, deep=True)]:
+            for item in store.items_in(folder.id):
+                if json_items.TRANSACTION_KEY in item.extended:
+                    index[json_items.transaction_id(item.extended) or ""] = item.id
+        request.graph.transactions[request.mailbox] = index
+    return index
+
+
 def _find_transaction(request: GraphRequest, transaction: str) -> Item | None:
-    store = request.sandbox.store
-    root = store.distinguished_folder(request.mailbox, "root")
-    for folder in [root, *store.child_folders(root.id, deep=True)]:
-        for item in store.items_in(folder.id):
-            if json_items.transaction_id(item.extended) == transaction:
-                return item
-    return None
+    item_id = _transactions(request).get(transaction)
+    item = request.sandbox.store.item(item_id) if item_id else None
+    if item is None or item.mailbox != request.mailbox:
+        return None
+    return item
 
 
 def create_event(request: GraphRequest, ref: str | None = None) -> GraphResponse:
@@ -232,6 +245,8 @@ def create_event(request: GraphRequest, ref: str | None = None) -> GraphResponse
                 "UID", items_xml.to_string(items_xml.text_element("UID", _new_uid()))
             )
             item = store.create_item(folder.id, "CalendarItem", elements, extended)
+            if transaction:
+                _transactions(request)[transaction] = item.id
             _record_invitation(request, item, "MeetingRequest")
             view = calendar.item_view(store, item)
         rendered = _render(request, view)

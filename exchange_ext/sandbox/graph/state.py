@@ -12,8 +12,10 @@ from .tokens import AppRegistry, TokenSigner
 class GraphState:
     """Apps and tenants from the ``graph`` config section, the token signer, delta states.
 
-    ``reset(config)`` returns to the config: new signing secret (old tokens become invalid, as
-    after a key roll-over), no delta states (old delta links answer 410 syncStateNotFound).
+    ``reset(config)`` returns to the config: apps and tenants reloaded, no delta states (old
+    delta links answer 410 syncStateNotFound). The signing secret is kept, so access tokens a
+    client holds stay valid across a reset as they would across a tenant-side change.
+    ``transactions`` indexes Graph ``transactionId``s per mailbox (built lazily from the store).
     """
 
     def __init__(self, config: dict[str, Any]) -> None:
@@ -21,13 +23,14 @@ class GraphState:
         self.signer = TokenSigner()
         self.deltas = DeltaStore()
         self.without_mailbox: set[str] = set()
+        self.transactions: dict[str, dict[str, str]] = {}
         self.reset(config)
 
     def reset(self, config: dict[str, Any]) -> None:
         graph = config.get("graph") or {}
         self.apps.load(graph)
-        self.signer = TokenSigner()
         self.deltas.clear()
+        self.transactions.clear()
         self.without_mailbox = {str(a).lower() for a in graph.get("users_without_mailbox", [])}
 
 
