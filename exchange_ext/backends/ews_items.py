@@ -76,7 +76,7 @@ _CALENDAR_FACTS = (
 )  # fmt: skip
 _CONTACT_DETAILS = (
     "display_name", "given_name", "surname", "job_title", "company_name", "email_addresses",
-    "phone_numbers", "physical_addresses", "body",
+    "phone_numbers", "physical_addresses",
 )  # fmt: skip
 
 
@@ -95,7 +95,7 @@ def _read_names(item_class: type[Item]) -> tuple[str, ...]:
 def update_field_names(record: Record, groups: Iterable[FieldGroup]) -> list[str]:
     """The item fields an update of ``groups`` writes (exchangelib adds the time zone fields)."""
     if isinstance(record, ContactRecord):
-        return [n for n in _CONTACT_DETAILS if n != "body"] if FieldGroup.DETAILS in groups else []
+        return list(_CONTACT_DETAILS) if FieldGroup.DETAILS in groups else []
     names: list[str] = []
     if FieldGroup.TIMES in groups:
         names += _CALENDAR_TIMES
