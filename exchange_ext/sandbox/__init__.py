@@ -15,4 +15,6 @@ Module map (each owns one concern):
 - ``operations``    one handler per EWS operation, dispatched by name
 - ``recurrence``    recurrence patterns ⇄ XML and expansion into occurrences (pure)
 - ``restrictions``  evaluation of ``m:Restriction`` trees against item properties (pure)
+- ``graph``         Microsoft Graph v1.0 subset and the Entra ID token endpoint on the same
+                    store (its own module map in ``graph/__init__.py``)
 """

@@ -14,5 +14,7 @@ Module map:
 - ``contacts``    contacts CRUD, contact folders
 - ``delta``       delta rounds (calendarView/delta, contacts/delta): tokens, pages, ``@removed``
 - ``batch``       ``POST /v1.0/$batch``
+- ``request``     ``GraphRequest``/``GraphResponse``, Prefer/OData options, If-Match
+- ``state``       per-sandbox Graph state (apps, token signer, delta states, transaction index)
 - ``routes``      the Graph pipeline: routing, operation names, auth, scope, faults, request log
 """
