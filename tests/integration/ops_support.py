@@ -173,23 +173,26 @@ def run(env: dict[str, str], *args: str, timeout: float) -> str:
     return result.stdout
 
 
+def start_worker(env: dict[str, str], log: Path) -> subprocess.Popen:
+    """``manage.py qcluster`` in a process group of its own, output to ``log``."""
+    with log.open("wb") as output:
+        return subprocess.Popen(
+            [sys.executable, MANAGE, "qcluster"],
+            env=env,
+            cwd=ROOT,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
 @contextlib.contextmanager
 def running_workers(env: dict[str, str], logs: list[Path]) -> Iterator[list[subprocess.Popen]]:
-    """One ``manage.py qcluster`` per log path, each in its own process group, always killed."""
+    """One ``manage.py qcluster`` per log path, always killed with their groups."""
     processes: list[subprocess.Popen] = []
     try:
         for log in logs:
-            with log.open("wb") as output:
-                processes.append(
-                    subprocess.Popen(
-                        [sys.executable, MANAGE, "qcluster"],
-                        env=env,
-                        cwd=ROOT,
-                        stdout=output,
-                        stderr=subprocess.STDOUT,
-                        start_new_session=True,
-                    )  # fmt: skip
-                )
+            processes.append(start_worker(env, log))
         yield processes
     finally:
         for process in processes:
