@@ -5,11 +5,12 @@ stable offset of its own: ``epoch + offset + k × interval``. The offsets come f
 ratio sequence over the mailbox ids, a low-discrepancy sequence, so N resources are spread
 evenly over the interval (no thundering herd at :00) and each keeps its place across restarts.
 
-A mailbox is due when a slot passed since its last attempt (or it never ran, or someone pressed
-"Sync now"). After consecutive failures it skips slots: 1, 2, 4 … up to
-:data:`MAX_BACKOFF_SLOTS` intervals between attempts, so a server in trouble is not hammered
-and a fixed one is retried within the hour. Disabled mailboxes (a permanent error) wait for
-their settings to be saved again.
+A mailbox is due when a slot passed since it was last queued or attempted (or it never ran, or
+someone pressed "Sync now"). "Last queued" is the dispatcher's own clock, so a worker host's
+clock that runs behind does not make a slot look unserved (reliability #37). After consecutive
+failures it skips slots: 1, 2, 4 … up to :data:`MAX_BACKOFF_SLOTS` intervals between attempts,
+so a server in trouble is not hammered and a fixed one is retried within the hour. Disabled
+mailboxes (a permanent error) wait for their settings to be saved again.
 
 At most one task is queued per mailbox: ``queued_at`` is claimed with a compare-and-set UPDATE
 before the task is sent and cleared when the task starts; a claim older than
@@ -45,6 +46,7 @@ class Candidate:
 
     pk: int
     last_attempt_at: dt.datetime | None
+    last_dispatched_at: dt.datetime | None
     consecutive_failures: int
     sync_requested_at: dt.datetime | None
 
@@ -62,10 +64,13 @@ def latest_slot(mailbox_id: int, period: float, now: dt.datetime) -> dt.datetime
 
 def is_due(candidate: Candidate, period: float, now: dt.datetime) -> bool:
     """True when the mailbox should be queued now (see the module docstring)."""
-    if candidate.sync_requested_at is not None or candidate.last_attempt_at is None:
+    if candidate.sync_requested_at is not None:
+        return True
+    seen = [t for t in (candidate.last_attempt_at, candidate.last_dispatched_at) if t]
+    if not seen:
         return True
     skipped = min(2 ** max(candidate.consecutive_failures - 1, 0), MAX_BACKOFF_SLOTS) - 1
-    earliest = candidate.last_attempt_at + dt.timedelta(seconds=skipped * period)
+    earliest = max(seen) + dt.timedelta(seconds=skipped * period)
     return latest_slot(candidate.pk, period, now) > earliest
 
 
@@ -84,7 +89,13 @@ def due_mailboxes(now: dt.datetime, config: ExchangeConfig | None = None) -> lis
     rows = (
         MailboxSettings.objects.filter(runnable(), idle, _not_queued(now))
         .order_by("pk")
-        .values_list("pk", "last_attempt_at", "consecutive_failures", "sync_requested_at")
+        .values_list(
+            "pk",
+            "last_attempt_at",
+            "last_dispatched_at",
+            "consecutive_failures",
+            "sync_requested_at",
+        )
     )
     return [row[0] for row in rows if is_due(Candidate(*row), period, now)]
 
@@ -102,7 +113,9 @@ def enqueue_sync(mailbox_id: int, trigger: str, now: dt.datetime | None = None) 
     nothing); the claim is a single UPDATE, so concurrent callers queue at most one task.
     """
     now = now or timezone.now()
-    claimed = MailboxSettings.objects.filter(_not_queued(now), pk=mailbox_id).update(queued_at=now)
+    claimed = MailboxSettings.objects.filter(_not_queued(now), pk=mailbox_id).update(
+        queued_at=now, last_dispatched_at=now
+    )
     if claimed:
         transaction.on_commit(lambda: _send(mailbox_id, trigger))
     return bool(claimed)

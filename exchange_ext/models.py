@@ -178,6 +178,9 @@ class MailboxSettings(models.Model):
     )
     consecutive_failures = models.PositiveIntegerField(default=0)
     failing_since = models.DateTimeField(null=True, blank=True)
+    last_dispatched_at = models.DateTimeField(
+        null=True, blank=True, help_text="The dispatcher's clock when it last queued a sync."
+    )
     queued_at = models.DateTimeField(
         null=True, blank=True, help_text="A sync task is queued (at most one until it starts)."
     )
