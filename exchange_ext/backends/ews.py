@@ -122,6 +122,8 @@ class EwsSettings:
     retry_budget_seconds: float = 120.0
     timeout_seconds: float = 60.0
     public_folder_name: str = "PSA contacts"
+    #: SyncFolderItems MaxChangesReturned (the server caps it at 512).
+    sync_page_size: int = SYNC_PAGE_SIZE
 
 
 class _SessionKey:
@@ -353,7 +355,7 @@ class EwsSession(MailboxSession):
                 additional_fields=None,
                 sync_state=raw_state or None,
                 ignore=None,
-                max_changes_returned=SYNC_PAGE_SIZE,
+                max_changes_returned=min(self.settings.sync_page_size, SYNC_PAGE_SIZE),
                 sync_scope=None,
             )
         )

@@ -234,8 +234,19 @@ def calendar_record(item: CalendarItem) -> CalendarRecord:
         location=item.location or "",
         show_as=_show_as(item.legacy_free_busy_status),
         is_private=item.sensitivity == "Private",
-        time_zone=getattr(zone, "key", "UTC"),
+        time_zone=_zone_name(zone),
     )
+
+
+# Exchange names zones by Windows id; exchangelib maps "UTC" back to "Etc/UTC". The records
+# default to "UTC", so its aliases read back under that name.
+_UTC_ALIASES = frozenset({"Etc/UTC", "Etc/UCT", "Etc/Universal", "Etc/Zulu", "UCT", "Zulu"})
+
+
+def _zone_name(zone: object) -> str:
+    """The IANA name of the zone Exchange holds the item in (Windows ids map to one of them)."""
+    name = str(getattr(zone, "key", "") or "UTC")
+    return "UTC" if name in _UTC_ALIASES else name
 
 
 def _at_midnight(value: dt.date | dt.datetime, zone: EWSTimeZone) -> dt.datetime:

@@ -12,7 +12,11 @@ so every contract test runs unchanged on:
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import datetime as dt
+import os
+import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -21,7 +25,14 @@ import pytest
 
 from exchange_ext.backends.base import ExchangeBackend, FolderKind
 from exchange_ext.backends.memory import MemoryBackend
-from exchange_ext.sync.records import ALL_GROUPS, CalendarRecord, PsaTag, Record, occurrence_id
+from exchange_ext.sync.records import (
+    ALL_GROUPS,
+    CalendarRecord,
+    PsaTag,
+    Record,
+    master_of,
+    occurrence_id,
+)
 
 MAILBOX = "tech1@northwind.example"
 
@@ -65,7 +76,7 @@ class MemoryDriver:
 class EwsDriver:
     name = "ews"
 
-    def __init__(self, handle: Any) -> None:
+    def __init__(self, handle: Any, page_size: int | None = None) -> None:
         from exchangelib import BASIC, IMPERSONATION, Account, Configuration, EWSTimeZone, FailFast
 
         from exchange_ext.backends.ews import EwsBackend, EwsSettings, SessionCredentials
@@ -81,6 +92,7 @@ class EwsDriver:
                 version=pinned_version("2016"),
                 retry_budget_seconds=5.0,
                 timeout_seconds=20.0,
+                **({"sync_page_size": page_size} if page_size else {}),
             )
         )
         # "Outlook": the user's own client, independent of the backend's sessions.
@@ -120,6 +132,10 @@ class EwsDriver:
     def edit(self, exchange_id: str, record: Record) -> None:
         from exchange_ext.backends import ews_items
 
+        master_id = master_of(exchange_id)
+        if master_id is not None:
+            self.edit_occurrence(master_id, _original_start(exchange_id), record)
+            return
         item = self._fetch(exchange_id)
         fresh = ews_items.item_for(record)
         names = ews_items.update_field_names(record, ALL_GROUPS)
@@ -130,16 +146,33 @@ class EwsDriver:
         item.save(update_fields=names)
 
     def remove(self, exchange_id: str) -> None:
+        master_id = master_of(exchange_id)
+        if master_id is not None:
+            self.remove_occurrence(master_id, _original_start(exchange_id))
+            return
         self._fetch(exchange_id).delete()
 
+    def expire_states(self) -> None:
+        # The sandbox signs its sync states with a per-store secret (sandbox/store.py): a new
+        # secret invalidates every state issued, as a server-side state eviction does.
+        import secrets
+
+        self.handle.state.store._secret = secrets.token_bytes(32)
+
     def put_series(self, record: CalendarRecord, count: int) -> str:
+        starts = [record.start + dt.timedelta(days=n) for n in range(count)]
+        return self.create_series(record, starts)
+
+    def create_series(self, record: CalendarRecord, starts: Sequence[dt.datetime]) -> str:
+        """A daily series with one occurrence per start (evenly spaced whole days)."""
         from exchangelib.recurrence import DailyPattern, Recurrence
 
         from exchange_ext.backends import ews_items
 
+        days = (starts[1] - starts[0]).days if len(starts) > 1 else 1
         item = ews_items.item_for(record)
         item.recurrence = Recurrence(
-            pattern=DailyPattern(interval=1), start=record.start.date(), number=count
+            pattern=DailyPattern(interval=days), start=record.start.date(), number=len(starts)
         )
         item.account, item.folder = self.outlook, self.outlook.calendar
         item.save()
@@ -173,36 +206,60 @@ class EwsDriver:
         return len(self.handle.state.outbox.messages)
 
 
-@pytest.fixture(scope="session")
-def contract_sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    pytest.importorskip("exchange_ext.sandbox.operations")
-    from exchange_ext.sandbox.server import load_config, start_sandbox
+def _original_start(exchange_id: str) -> dt.datetime:
+    text = exchange_id.rpartition("|")[2]
+    return dt.datetime.strptime(text, "%Y%m%dT%H%M%SZ").replace(tzinfo=dt.UTC)
 
-    cert_dir: Path = tmp_path_factory.mktemp("contract-sandbox-certs")
-    handle = start_sandbox(load_config(), tls="ca", port=0, validate="fatal", cert_dir=cert_dir)
-    yield handle
-    handle.stop()
+
+_shared: list[Any] = []
+
+
+def shared_sandbox() -> Any:
+    """One sandbox per test process (fatal schema validation), started on first use."""
+    pytest.importorskip("exchange_ext.sandbox.operations")
+    if not _shared:
+        from exchange_ext.sandbox.server import load_config, start_sandbox
+
+        cert_dir = Path(tempfile.mkdtemp(prefix="contract-sandbox-"))
+        handle = start_sandbox(load_config(), tls="ca", port=0, validate="fatal", cert_dir=cert_dir)
+        atexit.register(handle.stop)
+        _shared.append(handle)
+    return _shared[0]
+
+
+@contextlib.contextmanager
+def ews_driver(page_size: int | None = None) -> Iterator[EwsDriver]:
+    """An EwsDriver on the shared sandbox, reset; fails on any response the schema rejects."""
+    from exchangelib.protocol import close_connections
+
+    from exchange_ext.tls import CA_BUNDLE_ENV, install_exchangelib_trust
+
+    handle = shared_sandbox()
+    handle.state.reset()
+    previous = os.environ.get(CA_BUNDLE_ENV)
+    os.environ[CA_BUNDLE_ENV] = str(handle.ca_file)
+    install_exchangelib_trust()
+    try:
+        yield EwsDriver(handle, page_size)
+    finally:
+        close_connections()
+        if previous is None:
+            os.environ.pop(CA_BUNDLE_ENV, None)
+        else:
+            os.environ[CA_BUNDLE_ENV] = previous
+    failures = handle.state.validator.counts["response"]
+    handle.state.validator.counts["response"] = 0
+    assert not failures, f"responses failed schema validation: {handle.state.validator.report()}"
 
 
 @pytest.fixture(params=["memory", "ews"])
-def driver(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+def driver(request: pytest.FixtureRequest) -> Iterator[Any]:
     """A fresh mailbox behind each backend (the sandbox is reset between tests)."""
     if request.param == "memory":
         yield MemoryDriver()
         return
-    handle = request.getfixturevalue("contract_sandbox")
-    handle.state.reset()
-    monkeypatch.setenv("EXCHANGE_CA_BUNDLE", str(handle.ca_file))
-    from exchange_ext.tls import install_exchangelib_trust
-
-    install_exchangelib_trust()
-    yield EwsDriver(handle)
-    from exchangelib.protocol import close_connections
-
-    close_connections()
-    failures = handle.state.validator.counts["response"]
-    handle.state.validator.counts["response"] = 0
-    assert not failures, f"responses failed schema validation: {handle.state.validator.report()}"
+    with ews_driver() as ews:
+        yield ews
 
 
 def record_without_zone(record: Record) -> Record:

@@ -1,26 +1,41 @@
-"""The backend contract (exchange_ext/backends/base.py), for every backend.
+"""The backend contract (``exchange_ext.backends.base``), one suite for every implementation.
 
-Each test runs once per driver in conftest.py: the memory backend and EWS on the sandbox.
+Each backend plugs in through a factory in :data:`BACKENDS` returning a :class:`Subject`: the
+backend, a mailbox to work in, and the few backdoor powers the suite needs (edit an item as a
+user in Outlook would, expire sync states, count meeting messages). MemoryBackend runs here;
+EWS-on-sandbox and Graph-on-sandbox add their factory (starting the sandbox in a fixture).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
-from dataclasses import replace
-from zoneinfo import ZoneInfo
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 import pytest
 
 from exchange_ext.backends.base import (
+    AuthFailed,
+    BackendError,
     ConflictError,
+    ExchangeBackend,
     FolderKind,
+    ImpersonationDenied,
     ItemChange,
     ItemDeletion,
     ItemNotFound,
+    ItemRejected,
+    MailboxNotFound,
+    MailboxSession,
     NewItem,
     SyncStateExpired,
+    Throttled,
+    Unavailable,
 )
+from exchange_ext.backends.memory import MemoryBackend
 from exchange_ext.sync.records import (
+    ALL_GROUPS,
     CalendarItemType,
     CalendarRecord,
     ContactRecord,
@@ -28,299 +43,308 @@ from exchange_ext.sync.records import (
     ItemKind,
     PsaKey,
     PsaTag,
-    ShowAs,
+    Record,
     occurrence_id,
 )
 from exchange_ext.sync.windows import SyncWindow
 
-from .conftest import record_without_zone, same_records
+from .conftest import ews_driver
 
-NOW = dt.datetime.now(dt.UTC).replace(minute=0, second=0, microsecond=0)
-WINDOW = SyncWindow(start=NOW - dt.timedelta(days=7), recurring_end=NOW + dt.timedelta(days=14))
-INSTALLATION = "inst-1"
-
-
-def appointment(n: int = 1, **changes: object) -> CalendarRecord:
-    start = NOW + dt.timedelta(days=1, hours=n % 8)
-    record = CalendarRecord(
-        subject=f"Visit {n}", body=f"Account {n}\nOpen in PSA", start=start,
-        end=start + dt.timedelta(hours=1), location="Site", time_zone="Europe/Berlin",
-    )  # fmt: skip
-    return replace(record, **changes)  # type: ignore[arg-type]
+NOW = dt.datetime(2026, 3, 2, 9, 0, tzinfo=dt.UTC)
+WINDOW = SyncWindow(NOW - dt.timedelta(days=7), NOW + dt.timedelta(days=14))
+PAGE_SIZE = 3
 
 
-def tag(n: int, kind: ItemKind = ItemKind.APPOINTMENT) -> PsaTag:
-    return PsaTag(INSTALLATION, PsaKey(kind, n))
+@dataclass
+class Subject:
+    """A backend under test and its backdoor."""
+
+    backend: ExchangeBackend
+    mailbox: str
+    edit_as_user: Callable[[str, Record], None]
+    delete_as_user: Callable[[str], None]
+    expire_states: Callable[[], None]
+    meeting_messages: Callable[[], int]
+    # Creates a series (record of the first occurrence, starts); None where unsupported.
+    create_series: Callable[[CalendarRecord, list[dt.datetime]], str] | None = None
 
 
-def contact(n: int = 1) -> ContactRecord:
-    return ContactRecord(
-        given_name="Ada", surname=f"Lovelace {n}", job_title="Engineer", company_name="Analytical",
-        emails=("ada@example.com", "ada2@example.com"), business_phone="+1 555 0100",
-        mobile_phone="+1 555 0101", street="1 Main St", city="London", postal_code="N1",
-        country="UK",
-    )  # fmt: skip
+def memory_subject() -> Iterator[Subject]:
+    mailbox = "tech@example.test"
+    backend = MemoryBackend([mailbox], page_size=PAGE_SIZE)
+    yield Subject(
+        backend=backend,
+        mailbox=mailbox,
+        edit_as_user=lambda exchange_id, record: backend.edit(mailbox, exchange_id, record),
+        delete_as_user=lambda exchange_id: backend.remove(mailbox, exchange_id),
+        expire_states=backend.expire_states,
+        meeting_messages=lambda: backend.meeting_messages_sent,
+        create_series=lambda record, starts: backend.put_series(mailbox, record, starts),
+    )
 
 
-def read_all(session, folder=FolderKind.CALENDAR, state=None):
-    """Follow pages to the end: (items by id, final state, pages)."""
-    items, pages = {}, 0
+def ews_subject() -> Iterator[Subject]:
+    with ews_driver(page_size=PAGE_SIZE) as driver:
+        yield Subject(
+            backend=driver.backend,
+            mailbox=driver.mailbox,
+            edit_as_user=driver.edit,
+            delete_as_user=driver.remove,
+            expire_states=driver.expire_states,
+            meeting_messages=driver.meeting_messages,
+            create_series=driver.create_series,
+        )
+
+
+#: One factory per backend. EWS and Graph append theirs here (sandbox-backed generators).
+BACKENDS: list[Callable[[], Iterator[Subject]]] = [memory_subject, ews_subject]
+
+
+@pytest.fixture(params=BACKENDS, ids=lambda factory: factory.__name__.removesuffix("_subject"))
+def subject(request: pytest.FixtureRequest) -> Iterator[Subject]:
+    yield from request.param()
+
+
+@pytest.fixture
+def session(subject: Subject) -> Iterator[MailboxSession]:
+    with subject.backend.open_session(subject.mailbox) as opened:
+        yield opened
+
+
+def visit(n: int = 1, **changes: object) -> CalendarRecord:
+    start = NOW + dt.timedelta(days=n)
+    record = CalendarRecord(f"Visit {n}", "Notes", start, start + dt.timedelta(hours=1))
+    return dataclasses.replace(record, **changes)  # type: ignore[arg-type]
+
+
+def tag(n: int = 1, kind: ItemKind = ItemKind.APPOINTMENT) -> PsaTag:
+    return PsaTag("inst-contract", PsaKey(kind, n))
+
+
+def create(session: MailboxSession, *records: CalendarRecord) -> list[tuple[str, str]]:
+    items = [NewItem(record, tag(n)) for n, record in enumerate(records, start=1)]
+    results = session.create(FolderKind.CALENDAR, items)
+    assert all(result.ok for result in results), results
+    return [(result.exchange_id, result.change_key) for result in results]
+
+
+def read_all(session: MailboxSession, state: str | None, folder=FolderKind.CALENDAR):  # type: ignore[no-untyped-def]
+    """Every page from ``state``: (created+updated, deleted, final state, pages, full_read)."""
+    items, deleted, pages, full = [], [], 0, False
     while True:
         page = session.read_changes(folder, state, WINDOW)
-        pages += 1
-        for item in (*page.created, *page.updated):
-            items[item.exchange_id] = item
-        for gone in page.deleted:
-            items.pop(gone, None)
-        state = page.new_state
+        items += [*page.created, *page.updated]
+        deleted += page.deleted
+        state, pages, full = page.new_state, pages + 1, full or page.full_read
         if not page.more_available:
-            return items, state, pages
+            return items, deleted, state, pages, full
 
 
-def test_created_items_carry_their_tag_and_read_back_equal(driver):
-    # An all-day item runs midnight to midnight in its zone.
-    midnight = dt.datetime(2030, 5, 6, tzinfo=ZoneInfo("Europe/Berlin"))
-    records = [
-        appointment(1),
-        appointment(2, is_all_day=True, start=midnight, end=midnight + dt.timedelta(days=1)),
-        appointment(3, is_private=True, show_as=ShowAs.TENTATIVE),
-    ]
-    with driver.backend.open_session(driver.mailbox) as session:
-        results = session.create(
-            FolderKind.CALENDAR, [NewItem(r, tag(n)) for n, r in enumerate(records)]
-        )
-        assert all(r.ok and r.exchange_id and r.change_key for r in results)
-        found = session.find_by_tag(FolderKind.CALENDAR, [tag(n) for n in range(3)])
-    for n, (record, result) in enumerate(zip(records, results, strict=True)):
-        [item] = found[tag(n)]
-        assert (item.exchange_id, item.change_key) == (result.exchange_id, result.change_key)
-        assert record_without_zone(item.record) == record_without_zone(record)
-        assert item.psa_tag == tag(n)
+# --- create / read / update / delete ----------------------------------------------------------
 
 
-def test_a_full_read_lists_every_item_then_an_incremental_read_is_empty(driver):
-    ids = {driver.put(appointment(n)) for n in range(5)}
-    with driver.backend.open_session(driver.mailbox) as session:
-        first = session.read_changes(FolderKind.CALENDAR, None, WINDOW)
-        assert first.full_read and not first.updated and not first.deleted
-        items, state, _pages = read_all(session, state=None)
-        assert set(items) == ids
-        again = session.read_changes(FolderKind.CALENDAR, state, WINDOW)
-    assert (again.created, again.updated, again.deleted) == ((), (), ())
-    assert not again.full_read and not again.more_available
+def test_created_items_come_back_with_their_tag_content_and_ids(session: MailboxSession) -> None:
+    created = create(session, visit(1), visit(2))
+    assert len({exchange_id for exchange_id, _ in created}) == 2
+    found = session.find_by_tag(FolderKind.CALENDAR, [tag(1), tag(2)])
+    assert [item.record for item in found[tag(1)]] == [visit(1)]
+    assert found[tag(2)][0].exchange_id == created[1][0]
+    assert found[tag(2)][0].psa_tag == tag(2)
 
 
-def test_outlook_edits_and_deletes_come_as_updates_and_deletions(driver):
-    kept, edited, removed = (driver.put(appointment(n)) for n in range(3))
-    with driver.backend.open_session(driver.mailbox) as session:
-        before, state, _ = read_all(session)
-        driver.edit(edited, appointment(9, subject="Moved"))
-        driver.remove(removed)
-        page = session.read_changes(FolderKind.CALENDAR, state, WINDOW)
-    assert [i.exchange_id for i in page.updated] == [edited]
-    assert page.updated[0].record.subject == "Moved"
-    assert page.updated[0].change_key != before[edited].change_key
-    assert list(page.deleted) == [removed] and not page.created
-    assert kept in before
+def test_results_come_one_per_item_in_input_order(session: MailboxSession) -> None:
+    created = create(session, *(visit(n) for n in range(1, 6)))
+    found = session.find_by_tag(FolderKind.CALENDAR, [tag(n) for n in range(1, 6)])
+    assert [found[tag(n)][0].exchange_id for n in range(1, 6)] == [i for i, _ in created]
 
 
-def test_many_changes_come_in_pages_that_resume_from_their_state(driver):
-    with driver.backend.open_session(driver.mailbox) as session:
-        _items, state, _ = read_all(session)
-        session.create(FolderKind.CALENDAR, [NewItem(appointment(n), tag(n)) for n in range(130)])
-        items, _state, pages = read_all(session, state=state)
-    assert len(items) == 130
-    assert pages >= 1
+def test_update_writes_the_given_groups_and_bumps_the_change_key(session: MailboxSession) -> None:
+    [(exchange_id, change_key)] = create(session, visit(1))
+    moved = visit(3, subject="Ignored subject")
+    result = session.update(
+        FolderKind.CALENDAR,
+        [ItemChange(exchange_id, change_key, moved, frozenset({FieldGroup.TIMES}))],
+    )[0]
+    assert result.ok and result.change_key != change_key
+    [item] = session.find_by_tag(FolderKind.CALENDAR, [tag(1)])[tag(1)]
+    assert (item.record.start, item.record.subject) == (moved.start, "Visit 1")
+    assert item.change_key == result.change_key
 
 
-def test_an_unreadable_state_is_expired(driver):
-    with driver.backend.open_session(driver.mailbox) as session, pytest.raises(SyncStateExpired):
-        session.read_changes(FolderKind.CALENDAR, "bm90IGEgc3RhdGU=", WINDOW)
+def test_update_with_a_stale_change_key_is_a_conflict_and_writes_nothing(
+    subject: Subject, session: MailboxSession
+) -> None:
+    [(exchange_id, change_key)] = create(session, visit(1))
+    subject.edit_as_user(exchange_id, visit(1, location="Changed in Outlook"))
+    change = ItemChange(exchange_id, change_key, visit(1, subject="Ours"), ALL_GROUPS)
+    result = session.update(FolderKind.CALENDAR, [change])[0]
+    assert isinstance(result.error, ConflictError)
+    [item] = session.find_by_tag(FolderKind.CALENDAR, [tag(1)])[tag(1)]
+    assert (item.record.subject, item.record.location) == ("Visit 1", "Changed in Outlook")
 
 
-def test_update_writes_only_the_given_groups_with_the_current_change_key(driver):
-    exchange_id = driver.put(appointment(1, subject="Original"))
-    with driver.backend.open_session(driver.mailbox) as session:
-        items, _state, _ = read_all(session)
-        current = items[exchange_id]
-        moved = appointment(1, subject="Ignored", start=NOW + dt.timedelta(days=3))
-        moved = replace(moved, end=moved.start + dt.timedelta(hours=2))
-        [result] = session.update(
-            FolderKind.CALENDAR,
-            [ItemChange(exchange_id, current.change_key, moved, frozenset({FieldGroup.TIMES}))],
-        )
-        assert result.ok and result.change_key != current.change_key
-        after, _state, _ = read_all(session)
-    record = after[exchange_id].record
-    assert record.subject == "Original"
-    assert (record.start, record.end) == (moved.start, moved.end)
-    assert after[exchange_id].change_key == result.change_key
+def test_update_of_a_missing_item_is_item_not_found(
+    subject: Subject, session: MailboxSession
+) -> None:
+    [(exchange_id, change_key)] = create(session, visit(1))
+    subject.delete_as_user(exchange_id)
+    change = ItemChange(exchange_id, change_key, visit(1), ALL_GROUPS)
+    assert isinstance(session.update(FolderKind.CALENDAR, [change])[0].error, ItemNotFound)
 
 
-def test_a_stale_change_key_is_a_conflict_for_that_item_only(driver):
-    first, second, third = (driver.put(appointment(n)) for n in range(3))
-    with driver.backend.open_session(driver.mailbox) as session:
-        items, _state, _ = read_all(session)
-        driver.edit(second, appointment(5, subject="Edited in Outlook"))
-        changes = [
-            ItemChange(i, items[i].change_key, appointment(7, subject="From PSA"),
-                       frozenset({FieldGroup.DETAILS}))
-            for i in (first, second, third)
-        ]  # fmt: skip
-        results = session.update(FolderKind.CALENDAR, changes)
-        after, _state, _ = read_all(session)
-    assert [r.ok for r in results] == [True, False, True]
-    assert isinstance(results[1].error, ConflictError)
-    assert after[second].record.subject == "Edited in Outlook"
-    assert after[first].record.subject == after[third].record.subject == "From PSA"
+def test_delete_removes_the_item_and_deleting_again_succeeds(session: MailboxSession) -> None:
+    [(exchange_id, change_key)] = create(session, visit(1))
+    deletion = ItemDeletion(exchange_id, change_key)
+    assert session.delete(FolderKind.CALENDAR, [deletion])[0].ok
+    assert session.find_by_tag(FolderKind.CALENDAR, [tag(1)]) == {}
+    assert session.delete(FolderKind.CALENDAR, [deletion])[0].ok
 
 
-def test_update_of_a_missing_item_is_item_not_found(driver):
-    gone = driver.put(appointment(1))
-    with driver.backend.open_session(driver.mailbox) as session:
-        items, _state, _ = read_all(session)
-        driver.remove(gone)
-        [result] = session.update(
-            FolderKind.CALENDAR,
-            [ItemChange(gone, items[gone].change_key, appointment(2), frozenset(FieldGroup))],
-        )
-    assert isinstance(result.error, ItemNotFound)
+def test_delete_with_a_stale_change_key_is_a_conflict(
+    subject: Subject, session: MailboxSession
+) -> None:
+    [(exchange_id, change_key)] = create(session, visit(1))
+    subject.edit_as_user(exchange_id, visit(1, body="Edited"))
+    result = session.delete(FolderKind.CALENDAR, [ItemDeletion(exchange_id, change_key)])[0]
+    assert isinstance(result.error, ConflictError)
+    assert tag(1) in session.find_by_tag(FolderKind.CALENDAR, [tag(1)])
 
 
-def test_delete_is_idempotent_and_refuses_a_stale_change_key(driver):
-    plain, edited, gone = (driver.put(appointment(n)) for n in range(3))
-    with driver.backend.open_session(driver.mailbox) as session:
-        items, _state, _ = read_all(session)
-        driver.edit(edited, appointment(8, subject="Edited"))
-        driver.remove(gone)
-        results = session.delete(
-            FolderKind.CALENDAR,
-            [ItemDeletion(i, items[i].change_key) for i in (plain, edited, gone)],
-        )
-        after, _state, _ = read_all(session)
-    assert [r.ok for r in results] == [True, False, True]
-    assert isinstance(results[1].error, ConflictError)
-    assert set(after) == {edited}
-
-
-def test_find_by_tag_reports_duplicates_and_omits_unknown_tags(driver):
-    driver.put(appointment(1), tag=tag(1))
-    driver.put(appointment(2), tag=tag(1))
-    driver.put(appointment(3), tag=tag(3))
-    driver.put(appointment(4))
-    with driver.backend.open_session(driver.mailbox) as session:
-        found = session.find_by_tag(FolderKind.CALENDAR, [tag(1), tag(2), tag(3)])
-    assert set(found) == {tag(1), tag(3)}
-    assert len(found[tag(1)]) == 2 and len(found[tag(3)]) == 1
-
-
-def test_a_series_is_a_master_in_changes_and_expanded_in_the_window(driver):
-    first = appointment(1, subject="Standup")
-    master_id = driver.put_series(first, 5)
-    originals = [first.start + dt.timedelta(days=n) for n in range(5)]
-    moved = replace(first, subject="Standup (late)", start=originals[1] + dt.timedelta(hours=2),
-                    end=originals[1] + dt.timedelta(hours=3))  # fmt: skip
-    driver.edit_occurrence(master_id, originals[1], moved)
-    driver.remove_occurrence(master_id, originals[2])
-    with driver.backend.open_session(driver.mailbox) as session:
-        items, _state, _ = read_all(session)
-        occurrences = session.read_window(FolderKind.CALENDAR, WINDOW)
-    assert items[master_id].calendar_item_type is CalendarItemType.RECURRING_MASTER
-    by_id = {o.exchange_id: o for o in occurrences}
-    expected = {occurrence_id(master_id, o) for i, o in enumerate(originals) if i != 2}
-    assert set(by_id) == expected
-    late = by_id[occurrence_id(master_id, originals[1])]
-    assert late.calendar_item_type is CalendarItemType.EXCEPTION
-    assert (late.record.subject, late.record.start) == ("Standup (late)", moved.start)
-    assert by_id[occurrence_id(master_id, originals[0])].calendar_item_type is (
-        CalendarItemType.OCCURRENCE
-    )
-    assert all(o.master_id == master_id for o in occurrences)
-
-
-def test_an_occurrence_is_updated_and_deleted_by_its_occurrence_id(driver):
-    first = appointment(1, subject="Weekly")
-    master_id = driver.put_series(first, 3)
-    originals = [first.start + dt.timedelta(days=n) for n in range(3)]
-    with driver.backend.open_session(driver.mailbox) as session:
-        window = {o.exchange_id: o for o in session.read_window(FolderKind.CALENDAR, WINDOW)}
-    second, third = (occurrence_id(master_id, o) for o in originals[1:])
-    with driver.backend.open_session(driver.mailbox) as session:  # a new session: no cache
-        [updated] = session.update(
-            FolderKind.CALENDAR,
-            [ItemChange(second, window[second].change_key, replace(first, subject="Changed"),
-                        frozenset({FieldGroup.DETAILS}))],
-        )  # fmt: skip
-        [deleted] = session.delete(FolderKind.CALENDAR, [ItemDeletion(third)])
-        after = {o.exchange_id: o for o in session.read_window(FolderKind.CALENDAR, WINDOW)}
-    assert updated.ok and deleted.ok
-    assert after[second].record.subject == "Changed"
-    assert third not in after
-
-
-def test_contacts_round_trip_with_their_tag(driver):
-    record = contact(1)
-    with driver.backend.open_session(driver.mailbox) as session:
-        [result] = session.create(FolderKind.CONTACTS, [NewItem(record, tag(1, ItemKind.CONTACT))])
-        items, _state, _ = read_all(session, FolderKind.CONTACTS)
-    item = items[result.exchange_id]
-    assert item.record == record and item.psa_tag == tag(1, ItemKind.CONTACT)
-
-
-def test_writes_never_send_a_meeting_message(driver):
-    with driver.backend.open_session(driver.mailbox) as session:
-        [created] = session.create(FolderKind.CALENDAR, [NewItem(appointment(1), tag(1))])
-        session.update(
-            FolderKind.CALENDAR,
-            [ItemChange(created.exchange_id, created.change_key, appointment(2),
-                        frozenset(FieldGroup))],
-        )  # fmt: skip
-        items, _state, _ = read_all(session)
-        session.delete(
-            FolderKind.CALENDAR,
-            [ItemDeletion(created.exchange_id, items[created.exchange_id].change_key)],
-        )
-    assert driver.meeting_messages() == 0
-
-
-def test_results_come_in_input_order_across_batches(driver):
-    with driver.backend.open_session(driver.mailbox) as session:
-        count = session.max_batch + 5
-        records = [appointment(n, subject=f"#{n}") for n in range(count)]
-        results = session.create(
-            FolderKind.CALENDAR, [NewItem(r, tag(n)) for n, r in enumerate(records)]
-        )
-        items, _state, _ = read_all(session)
-    assert same_records([items[r.exchange_id].record for r in results], records)
-
-
-def test_a_contact_update_rewrites_its_details(driver):
-    with driver.backend.open_session(driver.mailbox) as session:
-        [created] = session.create(FolderKind.CONTACTS, [NewItem(contact(1), tag(1))])
-        changed = replace(
-            contact(1), job_title="", emails=("new@example.com",), mobile_phone="", street="",
-            city="", postal_code="", country="", company_name="Babbage & Co",
-        )  # fmt: skip
-        [result] = session.update(
-            FolderKind.CONTACTS,
-            [ItemChange(created.exchange_id, created.change_key, changed,
-                        frozenset({FieldGroup.DETAILS}))],
-        )  # fmt: skip
-        items, _state, _ = read_all(session, FolderKind.CONTACTS)
+def test_contacts_round_trip_in_the_contacts_folder(session: MailboxSession) -> None:
+    person = ContactRecord("Jane", "Doe", "CTO", "Acme", ("jane@acme.test",), "+1 555 0100")
+    contact_tag = tag(9, ItemKind.CONTACT)
+    [result] = session.create(FolderKind.CONTACTS, [NewItem(person, contact_tag)])
     assert result.ok
-    assert items[created.exchange_id].record == changed
+    assert [
+        i.record for i in session.find_by_tag(FolderKind.CONTACTS, [contact_tag])[contact_tag]
+    ] == [person]
+    assert session.find_by_tag(FolderKind.CALENDAR, [contact_tag]) == {}
 
 
-def test_emptied_details_are_cleared_not_kept(driver):
-    exchange_id = driver.put(appointment(1))
-    with driver.backend.open_session(driver.mailbox) as session:
-        items, _state, _ = read_all(session)
-        cleared = appointment(1, body="", location="", subject="Bare")
-        session.update(
-            FolderKind.CALENDAR,
-            [ItemChange(exchange_id, items[exchange_id].change_key, cleared,
-                        frozenset({FieldGroup.DETAILS}))],
-        )  # fmt: skip
-        after, _state, _ = read_all(session)
-    record = after[exchange_id].record
-    assert (record.subject, record.body, record.location) == ("Bare", "", "")
+# --- tags ---------------------------------------------------------------------------------------
+
+
+def test_find_by_tag_returns_only_the_items_carrying_each_tag(session: MailboxSession) -> None:
+    create(session, visit(1), visit(2))
+    other_installation = PsaTag("someone-else", tag(1).key)
+    found = session.find_by_tag(FolderKind.CALENDAR, [tag(1), other_installation, tag(5)])
+    assert set(found) == {tag(1)}
+
+
+# --- change feed ----------------------------------------------------------------------------------
+
+
+def test_full_read_pages_through_every_item(session: MailboxSession) -> None:
+    created = create(session, *(visit(n) for n in range(1, 8)))
+    items, deleted, _, pages, full = read_all(session, None)
+    assert full and deleted == []
+    assert {i.exchange_id for i in items} == {exchange_id for exchange_id, _ in created}
+    assert pages >= 2  # more items than one page holds
+
+
+def test_incremental_read_reports_creates_updates_and_deletes_since_the_state(
+    subject: Subject, session: MailboxSession
+) -> None:
+    (first, _), (second, _) = create(session, visit(1), visit(2))
+    *_, state, _, _ = read_all(session, None)
+    subject.edit_as_user(first, visit(1, subject="Renamed"))
+    subject.delete_as_user(second)
+    third = session.create(FolderKind.CALENDAR, [NewItem(visit(3), tag(3))])[0].exchange_id
+    items, deleted, _, _, full = read_all(session, state)
+    assert not full
+    assert {i.exchange_id: i.record.subject for i in items} == {first: "Renamed", third: "Visit 3"}
+    assert deleted == [second]
+
+
+def test_a_state_stays_valid_until_replaced_so_a_page_can_be_replayed(
+    subject: Subject, session: MailboxSession
+) -> None:
+    create(session, visit(1))
+    *_, state, _, _ = read_all(session, None)
+    for n in range(2, 9):
+        session.create(FolderKind.CALENDAR, [NewItem(visit(n), tag(n))])
+    first = session.read_changes(FolderKind.CALENDAR, state, WINDOW)
+    again = session.read_changes(FolderKind.CALENDAR, state, WINDOW)  # the crash-and-retry case
+    assert first.more_available
+    assert [i.exchange_id for i in again.updated + again.created] == [
+        i.exchange_id for i in first.updated + first.created
+    ]
+    items, *_ = read_all(session, first.new_state)
+    seen = {i.exchange_id for i in first.created + first.updated + tuple(items)}
+    assert len(seen) == 7
+
+
+def test_nothing_changed_means_an_empty_last_page(session: MailboxSession) -> None:
+    create(session, visit(1))
+    *_, state, _, _ = read_all(session, None)
+    page = session.read_changes(FolderKind.CALENDAR, state, WINDOW)
+    assert (page.created, page.updated, page.deleted, page.more_available) == ((), (), (), False)
+
+
+def test_an_unreadable_state_raises_sync_state_expired(session: MailboxSession) -> None:
+    with pytest.raises(SyncStateExpired):
+        session.read_changes(FolderKind.CALENDAR, "not-a-state", WINDOW)
+
+
+def test_an_expired_state_raises_sync_state_expired(
+    subject: Subject, session: MailboxSession
+) -> None:
+    create(session, visit(1))
+    *_, state, _, _ = read_all(session, None)
+    subject.expire_states()
+    with pytest.raises(SyncStateExpired):
+        session.read_changes(FolderKind.CALENDAR, state, WINDOW)
+
+
+# --- recurrence -----------------------------------------------------------------------------------
+
+
+def test_read_window_expands_series_into_occurrences_with_stable_ids(
+    subject: Subject, session: MailboxSession
+) -> None:
+    if subject.create_series is None:
+        pytest.skip("this backend's harness cannot create series")
+    starts = [NOW + dt.timedelta(days=n) for n in range(0, 30, 5)]  # 0, 5, 10 | 15 (beyond)
+    master = subject.create_series(visit(0, subject="Weekly"), starts)
+    subject.delete_as_user(occurrence_id(master, starts[1]))
+    occurrences = [i for i in session.read_window(FolderKind.CALENDAR, WINDOW) if i.master_id]
+    assert [i.exchange_id for i in occurrences] == [occurrence_id(master, starts[0]),
+                                                    occurrence_id(master, starts[2])]  # fmt: skip
+    assert {i.calendar_item_type for i in occurrences} == {CalendarItemType.OCCURRENCE}
+
+
+# --- never a meeting message, typed errors ------------------------------------------------------
+
+
+def test_writes_never_send_meeting_messages(subject: Subject, session: MailboxSession) -> None:
+    created = create(session, visit(1), visit(2))
+    (first, key1), (second, key2) = created
+    session.update(FolderKind.CALENDAR, [ItemChange(first, key1, visit(5), ALL_GROUPS)])
+    session.delete(FolderKind.CALENDAR, [ItemDeletion(second, key2)])
+    assert subject.meeting_messages() == 0
+
+
+def test_an_unknown_mailbox_raises_mailbox_not_found(subject: Subject) -> None:
+    # A backend may find out on opening or on the first call; both must say MailboxNotFound.
+    with pytest.raises(MailboxNotFound), subject.backend.open_session("nobody@x.test") as opened:
+        opened.read_changes(FolderKind.CALENDAR, None, WINDOW)
+
+
+@pytest.mark.parametrize(
+    ("error", "permanent"),
+    [
+        (AuthFailed(), True),
+        (MailboxNotFound(), True),
+        (ImpersonationDenied(), True),
+        (ItemRejected("too large"), True),
+        (Throttled(retry_after_seconds=30), False),
+        (Unavailable(), False),
+        (SyncStateExpired(), False),
+        (ConflictError(), False),
+    ],
+)
+def test_errors_are_typed_and_say_whether_retrying_can_help(
+    error: BackendError, permanent: bool
+) -> None:
+    assert isinstance(error, BackendError)
+    assert error.permanent is permanent
