@@ -368,3 +368,9 @@ def test_requests_are_logged_with_operation_and_app(sandbox: SandboxHandle) -> N
     assert last["operation"] == "graph:calendar.get"
     assert last["caller"] == APP_ID and last["mailbox"] == "tech1@northwind.example"
     assert log["counters"]["graph:token"] == 1
+
+
+def test_me_needs_a_signed_in_user(sandbox: SandboxHandle) -> None:
+    reply = GraphClient(sandbox).get("me/events")
+    assert reply.status_code == 400
+    assert "delegated" in reply.json()["error"]["message"]

@@ -287,6 +287,9 @@ def execute(
     """Auth, checks and the handler for one (possibly batched) API request."""
     claims = sandbox.graph.signer.verify(headers.get("Authorization"), sandbox.now())  # type: ignore[attr-defined]
     facts.caller = str(claims.get("appid"))
+    if parsed.user is None and parsed.path.lower().split("/")[0] == "me":
+        # App-only tokens have no signed-in user.
+        raise bad_request("/me request is only valid with delegated authentication flow.")
     if parsed.route is None:
         raise GraphError(
             400, "BadRequest",
