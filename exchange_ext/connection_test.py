@@ -35,7 +35,7 @@ from exchangelib import (
 from exchangelib import errors as ews_errors
 from exchangelib.protocol import Protocol
 
-from exchange_ext import validators
+from exchange_ext import graph_probe, validators
 from exchange_ext.ews_endpoint import endpoint_url, login_name, pinned_version
 from exchange_ext.models import ExchangeConfig, MailboxSettings
 from exchange_ext.secrets import Secret, UndecryptableSecret
@@ -51,10 +51,6 @@ GRAPH_AUTHORITY_ENV = "GRAPH_AUTHORITY_URL"
 SELF_SIGNED_MESSAGE = (
     "The server's certificate is self-signed; self-signed certificates are refused. Install a "
     "certificate from a trusted CA, or add your private CA with EXCHANGE_CA_BUNDLE."
-)
-GRAPH_NOT_AVAILABLE_MESSAGE = (
-    "The settings were not tested: the connection test for Microsoft Graph is not available "
-    "yet. Microsoft Graph synchronization arrives in a later version."
 )
 
 
@@ -111,10 +107,13 @@ def probe_config_connection(
     With ``use_for_all_users``, impersonation is checked on ``mailbox`` (default: the first
     enabled resource's mailbox); with no mailbox enabled, the account's own access is tested
     and the report says impersonation will be checked once a resource is enabled. Office 365
-    with Microsoft Graph reports that its test is not available yet (ok=False).
+    with Microsoft Graph: sign-in, permissions and one enabled mailbox (:mod:`.graph_probe`).
     """
     if config.backend_name == "graph":
-        return ConnectionReport(ok=False, message=GRAPH_NOT_AVAILABLE_MESSAGE)
+        # Missing fields are reported without looking for a mailbox (no query, no request).
+        complete = not graph_probe.credential_problems(config)
+        target = mailbox or (_first_enabled_mailbox() if complete else None)
+        return graph_probe.probe_graph(config, target, report=ConnectionReport)
     problems = _config_problems(config)
     if problems:
         return ConnectionReport(False, "Correct the marked fields, then save again.", problems)
@@ -147,7 +146,7 @@ def probe_mailbox_connection(settings: MailboxSettings, config: ExchangeConfig) 
     admin's settings are reported in the message only (the resource cannot fix them).
     """
     if config.backend_name == "graph":
-        return ConnectionReport(ok=False, message=GRAPH_NOT_AVAILABLE_MESSAGE)
+        return _probe_graph_mailbox(settings, config)
     shared_account = config.use_for_all_users or not config.use_basic_auth
     if _config_problems(config, with_credentials=shared_account):
         return ConnectionReport(
@@ -173,6 +172,21 @@ def probe_mailbox_connection(settings: MailboxSettings, config: ExchangeConfig) 
     if missing:
         return ConnectionReport(False, "Enter your username and password.", missing)
     return _run(_basic_probe(config, settings.username, settings.password, address, DELEGATE, own))
+
+
+def _probe_graph_mailbox(settings: MailboxSettings, config: ExchangeConfig) -> ConnectionReport:
+    """Graph on the profile tab: the admin's app registration, this resource's mailbox."""
+    if graph_probe.credential_problems(config):
+        return ConnectionReport(
+            False, "The MS Exchange settings of this installation are incomplete: ask your admin."
+        )
+    report = graph_probe.probe_graph(
+        config, settings.effective_mailbox, mailbox_field="mailbox", report=ConnectionReport
+    )
+    if report.ok or "mailbox" in report.field_errors:
+        return report
+    # The app registration's problems are the admin's to fix: no field of this form.
+    return ConnectionReport(False, f"{report.message} Ask your admin.")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -3,7 +3,8 @@
 - Basic auth (on-premises) → EWS with the sync account impersonating each mailbox when
   ``use_for_all_users``, else with the resource's own credentials (delegate access).
 - Office 365 without Graph → EWS with OAuth (client credentials, impersonation).
-- Office 365 with Graph → the Graph backend (not available yet: a clear error).
+- Office 365 with Graph → :class:`~exchange_ext.backends.graph.GraphBackend` (app-only,
+  ``GRAPH_AUTHORITY_URL`` / ``GRAPH_BASE_URL`` for national clouds and the sandbox).
 """
 
 from __future__ import annotations
@@ -20,6 +21,12 @@ from exchange_ext.backends.ews import (
     SessionCredentials,
     SessionOAuth2Credentials,
 )
+from exchange_ext.backends.graph import GraphBackend, GraphSettings
+from exchange_ext.backends.graph_auth import (
+    DEFAULT_AUTHORITY,
+    DEFAULT_GRAPH_BASE,
+    GraphCredentials,
+)
 from exchange_ext.ews_endpoint import endpoint_url, login_name, pinned_version
 from exchange_ext.models import ExchangeConfig, MailboxSettings
 from exchange_ext.secrets import Secret, UndecryptableSecret
@@ -29,11 +36,12 @@ from exchange_ext.secrets import Secret, UndecryptableSecret
 RETRY_BUDGET_ENV = "EXCHANGE_RETRY_BUDGET_SECONDS"
 DEFAULT_RETRY_BUDGET = 120.0
 GRAPH_AUTHORITY_ENV = "GRAPH_AUTHORITY_URL"
+GRAPH_BASE_ENV = "GRAPH_BASE_URL"
 PUBLIC_FOLDER_ENV = "EXCHANGE_PUBLIC_CONTACTS_FOLDER"
 
 
 class BackendNotAvailable(NotImplementedError):
-    """The configuration asks for a backend this version does not have (Microsoft Graph)."""
+    """The configuration asks for a backend this version does not have (none at present)."""
 
 
 def backend_for(
@@ -41,18 +49,54 @@ def backend_for(
 ) -> ExchangeBackend:
     """The backend for ``config`` (and, with per-resource credentials, for that resource).
 
-    Raises :class:`BackendNotAvailable` for Microsoft Graph, :class:`AuthFailed` when the
-    credentials needed are missing or cannot be decrypted.
+    Raises :class:`AuthFailed` when the credentials needed are missing or cannot be
+    decrypted.
     """
     builder = _BUILDERS[config.backend_name]
     return builder(config, mailbox_settings)
 
 
-def _graph_backend(config: ExchangeConfig, mailbox_settings: MailboxSettings | None) -> Any:
-    raise BackendNotAvailable(
-        "Microsoft Graph synchronization is not available yet: turn off 'Use MS Graph' to "
-        "synchronize Office 365 over EWS."
+def _graph_backend(
+    config: ExchangeConfig, mailbox_settings: MailboxSettings | None
+) -> GraphBackend:
+    """Office 365 with "Use MS Graph": app-only Graph with the configuration's app registration
+    (the same for every mailbox; per-resource credentials do not apply)."""
+    return GraphBackend(
+        GraphSettings(
+            credentials=graph_credentials(config),
+            base_url=graph_base_url(),
+            retry_budget_seconds=retry_budget_seconds(),
+        )
     )
+
+
+def graph_credentials(config: ExchangeConfig) -> GraphCredentials:
+    """The app registration of ``config``; :class:`AuthFailed` when a part is missing."""
+    tenant_id, client_id = config.tenant_id.strip(), config.client_id.strip()
+    secret, certificate = _reveal(config.client_secret), _reveal(config.client_certificate)
+    if not tenant_id or not client_id or not (secret or certificate):
+        raise AuthFailed(
+            "Microsoft Graph needs the tenant ID, the application (client) ID and a client "
+            "secret or certificate: complete them on the General tab"
+        )
+    return GraphCredentials(
+        tenant_id=tenant_id,
+        client_id=client_id,
+        client_secret="" if certificate else secret,
+        certificate_pem=certificate,
+        authority_url=graph_authority_url(),
+        graph_base_url=graph_base_url(),
+    )
+
+
+def graph_authority_url() -> str:
+    """``GRAPH_AUTHORITY_URL`` (national clouds, the sandbox) or Microsoft's public cloud."""
+    return os.environ.get(GRAPH_AUTHORITY_ENV, "").strip().rstrip("/") or DEFAULT_AUTHORITY
+
+
+def graph_base_url() -> str:
+    """``GRAPH_BASE_URL`` (national clouds, the sandbox) or ``https://graph.microsoft.com``."""
+    return os.environ.get(GRAPH_BASE_ENV, "").strip().rstrip("/") or DEFAULT_GRAPH_BASE
 
 
 def _ews_backend(config: ExchangeConfig, mailbox_settings: MailboxSettings | None) -> EwsBackend:

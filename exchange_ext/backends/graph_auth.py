@@ -4,7 +4,7 @@ https://learn.microsoft.com/entra/identity-platform/v2-oauth2-client-creds-grant
 https://learn.microsoft.com/entra/identity-platform/certificate-credentials
 
 - The authority is ``GRAPH_AUTHORITY_URL`` (default ``https://login.microsoftonline.com``) +
-  ``/{tenant}``; the scope ``{GRAPH_BASE_URL}/.default``.
+  ``/{tenant}``; the scope ``https://<Graph host>/.default`` (see ``GraphCredentials.scope``).
 - A client secret, or a certificate: the PEM holds the certificate and its private key; the
   assertion is signed with the key and names the certificate by thumbprint. We hand msal the
   certificate itself, so it signs PS256 with the SHA-256 thumbprint (``x5t#S256``), which
@@ -29,6 +29,7 @@ import hashlib
 import threading
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 import msal
 from cryptography import x509
@@ -39,6 +40,11 @@ from exchange_ext.backends.graph_http import TimeoutSession
 
 DEFAULT_AUTHORITY = "https://login.microsoftonline.com"
 DEFAULT_GRAPH_BASE = "https://graph.microsoft.com"
+# Graph's hosts in Microsoft's clouds (https://learn.microsoft.com/graph/deployments).
+GRAPH_CLOUD_HOSTS = frozenset({
+    "graph.microsoft.com", "graph.microsoft.us", "dod-graph.microsoft.us",
+    "microsoftgraph.chinacloudapi.cn",
+})  # fmt: skip
 
 # AADSTS codes → the credential field they point at
 # (https://learn.microsoft.com/entra/identity-platform/reference-error-codes).
@@ -86,7 +92,11 @@ class GraphCredentials:
 
     @property
     def scope(self) -> str:
-        return f"{self.graph_base_url.rstrip('/')}/.default"
+        """``https://<Graph host>/.default`` for Microsoft's clouds; a Graph host we do not
+        know (the sandbox, a proxy) stands in for the public cloud's Graph, whose resource
+        identifier is ``https://graph.microsoft.com``."""
+        host = urlsplit(self.graph_base_url).netloc.lower()
+        return f"https://{host if host in GRAPH_CLOUD_HOSTS else 'graph.microsoft.com'}/.default"
 
     def cache_key(self) -> tuple[str, ...]:
         # A digest, not the secret, so the key is safe to show in a debugger or a repr.

@@ -18,7 +18,6 @@ from exchangelib import BASIC, Configuration, Credentials, FaultTolerance
 from exchangelib.protocol import BaseProtocol, CachingProtocol, Protocol, close_connections
 
 from exchange_ext.connection_test import (
-    GRAPH_NOT_AVAILABLE_MESSAGE,
     SELF_SIGNED_MESSAGE,
     probe_config_connection,
     probe_mailbox_connection,
@@ -228,16 +227,13 @@ def test_an_ip_address_is_refused_before_any_request(sandbox):
     assert "IP addresses are not allowed" in report.field_errors["server_address"]
 
 
-def test_office_365_with_graph_says_its_test_is_not_available_yet(sandbox):
+def test_office_365_with_graph_is_tested_by_the_graph_probe(sandbox):
+    # The Graph path has its own tests: tests/exchange_ext/test_graph_connection_probe.py.
     config = sync_config(sandbox, use_basic_auth=False, use_graph=True)
 
     report = probe_config_connection(config)
 
-    assert (report.ok, report.message, report.field_errors) == (
-        False,
-        GRAPH_NOT_AVAILABLE_MESSAGE,
-        {},
-    )
+    assert not report.ok and set(report.field_errors) == {"tenant_id", "client_id", "client_secret"}
 
 
 def test_a_missing_ca_bundle_file_is_reported_naming_the_variable(sandbox, monkeypatch, tmp_path):

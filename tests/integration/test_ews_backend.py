@@ -32,7 +32,7 @@ from exchange_ext.backends.base import (
     Unavailable,
 )
 from exchange_ext.backends.ews import EwsBackend, EwsSession, EwsSettings, SessionCredentials
-from exchange_ext.backends.factory import BackendNotAvailable, backend_for
+from exchange_ext.backends.factory import backend_for
 from exchange_ext.ews_endpoint import pinned_version
 from exchange_ext.models import ExchangeConfig, MailboxSettings
 from exchange_ext.sync.records import (
@@ -403,9 +403,15 @@ def test_the_factory_uses_oauth_for_office_365_without_graph():
     assert ews.settings.make_credentials().token_url.endswith("/t/oauth2/v2.0/token")
 
 
-def test_the_factory_says_graph_is_not_available_yet():
-    with pytest.raises(BackendNotAvailable, match="Graph"):
-        backend_for(_config(use_basic_auth=False, use_graph=True))
+def test_the_factory_gives_office_365_with_graph_the_graph_backend():
+    from exchange_ext.backends.graph import GraphBackend
+
+    graph = backend_for(
+        _config(
+            use_basic_auth=False, use_graph=True, tenant_id="t", client_id="c", client_secret="s"
+        )
+    )
+    assert isinstance(graph, GraphBackend) and not graph.supports_public_folders
 
 
 def test_sessions_of_one_backend_do_not_share_a_protocol(sandbox):
