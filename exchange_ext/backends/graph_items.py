@@ -104,7 +104,9 @@ def graph_zone_name(iana: str) -> str:
     """The zone name written to Graph: the Windows id when one is known, else the IANA name."""
     if iana.upper() in _UTC_NAMES:
         return "UTC"
-    return IANA_TO_MS_TIMEZONE_MAP.get(iana, iana)
+    windows = IANA_TO_MS_TIMEZONE_MAP.get(iana)
+    # exchangelib's map holds (Windows id, territory) pairs.
+    return str(windows[0] if isinstance(windows, tuple) else windows or iana)
 
 
 def zone_of(name: str | None) -> ZoneInfo:
