@@ -21,8 +21,8 @@ How the interface maps onto Graph:
   master (type RecurringMaster) so the caller expands the series with :meth:`read_window`.
   An ``@removed`` entry is also what Graph sends for an event that moved *out of the range*:
   removed ids are checked with a GET, and only a 404 is reported as deleted.
-- **Contacts**: ``contacts/delta`` of the default folder, then GETs with the tag
-  (https://learn.microsoft.com/graph/api/contact-delta).
+- **Contacts**: ``contactFolders/{id}/contacts/delta`` of the default folder, then GETs with
+  the tag (https://learn.microsoft.com/graph/api/contact-delta).
 - **Window**: ``calendarView`` with the tag expanded; occurrences and exceptions get
   ``occurrence_id(seriesMasterId, originalStart)``
   (https://learn.microsoft.com/graph/api/user-list-calendarview).
@@ -270,9 +270,24 @@ class GraphSession(MailboxSession):
 
     def _first_delta_url(self, folder: FolderKind, start: dt.datetime, end: dt.datetime) -> str:
         if folder is FolderKind.CONTACTS:
-            return f"{self.user}/contacts/delta"
+            return self._contacts_delta_url()
         query = urlencode({"startDateTime": _stamp(start), "endDateTime": _stamp(end)})
         return f"{self.user}/calendarView/delta?{query}"
+
+    def _contacts_delta_url(self) -> str:
+        """The documented ``/contactFolders/{id}/contacts/delta`` of the default folder.
+
+        Graph offers no well-known name for the default contacts folder; its id is read from
+        one contact's ``parentFolderId`` (one request per full read). An empty folder falls
+        back to ``/contacts/delta``, which Graph serves but does not document.
+        """
+        params = {"$top": "1", "$select": "parentFolderId"}
+        reply = self.http.get(f"{self.user}/contacts", params=params, headers=self._headers())
+        entries = _read_reply(reply, missing_ok=False)["value"]
+        folder_id = entries[0].get("parentFolderId") if entries else None
+        if not folder_id:
+            return f"{self.user}/contacts/delta"
+        return f"{self.user}/contactFolders/{quote(str(folder_id), safe='')}/contacts/delta"
 
     def _page_items(
         self, folder: FolderKind, entries: Sequence[Any], full: bool
