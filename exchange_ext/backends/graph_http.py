@@ -53,7 +53,7 @@ RETRIED_STATUSES = frozenset({429, 503, 504})
 # Without Retry-After, 503/504 are retried after 1, 2, 4 … seconds (capped).
 FALLBACK_PAUSE = 1.0
 FALLBACK_PAUSE_CAP = 30.0
-_MAILBOX_CODES = frozenset({"ErrorInvalidUser", "MailboxNotEnabledForRESTAPI", "ResourceNotFound"})
+_MAILBOX_CODES = frozenset({"ErrorInvalidUser", "MailboxNotEnabledForRESTAPI"})
 _EXPIRED_CODES = frozenset({"syncStateNotFound", "resyncRequired", "SyncStateInvalid"})
 # Graph's words when an application access policy or RBAC scope blocks the mailbox
 # (https://learn.microsoft.com/graph/auth-limit-mailbox-access).

@@ -18,6 +18,7 @@ import requests
 
 from exchange_ext.backends import graph_auth
 from exchange_ext.backends.base import (
+    BackendError,
     ConflictError,
     FolderKind,
     ItemChange,
@@ -308,3 +309,34 @@ def test_items_tagged_over_ews_are_found_by_their_tags_through_graph(sandbox):
 
 def _stamp(moment: dt.datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# --- whole-call errors ----------------------------------------------------------------------
+
+
+SCOPED = {
+    "client_id": "1a7b4f3e-2c5d-4e6f-9a01-b2c3d4e5f607",
+    "client_secret": "sandbox-graph-scoped",
+}
+NO_PERMISSION = {
+    "client_id": "2b8c5a4f-3d6e-4f70-8b12-c3d4e5f60718",
+    "client_secret": "sandbox-graph-noperm",
+}
+
+
+@pytest.mark.parametrize(
+    ("credentials", "mailbox", "expected"),
+    [
+        (SCOPED, "room1@northwind.example", "ImpersonationDenied"),
+        (NO_PERMISSION, TECH1, "AuthFailed"),
+        ({"client_secret": "wrong"}, TECH1, "TokenRefused"),
+        ({}, "onprem@northwind.example", "MailboxNotFound"),
+        ({}, "nobody@northwind.example", "MailboxNotFound"),
+    ],
+)
+def test_whole_call_errors_come_typed(sandbox, credentials, mailbox, expected):
+    session = backend(sandbox, **credentials).open_session(mailbox)
+    with session, pytest.raises(BackendError) as raised:
+        session.read_changes(FolderKind.CALENDAR, None, WINDOW)
+    assert type(raised.value).__name__ == expected
+    assert raised.value.permanent
