@@ -40,6 +40,7 @@ from exchange_ext.backends.base import (
     FolderKind,
     ItemChange,
     ItemDeletion,
+    ItemNotFound,
     MailboxSession,
     NewItem,
     SyncStateExpired,
@@ -48,7 +49,8 @@ from exchange_ext.backends.base import (
 from exchange_ext.links import folder_of, load_baseline, save_links
 from exchange_ext.models import ExchangeConfig, FolderSyncState, MailboxSettings, SyncRun
 from exchange_ext.sync import ops as o
-from exchange_ext.sync.planner import plan
+from exchange_ext.sync.planner import plan, rule_of_link
+from exchange_ext.sync.policy import OnExchangeDelete
 from exchange_ext.sync.records import (
     CalendarItemType,
     ExchangeItem,
@@ -56,6 +58,7 @@ from exchange_ext.sync.records import (
     ImportMode,
     ItemKind,
     Link,
+    LinkState,
     PsaKey,
     SyncOptions,
 )
@@ -541,6 +544,8 @@ class _LinkBook:
         self, index: int, op: o.CreateInExchange | o.UpdateInExchange | o.DeleteInExchange
     ) -> None:
         result = self.written.get(index)
+        if result is not None and self.gone_unseen(op, result):
+            return
         if result is None or not result.ok:
             self.fail(op.key, _exchange_id_of(op), result)
             return
@@ -554,6 +559,21 @@ class _LinkBook:
             # Deleting a duplicate twin leaves the key's own link in place.
             if current is None or current.exchange_id == op.exchange_id:
                 self.changes[op.key] = None
+
+    def gone_unseen(self, op: o.Op, result: WriteResult) -> bool:
+        """An update found the Exchange copy of a PSA item deleted although the feed never said
+        so (a delete right after our create: the feed coalesces create + delete into nothing).
+        Record it as an Exchange delete, as if the feed had reported it: not reflected, and the
+        PSA change re-exports the item on the next run (SPEC §4.1). Imported items keep the
+        error: their feed reports the delete, which then deletes them in the PSA."""
+        if not isinstance(op, o.UpdateInExchange) or not isinstance(result.error, ItemNotFound):
+            return False
+        link = self.changes.get(op.key, self.baseline.get(op.key))
+        if link is None or rule_of_link(link).on_exchange_delete is OnExchangeDelete.DELETE_IN_PSA:
+            return False
+        self.changes[op.key] = replace(link, state=LinkState.EXCHANGE_DELETED)
+        self.failed.add(op.key)  # the rest of its ops assumed the copy exists
+        return True
 
     def psa_step(self, op: o.CreateInPsa | o.UpdatePsa | o.DeletePsa) -> None:
         # Each action runs in its own savepoint: a failed item leaves no half-write.
