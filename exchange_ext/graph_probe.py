@@ -33,7 +33,12 @@ from exchange_ext.backends.base import (
     Throttled,
 )
 from exchange_ext.backends.factory import graph_authority_url, graph_base_url
-from exchange_ext.backends.graph_auth import GraphCredentials, TokenRefused, TokenSource
+from exchange_ext.backends.graph_auth import (
+    GraphCredentials,
+    TokenRefused,
+    TokenSource,
+    certificate_thumbprint,
+)
 from exchange_ext.backends.graph_http import PERMISSION_ADVICE, BatchRequest, GraphHttp
 from exchange_ext.models import ExchangeConfig
 from exchange_ext.secrets import Secret, UndecryptableSecret
@@ -66,7 +71,12 @@ def probe_graph(
         field = error.field or token_field
         if field in ("client_secret", "client_certificate"):
             field = token_field
-        return report(False, "Microsoft Graph refused the sign-in.", {field: error.message})
+        message = error.message
+        if field == "client_certificate" and error.code is not None:
+            # The thumbprint the Entra portal lists, so the admin can compare the two.
+            thumbprint = certificate_thumbprint(credentials.certificate_pem)
+            message = f"{message} (this certificate's thumbprint: {thumbprint})"
+        return report(False, "Microsoft Graph refused the sign-in.", {field: message})
     except BackendError as error:
         return report(False, f"The Microsoft sign-in service could not be reached: {error}", {})
     missing = _missing_roles(token)

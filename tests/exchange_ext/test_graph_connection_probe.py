@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
+from exchange_ext.backends.graph_auth import certificate_thumbprint
 from exchange_ext.connection_test import probe_config_connection, probe_mailbox_connection
 from exchange_ext.models import ExchangeConfig, MailboxSettings
 from exchange_ext.sandbox.server import SandboxHandle, load_config, start_sandbox
@@ -124,10 +125,10 @@ def test_a_wrong_secret_is_reported_on_the_client_secret_without_echoing_it():
 
 
 def test_a_certificate_the_app_does_not_know_is_reported_on_the_certificate():
-    report = probe(
-        graph_config(client_id=CERT_APP, client_secret="", client_certificate=make_certificate())
-    )
+    unknown = make_certificate()
+    report = probe(graph_config(client_id=CERT_APP, client_secret="", client_certificate=unknown))
     assert not report.ok and set(report.field_errors) == {"client_certificate"}
+    assert certificate_thumbprint(unknown) in report.field_errors["client_certificate"]
 
 
 def test_a_certificate_field_without_a_private_key_is_reported_before_any_request(sandbox):
