@@ -155,3 +155,33 @@ class Harness:
 
     def outbox(self) -> list[Any]:
         return list(self.sandbox.state.outbox.messages)
+
+
+def daily_recurrence(first: str, count: int) -> str:
+    """A ``t:Recurrence`` of ``count`` daily occurrences from the date of ``first``."""
+    from exchange_ext.sandbox import recurrence
+    from exchange_ext.sandbox.items_xml import to_string
+
+    model = recurrence.Recurrence(
+        recurrence.DailyPattern(1), recurrence.NumberedRange(at(first).date(), count)
+    )
+    return to_string(recurrence.recurrence_to_xml(model))
+
+
+def occurrence_key(start: str) -> str:
+    """The original start of an occurrence as the sandbox keys its exceptions."""
+    return at(start).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def outlook_edit_occurrence(harness: Harness, master_id: str, original: str, **fields: Any) -> None:
+    """Outlook's "open this occurrence" edit: the occurrence becomes an exception."""
+    from exchange_ext.sandbox import items_xml
+
+    store = harness.store
+    elements, _ = items_xml.fields_to_elements("CalendarItem", fields)
+    store.modify_occurrence(store.item(master_id), occurrence_key(original), elements)
+
+
+def outlook_delete_occurrence(harness: Harness, master_id: str, original: str) -> None:
+    store = harness.store
+    store.delete_occurrence(store.item(master_id), occurrence_key(original))
