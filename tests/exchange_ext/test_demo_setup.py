@@ -27,3 +27,13 @@ def test_a_configured_server_is_never_overwritten():
     config.save()
     call_command("exchange_demo_setup", stdout=io.StringIO())
     assert ExchangeConfig.load().server_address == "mail.customer.example"
+
+
+def test_graph_switches_a_configured_sandbox_to_the_graph_app_and_back():
+    call_command("exchange_demo_setup", stdout=io.StringIO())
+    call_command("exchange_demo_setup", "--graph", stdout=io.StringIO())
+    config = ExchangeConfig.load()
+    assert config.backend_name == "graph"
+    assert config.client_secret == Secret("sandbox-graph-secret") and config.tenant_id
+    call_command("exchange_demo_setup", "--ews", stdout=io.StringIO())
+    assert ExchangeConfig.load().backend_name == "ews"

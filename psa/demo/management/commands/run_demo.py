@@ -37,6 +37,9 @@ def trust_sandbox() -> None:
     ca_file = Path(settings.VAR_DIR) / "sandbox" / "ca.pem"
     os.environ.setdefault("EXCHANGE_CA_BUNDLE", str(ca_file))
     os.environ.setdefault("EXCHANGE_ALLOWED_PORTS", f"443,2610,{SANDBOX_PORT}")
+    # The sandbox also serves the Entra token endpoint and Graph, for the demo's Graph path.
+    os.environ.setdefault("GRAPH_AUTHORITY_URL", f"https://localhost:{SANDBOX_PORT}")
+    os.environ.setdefault("GRAPH_BASE_URL", f"https://localhost:{SANDBOX_PORT}")
 
 
 class Command(BaseCommand):
