@@ -56,6 +56,8 @@ from exchangelib.items import (
 from exchangelib.properties import DistinguishedFolderId, ItemId, Mailbox, RecurringMasterItemId
 from exchangelib.protocol import Protocol
 from exchangelib.services import CreateItem, DeleteItem, GetItem, SyncFolderItems, UpdateItem
+from exchangelib.services.common import folder_ids_element
+from exchangelib.util import create_element
 
 from exchange_ext.backends import ews_items
 from exchange_ext.backends.base import (
@@ -207,7 +209,33 @@ class _PerItemErrors:
 
 
 class _CreateItem(_PerItemErrors, CreateItem):
-    pass
+    """CreateItem of items already serialised by ``EwsSession._built(..., serialise=True)``.
+
+    exchangelib's own payload builder cleans every item again while serialising it; with the
+    per-item check done first, that doubled the CPU spent on each item of a bulk export.
+    """
+
+    def get_payload(
+        self, items: Any, folder: Any, message_disposition: str, send_meeting_invitations: str
+    ) -> Any:
+        payload = create_element(
+            f"m:{self.SERVICE_NAME}",
+            attrs={
+                "MessageDisposition": message_disposition,
+                "SendMeetingInvitations": send_meeting_invitations,
+            },
+        )
+        if folder:
+            payload.append(
+                folder_ids_element(
+                    folders=[folder], version=self.account.version, tag="m:SavedItemFolderId"
+                )
+            )
+        item_elements = create_element("m:Items")
+        for element in items:
+            item_elements.append(element)
+        payload.append(item_elements)
+        return payload
 
 
 class _UpdateItem(_PerItemErrors, UpdateItem):
@@ -516,7 +544,9 @@ class EwsSession(MailboxSession):
             results: list[WriteResult | None] = [None] * len(items)
             batch: list[tuple[int, Any]] = []
             for index, new in enumerate(items):
-                built = self._built(lambda new=new: ews_items.item_for(new.record, new.tag))
+                built = self._built(
+                    lambda new=new: ews_items.item_for(new.record, new.tag), serialise=True
+                )
                 if isinstance(built, WriteResult):
                     results[index] = built
                 else:
@@ -533,14 +563,18 @@ class EwsSession(MailboxSession):
                     results[index] = _created(reply)
             return [result or WriteResult() for result in results]
 
-    def _built(self, build: Callable[[], Any]) -> Any:
+    def _built(self, build: Callable[[], Any], *, serialise: bool = False) -> Any:
         """An item built and checked by exchangelib, or the ItemRejected result of that item.
 
         A record exchangelib refuses (an end before its start, an unknown time zone) must fail
-        alone, not the whole batch.
+        alone, not the whole batch. ``serialise``: return the item's XML (for
+        :class:`_CreateItem`); ``to_xml`` checks it, so it is cleaned once, not twice.
         """
         try:
             item = build()
+            if serialise:
+                item.account = self.account
+                return item.to_xml(version=self.account.version)
             item.clean(version=self.account.version)
         except (ValueError, TypeError, ews.EWSError) as error:
             return WriteResult(error=ItemRejected(f"invalid item: {error}"))
