@@ -16,7 +16,7 @@ POSTGRES_URL ?= postgres://postgres@127.0.0.1:5432/test
 PYTEST_ARGS ?= -n 2 --dist loadfile
 
 .PHONY: run test test-sqlite test-postgres lint format migrate demo demo-refresh worker lock \
-	browser-deps install install-test clean
+	browser-deps install install-test clean bench
 
 # --- setup -------------------------------------------------------------------------------
 install: $(RUN_STAMP)
@@ -95,6 +95,16 @@ test-postgres: $(TEST_STAMP) browser-deps
 .PHONY: _pytest
 _pytest:
 	@$(call pytest)
+
+# --- benchmark ---------------------------------------------------------------------------
+# The sync benchmark (docs/performance.md), outside `make test`: run_sync against an in-process
+# sandbox on a fresh temporary SQLite database; prints a table, writes JSON under var/bench/.
+# `make bench BENCH_ARGS="--items 1000 --memory-items 0 --backend ews"` for a quicker run.
+BENCH_ARGS ?=
+bench: $(TEST_STAMP)
+	@mkdir -p var/bench
+	env -u DATABASE_URL -u REDIS_URL $(BIN)/python bench/sync_bench.py \
+	  --json var/bench/sync-$$(date -u +%Y%m%dT%H%M%SZ).json $(BENCH_ARGS)
 
 lint: $(TEST_STAMP)
 	$(BIN)/ruff check .

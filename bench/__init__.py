@@ -1,0 +1,1 @@
+"""Benchmarks (outside ``make test``): ``make bench``; see ``docs/performance.md``."""
