@@ -64,11 +64,18 @@ def sandbox_cert_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("sandbox-certs")
 
 
-@pytest.fixture(scope="session", autouse=True)
-def _exchangelib_trusts_sandbox_ca(sandbox_cert_dir: Path) -> Iterator[None]:
+@pytest.fixture(scope="session")
+def _sandbox_ca_bundle(sandbox_cert_dir: Path) -> str:
     from exchange_ext.sandbox.certificates import ensure_certificates
 
-    _TrustedCAs.bundle = str(ensure_certificates("ca", sandbox_cert_dir).ca_file)
+    return str(ensure_certificates("ca", sandbox_cert_dir).ca_file)
+
+
+@pytest.fixture(autouse=True)
+def _exchangelib_trusts_sandbox_ca(_sandbox_ca_bundle: str) -> Iterator[None]:
+    # Per test, not per session: exchangelib's adapter class is process-global, and product
+    # tests sharing this worker install the product's own (certifi + EXCHANGE_CA_BUNDLE).
+    _TrustedCAs.bundle = _sandbox_ca_bundle
     previous = BaseProtocol.HTTP_ADAPTER_CLS
     BaseProtocol.HTTP_ADAPTER_CLS = SandboxCAAdapter
     yield

@@ -27,9 +27,9 @@ class PsaTag(ExtendedProperty):
 
 @pytest.fixture
 def psa_tag() -> Iterator[None]:
-    CalendarItem.register("psa_tag", PsaTag)
+    CalendarItem.register("sandbox_tag", PsaTag)
     yield
-    CalendarItem.deregister("psa_tag")
+    CalendarItem.deregister("sandbox_tag")
 
 
 @pytest.fixture
@@ -112,7 +112,7 @@ def test_ews_and_graph_share_the_mailbox(
         account=service_account, folder=folder, subject="From EWS",
         start=EWSDateTime(2026, 11, 24, 13, tzinfo=UTC),
         end=EWSDateTime(2026, 11, 24, 14, tzinfo=UTC),
-        psa_tag="psa:appt:ews-1",
+        sandbox_tag="psa:appt:ews-1",
     )  # fmt: skip
     item.save()
     expand = f"&$expand=singleValueExtendedProperties($filter=id eq '{TAG_ID}')"
@@ -131,8 +131,8 @@ def test_ews_and_graph_share_the_mailbox(
     changes = list(folder.sync_items(sync_state=ews_state, only_fields=["subject"]))
     assert sorted((kind, obj.subject) for kind, obj in changes) == [
         ("create", "From EWS"), ("create", "From Graph")]  # fmt: skip
-    found = list(folder.filter(psa_tag="psa:appt:g-1"))
-    assert [(f.id, f.subject, f.psa_tag) for f in found] == [
+    found = list(folder.filter(sandbox_tag="psa:appt:g-1"))
+    assert [(f.id, f.subject, f.sandbox_tag) for f in found] == [
         (created["id"], "From Graph", "psa:appt:g-1")]  # fmt: skip
 
     # An EWS delete is a Graph removal.

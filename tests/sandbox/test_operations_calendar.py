@@ -33,9 +33,9 @@ class PsaTag(ExtendedProperty):
 
 @pytest.fixture
 def psa_tag() -> Iterator[None]:
-    CalendarItem.register("psa_tag", PsaTag)
+    CalendarItem.register("sandbox_tag", PsaTag)
     yield
-    CalendarItem.deregister("psa_tag")
+    CalendarItem.deregister("sandbox_tag")
 
 
 def berlin(day: int, hour: int, month: int = 3) -> EWSDateTime:
@@ -177,12 +177,14 @@ def test_extended_property_tags_round_trip_and_filter(
     service_account: Account, psa_tag: None
 ) -> None:
     for key in ("psa:appt:1", "psa:appt:2"):
-        new_item(service_account, f"Tagged {key}", psa_tag=key).save()
+        new_item(service_account, f"Tagged {key}", sandbox_tag=key).save()
     new_item(service_account, "Untagged").save()
 
-    found = list(service_account.calendar.filter(psa_tag="psa:appt:2").only("subject", "psa_tag"))
+    found = list(
+        service_account.calendar.filter(sandbox_tag="psa:appt:2").only("subject", "sandbox_tag")
+    )
 
-    assert [(i.subject, i.psa_tag) for i in found] == [("Tagged psa:appt:2", "psa:appt:2")]
+    assert [(i.subject, i.sandbox_tag) for i in found] == [("Tagged psa:appt:2", "psa:appt:2")]
 
 
 def test_meeting_invitations_and_cancellations_are_recorded_not_sent(
