@@ -294,8 +294,79 @@ class ItemLink(models.Model):
         return f"{self.kind}:{self.psa_id} ⇄ {self.exchange_id[:20]}… ({self.state})"
 
 
+class PublicFolderState(models.Model):
+    """The installation-wide public contacts folder job (row pk=1, see :meth:`load`).
+
+    Holds the job's lease (same fencing scheme as a mailbox's, :mod:`exchange_ext.leases`) and
+    its status. No sync state: EWS public folders have no change feed, every run reads the
+    whole folder (see :mod:`exchange_ext.public_folder`).
+    """
+
+    # Lease: one worker at a time; the token fences stale commits.
+    lease_token = models.BigIntegerField(default=0)
+    lease_holder = models.CharField(max_length=100, blank=True)
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+
+    last_attempt_at = models.DateTimeField(null=True, blank=True)
+    last_success_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    last_dispatched_at = models.DateTimeField(
+        null=True, blank=True, help_text="The dispatcher's clock when it last queued the job."
+    )
+
+    class Meta:
+        verbose_name = "public contacts folder state"
+
+    def __str__(self) -> str:
+        return "public contacts folder"
+
+    @classmethod
+    def load(cls) -> PublicFolderState:
+        """The one row, created on first use."""
+        state, _ = cls.objects.get_or_create(pk=1)
+        return state
+
+
+class PublicFolderLink(models.Model):
+    """The baseline of one PSA item in the public contacts folder (cf. :class:`ItemLink`).
+
+    Its own table, not ItemLink rows: ItemLink's uniqueness is per mailbox, and the public
+    folder belongs to none. Duplicates are impossible by construction: one row per
+    (kind, PSA id) and one per non-empty Exchange id.
+    """
+
+    kind = models.CharField(max_length=20)
+    psa_id = models.BigIntegerField()
+    exchange_id = models.CharField(max_length=1024, blank=True)
+    change_key = models.CharField(max_length=512, blank=True)
+    psa_digest = models.CharField(max_length=160, blank=True)
+    exchange_digest = models.CharField(max_length=160, blank=True)
+    origin = models.CharField(
+        max_length=10, choices=ItemLink.Origin.choices, default=ItemLink.Origin.PSA
+    )
+    state = models.CharField(
+        max_length=20, choices=ItemLink.State.choices, default=ItemLink.State.LINKED
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["kind", "psa_id"], name="public_link_unique_psa_item"),
+            models.UniqueConstraint(
+                fields=["exchange_id"],
+                condition=~Q(exchange_id=""),
+                name="public_link_unique_exchange_item",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"public {self.kind}:{self.psa_id} ⇄ {self.exchange_id[:20]}… ({self.state})"
+
+
 class SyncRun(models.Model):
-    """One sync cycle of one mailbox: when, how it ended, and what it wrote on each side.
+    """One sync cycle of one mailbox (or, ``mailbox_settings`` null, of the
+    public contacts folder job): when, how it ended, and what it wrote on each side.
 
     ``counts`` is ``{kind: {side: {action: n}}}`` with actions created/updated/deleted;
     ``error`` is in plain words (never a secret, never a traceback).
@@ -314,8 +385,9 @@ class SyncRun(models.Model):
         SCHEDULED = "scheduled", "Scheduled"
         SYNC_NOW = "sync_now", "Sync now"
 
+    # Null: a run of the installation-wide public contacts folder job.
     mailbox_settings = models.ForeignKey(
-        MailboxSettings, on_delete=models.CASCADE, related_name="sync_runs"
+        MailboxSettings, on_delete=models.CASCADE, related_name="sync_runs", null=True, blank=True
     )
     started_at = models.DateTimeField()
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -332,7 +404,16 @@ class SyncRun(models.Model):
         indexes = [models.Index(fields=["mailbox_settings", "-started_at"])]
 
     def __str__(self) -> str:
-        return f"{self.mailbox_settings_id} {self.started_at:%Y-%m-%d %H:%M} {self.outcome}"
+        return f"{self.target} {self.started_at:%Y-%m-%d %H:%M} {self.outcome}"
+
+    @property
+    def is_public_folder(self) -> bool:
+        return self.mailbox_settings_id is None
+
+    @property
+    def target(self) -> str:
+        """What the run synced, for lists: the mailbox id, or the public contacts folder."""
+        return "public contacts folder" if self.is_public_folder else str(self.mailbox_settings_id)
 
     def side_total(self, side: str, action: str) -> int:
         return sum(by_side.get(side, {}).get(action, 0) for by_side in self.counts.values())
