@@ -4,6 +4,9 @@ A run claims the mailbox with a compare-and-set UPDATE that bumps ``lease_token`
 it makes re-checks the token inside its transaction, so a worker whose lease was taken over
 (it outlived its budget, a queue re-delivered its task) can never commit. Works the same on
 SQLite, where ``select_for_update`` is a no-op, because it relies on UPDATE … WHERE only.
+
+``model``: any model with ``lease_token``, ``lease_holder`` and ``lease_expires_at`` (the
+mailbox settings by default; the public contacts folder job uses ``PublicFolderState``).
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ import datetime as dt
 import os
 import socket
 
-from django.db.models import Q
+from django.db.models import Model, Q
 from django.utils import timezone
 
 from exchange_ext.models import MailboxSettings
@@ -30,19 +33,25 @@ def holder_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"[:100]
 
 
-def claim(mailbox_id: int, budget_seconds: float, lease_seconds: float | None = None) -> int | None:
+def claim(
+    mailbox_id: int,
+    budget_seconds: float,
+    lease_seconds: float | None = None,
+    *,
+    model: type[Model] = MailboxSettings,
+) -> int | None:
     """Take the mailbox's lease; return the fencing token, or ``None`` if someone holds it.
 
     The lease lasts ``lease_seconds``, by default the budget plus :data:`GRACE`.
     """
     length = dt.timedelta(seconds=lease_seconds) if lease_seconds else None
     now = timezone.now()
-    current = MailboxSettings.objects.filter(pk=mailbox_id).values_list("lease_token", flat=True)
+    current = model._default_manager.filter(pk=mailbox_id).values_list("lease_token", flat=True)
     token = current.first()
     if token is None:
         return None
     free = Q(lease_expires_at__isnull=True) | Q(lease_expires_at__lte=now)
-    taken = MailboxSettings.objects.filter(free, pk=mailbox_id, lease_token=token).update(
+    taken = model._default_manager.filter(free, pk=mailbox_id, lease_token=token).update(
         lease_token=token + 1,
         lease_holder=holder_name(),
         lease_expires_at=now + (length or dt.timedelta(seconds=budget_seconds) + GRACE),
@@ -50,21 +59,19 @@ def claim(mailbox_id: int, budget_seconds: float, lease_seconds: float | None = 
     return token + 1 if taken else None
 
 
-def check(mailbox_id: int, token: int) -> None:
+def check(mailbox_id: int, token: int, *, model: type[Model] = MailboxSettings) -> None:
     """Raise :class:`StaleLease` unless ``token`` still fences the mailbox.
 
     Call inside the transaction that commits: on PostgreSQL the UPDATE's row lock then holds
     until that commit, so no claim can slip in between the check and the commit.
     """
-    held = MailboxSettings.objects.filter(pk=mailbox_id, lease_token=token).update(
-        lease_token=token
-    )
+    held = model._default_manager.filter(pk=mailbox_id, lease_token=token).update(lease_token=token)
     if not held:
         raise StaleLease("the sync lease was taken over by another worker")
 
 
-def release(mailbox_id: int, token: int) -> None:
+def release(mailbox_id: int, token: int, *, model: type[Model] = MailboxSettings) -> None:
     """Give the lease back (only if still ours; a stale worker releases nothing)."""
-    MailboxSettings.objects.filter(pk=mailbox_id, lease_token=token).update(
+    model._default_manager.filter(pk=mailbox_id, lease_token=token).update(
         lease_expires_at=None, lease_holder=""
     )

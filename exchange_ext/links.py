@@ -1,4 +1,5 @@
-"""The sync baseline of one mailbox: ItemLink rows ⇄ the core's :class:`Link` records.
+"""The sync baseline of one mailbox: ItemLink rows ⇄ the core's :class:`Link` records; and the
+public contacts folder's, in PublicFolderLink rows (the same records, no mailbox).
 
 Loading is one query; saving a batch of changes is at most two (one delete, one upsert), so
 a page's bookkeeping costs the same for 10 items as for 5,000.
@@ -9,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from exchange_ext.backends.base import FolderKind
-from exchange_ext.models import ItemLink, MailboxSettings
+from exchange_ext.models import ItemLink, MailboxSettings, PublicFolderLink
 from exchange_ext.sync.records import Digest, ItemKind, Link, LinkState, PsaKey, Side
 
 
@@ -77,4 +78,56 @@ def _to_row(mailbox: MailboxSettings, link: Link) -> ItemLink:
         state=link.state.value,
         exchange_start=link.exchange_start,
         is_organizer=link.is_organizer,
+    )
+
+
+# --- the public contacts folder -------------------------------------------------------------
+
+
+def load_public_baseline() -> dict[PsaKey, Link]:
+    """Every link of the public contacts folder, in every state. One query."""
+    return {link.key: link for link in map(_public_to_link, PublicFolderLink.objects.all())}
+
+
+def save_public_links(changes: Mapping[PsaKey, Link | None]) -> None:
+    """:func:`save_links` for the public contacts folder (same order, same query count)."""
+    dropped = [key for key, link in changes.items() if link is None]
+    for kind in {key.kind for key in dropped}:
+        ids = [key.psa_id for key in dropped if key.kind is kind]
+        PublicFolderLink.objects.filter(kind=kind, psa_id__in=ids).delete()
+    rows = [_public_to_row(link) for link in changes.values() if link is not None]
+    if rows:
+        PublicFolderLink.objects.bulk_create(
+            rows,
+            update_conflicts=True,
+            unique_fields=["kind", "psa_id"],
+            update_fields=[
+                "exchange_id", "change_key", "psa_digest", "exchange_digest", "origin", "state",
+                "updated_at",
+            ],
+        )  # fmt: skip
+
+
+def _public_to_link(row: PublicFolderLink) -> Link:
+    return Link(
+        key=PsaKey(ItemKind(row.kind), row.psa_id),
+        exchange_id=row.exchange_id,
+        change_key=row.change_key,
+        psa_digest=Digest.parse(row.psa_digest),
+        exchange_digest=Digest.parse(row.exchange_digest),
+        origin=Side(row.origin),
+        state=LinkState(row.state),
+    )
+
+
+def _public_to_row(link: Link) -> PublicFolderLink:
+    return PublicFolderLink(
+        kind=link.key.kind.value,
+        psa_id=link.key.psa_id,
+        exchange_id=link.exchange_id,
+        change_key=link.change_key,
+        psa_digest=str(link.psa_digest),
+        exchange_digest=str(link.exchange_digest),
+        origin=link.origin.value,
+        state=link.state.value,
     )

@@ -198,15 +198,27 @@ def _contacts(
         opportunities__owner_id=resource_id, opportunities__closed=False
     )
     rows = Contact.objects.filter(scope, active=True).select_related("account").distinct()
-    for row in rows:
-        values = ContactValues(
-            first_name=row.first_name, last_name=row.last_name, title=row.title,
-            account_name=row.account.name, emails=tuple(row.emails),
-            business_phone=row.business_phone, mobile_phone=row.mobile_phone, fax=row.fax,
-            street=row.street, city=row.city, state=row.state, postal_code=row.postal_code,
-            country=row.country,
-        )  # fmt: skip
-        yield PsaItem(PsaKey(ItemKind.CONTACT, row.pk), contact_record(values))
+    yield from (_contact_item(row) for row in rows)
+
+
+def load_public_contacts() -> dict[PsaKey, PsaItem]:
+    """Every active contact of every account, for the public contacts folder. One query.
+
+    Inactive and deleted contacts are absent (the planner then deletes their copies).
+    """
+    rows = Contact.objects.filter(active=True).select_related("account")
+    return {item.key: item for item in map(_contact_item, rows.iterator(chunk_size=2000))}
+
+
+def _contact_item(row: Contact) -> PsaItem:
+    values = ContactValues(
+        first_name=row.first_name, last_name=row.last_name, title=row.title,
+        account_name=row.account.name, emails=tuple(row.emails),
+        business_phone=row.business_phone, mobile_phone=row.mobile_phone, fax=row.fax,
+        street=row.street, city=row.city, state=row.state, postal_code=row.postal_code,
+        country=row.country,
+    )  # fmt: skip
+    return PsaItem(PsaKey(ItemKind.CONTACT, row.pk), contact_record(values))
 
 
 def _account(account: Account) -> AccountValues:

@@ -76,7 +76,8 @@ class RunLog:
         )  # fmt: skip
 
 
-def start_run(mailbox: MailboxSettings, *, trigger: str, backend: str) -> SyncRun:
+def start_run(mailbox: MailboxSettings | None, *, trigger: str, backend: str) -> SyncRun:
+    """A new running run of ``mailbox`` (``None``: the public contacts folder job)."""
     return SyncRun.objects.create(
         mailbox_settings=mailbox, started_at=timezone.now(), trigger=trigger, backend=backend
     )
@@ -96,17 +97,18 @@ def finish_run(log: RunLog, outcome: str, error: str = "") -> SyncRun:
     return run
 
 
-def skipped_run(mailbox: MailboxSettings, *, trigger: str, reason: str) -> SyncRun:
+def skipped_run(mailbox: MailboxSettings | None, *, trigger: str, reason: str) -> SyncRun:
     now = timezone.now()
     run = SyncRun.objects.create(
         mailbox_settings=mailbox, started_at=now, finished_at=now, trigger=trigger,
         outcome=SyncRun.Outcome.SKIPPED, error=reason,
     )  # fmt: skip
-    prune_runs(mailbox.pk)
+    prune_runs(mailbox.pk if mailbox else None)
     return run
 
 
-def prune_runs(mailbox_id: int, keep: int = KEEP_RUNS) -> None:
+def prune_runs(mailbox_id: int | None, keep: int = KEEP_RUNS) -> None:
+    """Keep the newest ``keep`` runs of the mailbox (``None``: of the public folder job)."""
     old = SyncRun.objects.filter(mailbox_settings_id=mailbox_id).values_list("pk", flat=True)
     stale = list(old[keep:])
     if stale:
