@@ -10,7 +10,7 @@ from django.core.management import CommandError, call_command
 from exchange_ext.backends import factory
 from exchange_ext.backends.memory import MemoryBackend
 from exchange_ext.models import ExchangeConfig, MailboxSettings, SyncRun
-from tests.builders import make_appointment, make_resource
+from tests.builders import make_account, make_appointment, make_contact, make_resource
 
 pytestmark = pytest.mark.django_db
 
@@ -79,3 +79,28 @@ def test_the_profile_tab_lists_recent_runs_with_their_errors(setup, client):
     page = client.get("/profile/exchange/").content.decode()
     assert "Some items failed" in page
     assert "too large" in page
+
+
+def test_exchange_sync_all_also_syncs_the_public_folder_when_it_is_on(setup):
+    config, _, _ = setup
+    make_contact(make_account(), last_name="Public")
+    assert "Public contacts folder" not in run("--all")  # off by default
+    config.public_contacts_folder = True
+    config.save()
+    lines = run("--all").strip().splitlines()
+    assert len(lines) == 3
+    assert lines[-1] == "Public contacts folder: ok; Exchange 1 created; 0 errors"
+    assert run("--public-folder").strip() == "Public contacts folder: ok; Exchange —; 0 errors"
+    assert SyncRun.objects.filter(mailbox_settings=None).count() == 2
+
+
+def test_exchange_sync_public_folder_refuses_when_off_or_with_graph(setup):
+    config, _, _ = setup
+    with pytest.raises(CommandError, match="public contacts folder is off"):
+        run("--public-folder")
+    config.public_contacts_folder = True
+    config.use_basic_auth, config.use_graph, config.tenant_id = False, True, "t"
+    config.save()
+    with pytest.raises(CommandError, match="EWS only"):
+        run("--public-folder")
+    assert len(run("--all").strip().splitlines()) == 2  # the resources only, no error

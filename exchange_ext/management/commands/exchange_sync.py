@@ -1,8 +1,11 @@
-"""``python manage.py exchange_sync [--resource ID | --all]``: one sync cycle in the foreground.
+"""``python manage.py exchange_sync [--resource ID | --all | --public-folder]``: one sync cycle in
+the foreground.
 
 Prints one summary line per resource (what was written on each side, conflicts, errors,
 outcome) and exits non-zero when any run failed or stopped at the mass-delete guard
 (SPEC §9). ``ID`` is the Resource id, as in the URL of the resource's settings page.
+``--all`` also syncs the public contacts folder when that option is on (EWS);
+``--public-folder`` syncs it alone.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from exchange_ext import public_folder
 from exchange_ext.engine import run_sync
 from exchange_ext.models import ExchangeConfig, MailboxSettings, SyncRun
 
@@ -24,14 +28,34 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         target = parser.add_mutually_exclusive_group(required=True)
         target.add_argument("--resource", type=int, metavar="ID", help="the resource's id")
-        target.add_argument("--all", action="store_true", help="every enabled resource")
+        target.add_argument(
+            "--all",
+            action="store_true",
+            help="every enabled resource, and the public contacts folder when it is on",
+        )
+        target.add_argument(
+            "--public-folder", action="store_true", help="the public contacts folder alone"
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        check_setup(ExchangeConfig.load())
-        mailboxes = mailboxes_for(options["resource"], every=options["all"])
-        runs = [run_sync(mailbox.pk) for mailbox in mailboxes]
-        for mailbox, run in zip(mailboxes, runs, strict=True):
-            self.stdout.write(summary(mailbox, run))
+        config = ExchangeConfig.load()
+        check_setup(config)
+        if options["public_folder"] and not public_folder.is_enabled(config):
+            raise CommandError(
+                "The public contacts folder is off (Synchronization tab) or not available "
+                "with this backend (EWS only)."
+            )
+        runs: list[SyncRun] = []
+        if not options["public_folder"]:
+            mailboxes = mailboxes_for(options["resource"], every=options["all"])
+            for mailbox in mailboxes:
+                runs.append(run_sync(mailbox.pk))
+                self.stdout.write(summary(mailbox, runs[-1]))
+        if options["public_folder"] or (options["all"] and public_folder.is_enabled(config)):
+            public_run = public_folder.run_public_folder_sync()
+            if public_run is not None:
+                runs.append(public_run)
+                self.stdout.write(public_summary(public_run))
         failed = sum(run.outcome in FAILED for run in runs)
         if failed:
             raise CommandError(f"{failed} of {len(runs)} sync runs failed.")
@@ -68,5 +92,13 @@ def summary(mailbox: MailboxSettings, run: SyncRun) -> str:
         f"{mailbox.resource} <{mailbox.effective_mailbox}>: {run.outcome}; "
         f"PSA {run.psa_summary}; Exchange {run.exchange_summary}; "
         f"{run.conflicts} conflicts, {run.errors} errors"
+    )
+    return f"{line}. {run.error}" if run.error else line
+
+
+def public_summary(run: SyncRun) -> str:
+    line = (
+        f"Public contacts folder: {run.outcome}; Exchange {run.exchange_summary}; "
+        f"{run.errors} errors"
     )
     return f"{line}. {run.error}" if run.error else line
