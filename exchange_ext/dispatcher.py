@@ -31,6 +31,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from exchange_ext.models import ExchangeConfig, MailboxSettings, SyncRun
+from exchange_ext.public_folder import enqueue_public_folder
 
 SYNC_TASK = "exchange_ext.tasks.sync_mailbox"
 DISPATCH_TASK = "exchange_ext.tasks.dispatch"
@@ -101,9 +102,14 @@ def due_mailboxes(now: dt.datetime, config: ExchangeConfig | None = None) -> lis
 
 
 def queue_due(now: dt.datetime | None = None) -> list[int]:
-    """Queue a sync of every due mailbox; return the ids queued by this call."""
+    """Queue a sync of every due mailbox; return the ids queued by this call.
+
+    Also queues the public contacts folder job, once per interval, when it is on.
+    """
     now = now or timezone.now()
-    return [pk for pk in due_mailboxes(now) if enqueue_sync(pk, SyncRun.Trigger.SCHEDULED, now)]
+    queued = [pk for pk in due_mailboxes(now) if enqueue_sync(pk, SyncRun.Trigger.SCHEDULED, now)]
+    enqueue_public_folder(now)
+    return queued
 
 
 def enqueue_sync(mailbox_id: int, trigger: str, now: dt.datetime | None = None) -> bool:

@@ -3,6 +3,8 @@
 - ``exchange_ext.tasks.dispatch`` — the ``exchange-sync-due`` schedule (every minute): queues
   the due mailboxes, then sends the notifications their statuses call for.
 - ``exchange_ext.tasks.sync_mailbox(mailbox_settings_id, trigger)`` — one sync run.
+- ``exchange_ext.tasks.sync_public_folder(trigger)`` — one run of the public contacts folder
+  job (queued by the dispatcher once per interval when the option is on).
 
 Timing contract (checked at start-up, :mod:`exchange_ext.checks`): a run stops between pages
 at its *budget*; one backend call may still wait up to the backend's retry budget; the task
@@ -19,7 +21,7 @@ import os
 from django.conf import settings
 from django.db import close_old_connections
 
-from exchange_ext import dispatcher, engine, notifications
+from exchange_ext import dispatcher, engine, notifications, public_folder
 from exchange_ext.models import MailboxSettings, SyncRun
 
 logger = logging.getLogger(__name__)
@@ -46,6 +48,18 @@ def sync_mailbox(mailbox_settings_id: int, trigger: str = SyncRun.Trigger.SCHEDU
         lease_seconds=lease_seconds(),
     )
     return f"mailbox {mailbox_settings_id}: {run.outcome} {run.error}".strip()
+
+
+def sync_public_folder(trigger: str = SyncRun.Trigger.SCHEDULED) -> str:
+    """Run the public contacts folder job once (same timing contract as a mailbox's run);
+    a no-op when the option was turned off since it was queued."""
+    close_old_connections()
+    run = public_folder.run_public_folder_sync(
+        trigger=trigger, budget_seconds=sync_budget_seconds(), lease_seconds=lease_seconds()
+    )
+    if run is None:
+        return "public contacts folder: not synced (off, or no public folders)"
+    return f"public contacts folder: {run.outcome} {run.error}".strip()
 
 
 def dispatch() -> str:

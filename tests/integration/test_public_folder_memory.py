@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import replace
 
 import pytest
+from django.utils import timezone
+from django_q.models import OrmQ
 
-from exchange_ext import engine, leases, public_folder
+from exchange_ext import dispatcher, engine, leases, public_folder, tasks
+from exchange_ext.backends import factory
 from exchange_ext.backends.base import FolderKind, Unavailable
 from exchange_ext.backends.memory import MemoryBackend
 from exchange_ext.models import (
@@ -252,3 +256,47 @@ def test_a_missing_anchor_mailbox_is_reported(config):
     run = sync(backend)
     assert run is not None and run.outcome == SyncRun.Outcome.FAILED
     assert "mailbox was not found" in run.error
+
+
+# --- operations: the dispatcher queues the job, the task runs it ------------------------------
+
+
+def queued_tasks() -> list[str]:
+    return [task.func() for task in OrmQ.objects.all()]
+
+
+def test_the_dispatcher_queues_the_job_once_per_interval(
+    config, django_capture_on_commit_callbacks
+):
+    def dispatch(at_time):
+        with django_capture_on_commit_callbacks(execute=True):
+            dispatcher.queue_due(at_time)
+
+    dispatch(NOW)
+    dispatch(NOW + dt.timedelta(minutes=1))
+    assert queued_tasks() == [public_folder.PUBLIC_FOLDER_TASK]
+    dispatch(NOW + dt.timedelta(minutes=config.sync_interval_minutes))
+    assert queued_tasks() == [public_folder.PUBLIC_FOLDER_TASK] * 2
+    config.use_basic_auth, config.use_graph = False, True  # Graph: never
+    config.save()
+    dispatch(NOW + dt.timedelta(days=1))
+    config.use_basic_auth, config.public_contacts_folder = True, False  # off: never
+    config.save()
+    dispatch(NOW + dt.timedelta(days=2))
+    assert len(queued_tasks()) == 2
+
+
+def test_the_dispatcher_does_not_queue_the_job_while_it_runs(config):
+    leases.claim(PublicFolderState.load().pk, 3600, model=PublicFolderState)
+    assert not public_folder.enqueue_public_folder(timezone.now())
+
+
+def test_the_task_runs_the_job(config, backend, monkeypatch):
+    monkeypatch.setattr(factory, "backend_for", lambda config, mailbox_settings=None: backend)
+    contacts(2)
+    assert tasks.sync_public_folder() == "public contacts folder: ok"
+    assert SyncRun.objects.get(mailbox_settings=None).trigger == SyncRun.Trigger.SCHEDULED
+    assert len(folder(backend)) == 2
+    config.public_contacts_folder = False
+    config.save()
+    assert "not synced" in tasks.sync_public_folder()
