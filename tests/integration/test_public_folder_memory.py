@@ -25,7 +25,7 @@ from exchange_ext.sync.records import ContactRecord
 from psa.audit.origin import Origin
 from psa.crm.actions import do_delete_contact, do_update_contact
 from psa.crm.models import Contact
-from tests.builders import at, make_account, make_contact, make_resource
+from tests.builders import at, make_account, make_contact, make_resource, make_user
 
 pytestmark = pytest.mark.django_db
 
@@ -300,3 +300,12 @@ def test_the_task_runs_the_job(config, backend, monkeypatch):
     config.public_contacts_folder = False
     config.save()
     assert "not synced" in tasks.sync_public_folder()
+
+
+def test_the_status_page_lists_the_job_s_runs(backend, client):
+    contacts(1)
+    sync(backend)
+    client.force_login(make_user("statusadmin", is_superuser=True, is_staff=True))
+    response = client.get("/extensions/exchange/status/")
+    assert response.status_code == 200
+    assert "Public contacts folder" in response.content.decode()
