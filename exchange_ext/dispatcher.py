@@ -13,7 +13,8 @@ so a server in trouble is not hammered and a fixed one is retried within the hou
 mailboxes (a permanent error) wait for their settings to be saved again.
 
 At most one task is queued per mailbox: ``queued_at`` is claimed with a compare-and-set UPDATE
-before the task is sent and cleared when the task starts; a claim older than
+before the task is sent and cleared by the run's lease claim (in the same UPDATE, so the mailbox
+is always visibly queued or running until its run ends); a claim older than
 :func:`queued_stale_after` is assumed lost (a Redis task dies with its worker) and may be
 claimed again. Queuing is therefore safe from any process, any number of times.
 """
@@ -168,9 +169,12 @@ def queued_stale_after() -> dt.timedelta:
     return dt.timedelta(seconds=int(conf.get("retry", 900)) + int(conf.get("timeout", 600)))
 
 
-def mark_started(mailbox_id: int) -> None:
-    """The queued task started: a later change may queue another one."""
-    MailboxSettings.objects.filter(pk=mailbox_id).update(queued_at=None)
+def mark_done(mailbox_id: int, task_started: dt.datetime) -> None:
+    """The task ended: forget a queued mark made before it started (the lease claim clears
+    the mark of a task that runs; this covers the tasks that did not get to run)."""
+    MailboxSettings.objects.filter(pk=mailbox_id, queued_at__lte=task_started).update(
+        queued_at=None
+    )
 
 
 def _not_queued(now: dt.datetime) -> Q:

@@ -54,6 +54,9 @@ def claim(
     taken = model._default_manager.filter(free, pk=mailbox_id, lease_token=token).update(
         lease_token=token + 1,
         lease_holder=holder_name(),
+        # The queued task is now running: a change from here on may queue the next one
+        # (exchange_ext.dispatcher); cleared in the same UPDATE so no observer sees neither.
+        queued_at=None,
         lease_expires_at=now + (length or dt.timedelta(seconds=budget_seconds) + GRACE),
     )
     return token + 1 if taken else None

@@ -20,6 +20,7 @@ import os
 
 from django.conf import settings
 from django.db import close_old_connections
+from django.utils import timezone
 
 from exchange_ext import dispatcher, engine, notifications, public_folder
 from exchange_ext.models import MailboxSettings, SyncRun
@@ -38,15 +39,20 @@ def sync_mailbox(mailbox_settings_id: int, trigger: str = SyncRun.Trigger.SCHEDU
     of the same task (or a concurrent one) is skipped by the lease.
     """
     close_old_connections()  # a long-lived worker may hold a connection the server dropped
-    dispatcher.mark_started(mailbox_settings_id)
-    if not MailboxSettings.objects.filter(pk=mailbox_settings_id).exists():
-        return f"mailbox settings {mailbox_settings_id} no longer exist"
-    run = engine.run_sync(
-        mailbox_settings_id,
-        trigger=trigger,
-        budget_seconds=sync_budget_seconds(),
-        lease_seconds=lease_seconds(),
-    )
+    started = timezone.now()
+    try:
+        if not MailboxSettings.objects.filter(pk=mailbox_settings_id).exists():
+            return f"mailbox settings {mailbox_settings_id} no longer exist"
+        run = engine.run_sync(
+            mailbox_settings_id,
+            trigger=trigger,
+            budget_seconds=sync_budget_seconds(),
+            lease_seconds=lease_seconds(),
+        )
+    finally:
+        # The claim cleared the queued mark; a task that did not run (skipped, failed before
+        # the claim) clears its own — but never a mark set by a change after it started.
+        dispatcher.mark_done(mailbox_settings_id, started)
     return f"mailbox {mailbox_settings_id}: {run.outcome} {run.error}".strip()
 
 

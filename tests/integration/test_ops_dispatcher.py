@@ -35,9 +35,8 @@ def _enabled(count: int) -> list[int]:
 def _run(ids: list[int], at: dt.datetime) -> None:
     """What a worker does to the rows: starts the task, claims, finishes OK."""
     for pk in ids:
-        dispatcher.mark_started(pk)
         MailboxSettings.objects.filter(pk=pk).update(
-            last_attempt_at=at, status="ok", sync_requested_at=None
+            queued_at=None, last_attempt_at=at, status="ok", sync_requested_at=None
         )
 
 
@@ -84,7 +83,9 @@ def test_queued_means_queued_once_until_the_task_starts():
     assert dispatcher.enqueue_sync(pk, "sync_now", T0)
     assert not dispatcher.enqueue_sync(pk, "sync_now", T0 + dt.timedelta(seconds=5))
     assert dispatcher.queue_due(T0 + dt.timedelta(minutes=20)) == []  # due, but queued
-    dispatcher.mark_started(pk)
+    dispatcher.mark_done(pk, T0 - dt.timedelta(seconds=1))  # an older task: not its mark
+    assert not dispatcher.enqueue_sync(pk, "sync_now", T0 + dt.timedelta(seconds=6))
+    dispatcher.mark_done(pk, T0 + dt.timedelta(seconds=5))  # the task ended without running
     assert dispatcher.enqueue_sync(pk, "sync_now", T0 + dt.timedelta(seconds=6))
     # A task lost with its worker (Redis) is presumed gone after retry + timeout.
     later = T0 + dispatcher.queued_stale_after() + dt.timedelta(seconds=7)
@@ -135,7 +136,7 @@ def test_a_psa_edit_queues_one_sync_and_a_sync_write_none(django_capture_on_comm
         make_appointment(resource, title="Second")  # debounced: still one queued
     assert MailboxSettings.objects.get(pk=pk).queued_at is not None
     assert OrmQ.objects.count() == 1
-    dispatcher.mark_started(pk)
+    MailboxSettings.objects.filter(pk=pk).update(queued_at=None)  # its run claimed it
     with django_capture_on_commit_callbacks(execute=True):
         do_update_appointment(Origin.by_sync("exchange"), appointment, title="From Outlook")
     assert MailboxSettings.objects.get(pk=pk).queued_at is None  # no echo
