@@ -51,15 +51,21 @@ def claim(
     if token is None:
         return None
     free = Q(lease_expires_at__isnull=True) | Q(lease_expires_at__lte=now)
+    # The queued task is now running: a change from here on may queue the next one
+    # (exchange_ext.dispatcher); cleared in the same UPDATE so no observer sees neither.
+    # (Only models with a queued mark: the public folder job is queued by interval.)
+    queued = {"queued_at": None} if _has_field(model, "queued_at") else {}
     taken = model._default_manager.filter(free, pk=mailbox_id, lease_token=token).update(
         lease_token=token + 1,
         lease_holder=holder_name(),
-        # The queued task is now running: a change from here on may queue the next one
-        # (exchange_ext.dispatcher); cleared in the same UPDATE so no observer sees neither.
-        queued_at=None,
         lease_expires_at=now + (length or dt.timedelta(seconds=budget_seconds) + GRACE),
+        **queued,
     )
     return token + 1 if taken else None
+
+
+def _has_field(model: type[Model], name: str) -> bool:
+    return any(f.name == name for f in model._meta.get_fields())
 
 
 def check(mailbox_id: int, token: int, *, model: type[Model] = MailboxSettings) -> None:
