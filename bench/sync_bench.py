@@ -576,6 +576,7 @@ def _bench(args: argparse.Namespace, workdir: Path) -> int:
                 remaining = args.timeout - (time.perf_counter() - started) - 5
                 memory.append(memory_phase(sandbox, backend, args.memory_items, workdir,
                                            max(remaining, 1)))  # fmt: skip
+        validated = dict(sandbox.handle.state.validator.validated)
     finally:
         sandbox.handle.stop()
     verdicts = summarise(phases, memory, args)
@@ -585,6 +586,7 @@ def _bench(args: argparse.Namespace, workdir: Path) -> int:
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
         "options": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
         "sandbox_schema_validation": args.validate,
+        "sandbox_messages_validated": validated,
         "machine": machine(),
         "phases": [asdict(p) for p in phases],
         "memory": memory,
