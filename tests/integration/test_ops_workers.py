@@ -51,11 +51,14 @@ from tests.integration.ops_support import configure, make_enabled_resources
 configure(int(sys.argv[1]))
 addresses = [f"{sys.argv[3]}{i}@northwind.example" for i in range(1, int(sys.argv[2]) + 1)]
 ids = make_enabled_resources(addresses, appointments=int(sys.argv[4]))
-if sys.argv[5] == "driver":  # the test drives the dispatcher from the start: no real schedule
+if sys.argv[5] in ("driver", "queue"):  # the test is the dispatcher: no real schedule
     import datetime as dt
     from django.utils import timezone
     from django_q.models import Schedule
+    from exchange_ext import dispatcher
     Schedule.objects.update(next_run=timezone.now() + dt.timedelta(days=1))
+    if sys.argv[5] == "queue":
+        dispatcher.queue_due()
 print(json.dumps(ids))
 """
 
@@ -108,21 +111,30 @@ else:
 Schedule.objects.update(next_run=timezone.now() + dt.timedelta(days=1))
 wait(lambda: enabled.filter(last_success_at__isnull=True).count() == 0 and not busy())
 # The schedule may have fired before this script started: the first round is every run so far.
-report["cycles"].append(runs_since(began - dt.timedelta(hours=1)))
+report["cycles"].append((*runs_since(began - dt.timedelta(hours=1)), {str(pk): 1 for pk in ids}))
 report["timings"].append(round(time.monotonic() - clock, 2))
 # Intervals start once the first round is over: each slot after it is then a new one.
 t0 = max(max(enabled.values_list("last_dispatched_at", flat=True)),
          max(enabled.values_list("last_attempt_at", flat=True)))
 period = ExchangeConfig.load().sync_interval_minutes * 60
+def slots_between(pk, after, until):
+    # How many of the mailbox's slots fall in (after, until]: the runs it is owed.
+    last = dispatcher.latest_slot(pk, period, until)
+    return 0 if last <= after else int((last - after).total_seconds() // period) + 1
+
 for k in range(cycles):
     since, clock = timezone.now(), time.monotonic()
+    end = t0 + dt.timedelta(seconds=(k + 1) * period)
+    owed = {str(pk): slots_between(pk, max(a for a in (att, disp) if a), end)
+            for pk, att, disp in enabled.values_list("pk", "last_attempt_at", "last_dispatched_at")}
     for minute in range(1, period // 60 + 1):
         v = t0 + dt.timedelta(seconds=k * period + minute * 60)
         for pk in dispatcher.queue_due(v):
             report.setdefault("queued", []).append((k, pk, str(v), str(timezone.now())))
         time.sleep(0.05)
     wait(lambda: not busy())
-    report["cycles"].append(runs_since(since))
+    runs, odd = runs_since(since)
+    report["cycles"].append((runs, odd, owed))
     report["timings"].append(round(time.monotonic() - clock, 2))
 overlaps = 0
 for pk in ids:
@@ -157,7 +169,8 @@ def _migrate_and_setup(
     env: dict[str, str], handle: Any, count: int, prefix: str, appts: int, first: str
 ) -> list[int]:
     """Migrate, configure, create resources. ``first``: who queues the first round —
-    ``schedule`` (the worker's own, as in ``make run``) or ``driver`` (the test)."""
+    ``schedule`` (the worker's own, as in ``make run``), ``driver`` (the test, later) or
+    ``queue`` (queued right here)."""
     run(env, MANAGE, "migrate", "--noinput", timeout=180)
     args = [str(handle.port), str(count), prefix, str(appts), first]
     out = run(env, "-c", SETUP, *args, timeout=120)
@@ -174,10 +187,12 @@ def sandbox(tmp_path: Path) -> Iterator[Any]:
 
 
 def _assert_each_synced_once_per_interval(report: dict[str, Any], ids: list[int]) -> None:
-    for index, (runs, others) in enumerate(report["cycles"]):
-        odd = [int(pk) for pk, n in runs.items() if n != 1]
-        queued = [q for q in report.get("queued", []) if q[1] in odd]
-        assert runs == {str(pk): 1 for pk in ids}, (index, others, queued, report["t0"])
+    """Every resource ran once per slot of its own that passed (the sweep's interval may also
+    hold a slot that fell between its first run and the sweep's start: that one is owed too)."""
+    for index, (runs, odd, owed) in enumerate(report["cycles"]):
+        assert set(owed.values()) <= {1, 2} and set(runs) == {str(pk) for pk in ids}
+        queued = [q for q in report.get("queued", []) if runs[str(q[1])] != owed[str(q[1])]]
+        assert runs == owed, (index, odd, queued, report["t0"])
     assert report["db_overlaps"] == 0
 
 
@@ -249,20 +264,20 @@ print(json.dumps(sorted(runs.values_list("outcome", "error"))))
 
 
 def test_a_worker_killed_mid_sync_is_resumed_after_retry_without_duplicates(tmp_path, sandbox):
-    # Short timing chain for the test: budget 3 s + one call 1 s + 10 s < timeout 15 s;
-    # lease 25 s < retry 30 s (the system check enforces it in the worker too).
+    # Short timing chain for the test: budget 2 s + one call 1 s + 10 s < timeout 14 s;
+    # lease 24 s < retry 25 s (the system check enforces it in the worker too).
     env = worker_environment(
         tmp_path,
         DATABASE_URL=f"sqlite:///{tmp_path / 'kill.sqlite3'}",
-        Q_TIMEOUT="15",
-        Q_RETRY="30",
+        Q_TIMEOUT="14",
+        Q_RETRY="25",
         Q_WORKERS="1",
-        EXCHANGE_SYNC_BUDGET_SECONDS="3",
+        EXCHANGE_SYNC_BUDGET_SECONDS="2",
         EXCHANGE_RETRY_BUDGET_SECONDS="1",
         **sandbox_env(sandbox),
     )
     (address,) = add_mailboxes(sandbox, 1, "kill")
-    (pk,) = _migrate_and_setup(env, sandbox, 1, "kill", 30, "schedule")
+    (pk,) = _migrate_and_setup(env, sandbox, 1, "kill", 30, "queue")
     # The creates take 2 s to answer (the sandbox applies them after the delay, as a server
     # that got the request does): the worker dies while Exchange is writing.
     sandbox.state.faults.add(
@@ -290,6 +305,7 @@ def test_a_worker_killed_mid_sync_is_resumed_after_retry_without_duplicates(tmp_
     assert duplicate_tags(sandbox, [address]) == {}
     assert len(calendar_items(sandbox, address)) == 30
     assert resumed_after >= 20  # not before the lease expired and the broker re-delivered
+    print(f"\nkilled mid-CreateItem; resumed {resumed_after:.1f} s later: 30 items, no duplicate")
     assert max_overlap(sandbox)[0] == 1
 
 
