@@ -19,7 +19,6 @@ import logging
 import os
 
 from django.conf import settings
-from django.db import close_old_connections
 from django.utils import timezone
 
 from exchange_ext import dispatcher, engine, notifications, public_folder
@@ -38,7 +37,6 @@ def sync_mailbox(mailbox_settings_id: int, trigger: str = SyncRun.Trigger.SCHEDU
     A mailbox deleted or disabled since it was queued is skipped quietly; a second delivery
     of the same task (or a concurrent one) is skipped by the lease.
     """
-    close_old_connections()  # a long-lived worker may hold a connection the server dropped
     started = timezone.now()
     try:
         if not MailboxSettings.objects.filter(pk=mailbox_settings_id).exists():
@@ -59,7 +57,6 @@ def sync_mailbox(mailbox_settings_id: int, trigger: str = SyncRun.Trigger.SCHEDU
 def sync_public_folder(trigger: str = SyncRun.Trigger.SCHEDULED) -> str:
     """Run the public contacts folder job once (same timing contract as a mailbox's run);
     a no-op when the option was turned off since it was queued."""
-    close_old_connections()
     run = public_folder.run_public_folder_sync(
         trigger=trigger, budget_seconds=sync_budget_seconds(), lease_seconds=lease_seconds()
     )
