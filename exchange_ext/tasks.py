@@ -15,6 +15,7 @@ lease, so a task re-delivered after a killed worker finds the mailbox free and r
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import os
 
@@ -27,6 +28,7 @@ from exchange_ext.models import MailboxSettings, SyncRun
 logger = logging.getLogger(__name__)
 
 BUDGET_ENV = "EXCHANGE_SYNC_BUDGET_SECONDS"
+ABANDONED_MESSAGE = "The worker stopped during this run; a later run continued from its last page."
 #: Seconds between the end of a run's last backend call and the task timeout (commit, release).
 MARGIN_SECONDS = 10.0
 
@@ -41,6 +43,7 @@ def sync_mailbox(mailbox_settings_id: int, trigger: str = SyncRun.Trigger.SCHEDU
     try:
         if not MailboxSettings.objects.filter(pk=mailbox_settings_id).exists():
             return f"mailbox settings {mailbox_settings_id} no longer exist"
+        close_abandoned_runs(mailbox_settings_id, started)
         run = engine.run_sync(
             mailbox_settings_id,
             trigger=trigger,
@@ -52,6 +55,20 @@ def sync_mailbox(mailbox_settings_id: int, trigger: str = SyncRun.Trigger.SCHEDU
         # the claim) clears its own — but never a mark set by a change after it started.
         dispatcher.mark_done(mailbox_settings_id, started)
     return f"mailbox {mailbox_settings_id}: {run.outcome} {run.error}".strip()
+
+
+def close_abandoned_runs(mailbox_settings_id: int, now: dt.datetime) -> int:
+    """Mark runs left "running" by a killed worker as failed; return how many.
+
+    No run outlives its lease, so a run still "running" after a whole lease is abandoned —
+    whoever holds the mailbox now started later. Keeps the sync log truthful after a SIGKILL.
+    """
+    cutoff = now - dt.timedelta(seconds=lease_seconds())
+    return SyncRun.objects.filter(
+        mailbox_settings_id=mailbox_settings_id,
+        outcome=SyncRun.Outcome.RUNNING,
+        started_at__lt=cutoff,
+    ).update(outcome=SyncRun.Outcome.FAILED, finished_at=now, error=ABANDONED_MESSAGE)
 
 
 def sync_public_folder(trigger: str = SyncRun.Trigger.SCHEDULED) -> str:

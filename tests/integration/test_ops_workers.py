@@ -25,6 +25,7 @@ from typing import Any
 
 import pytest
 
+from exchange_ext.tasks import ABANDONED_MESSAGE
 from tests.integration.ops_support import (
     MANAGE,
     add_mailboxes,
@@ -300,8 +301,9 @@ def test_a_worker_killed_mid_sync_is_resumed_after_retry_without_duplicates(tmp_
         runs = json.loads(run(env, "-c", WAIT_OK, str(pk), "60", timeout=80).strip())
     resumed_after = time.monotonic() - killed_at
     assert ("ok", "") in [tuple(r) for r in runs], (runs, (tmp_path / "second.log").read_text())
-    # The killed run stays "running" in the log; exactly one run completed.
+    # Exactly one run completed; the killed one is marked as such in the sync log.
     assert sum(1 for outcome, _ in runs if outcome == "ok") == 1
+    assert ["failed", ABANDONED_MESSAGE] in runs, runs
     assert duplicate_tags(sandbox, [address]) == {}
     assert len(calendar_items(sandbox, address)) == 30
     assert resumed_after >= 20  # not before the lease expired and the broker re-delivered
