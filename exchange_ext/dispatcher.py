@@ -108,8 +108,10 @@ def queue_due(now: dt.datetime | None = None) -> list[int]:
     Also queues the public contacts folder job, once per interval, when it is on.
     """
     now = now or timezone.now()
-    queued = [pk for pk in due_mailboxes(now) if enqueue_sync(pk, SyncRun.Trigger.SCHEDULED, now)]
-    enqueue_public_folder(now)
+    config = ExchangeConfig.load()
+    due = due_mailboxes(now, config)
+    queued = [pk for pk in due if enqueue_sync(pk, SyncRun.Trigger.SCHEDULED, now)]
+    enqueue_public_folder(now, config)
     return queued
 
 
