@@ -57,7 +57,7 @@ def sync_mailbox(mailbox_settings_id: int, trigger: str = SyncRun.Trigger.SCHEDU
     return f"mailbox {mailbox_settings_id}: {run.outcome} {run.error}".strip()
 
 
-def close_abandoned_runs(mailbox_settings_id: int, now: dt.datetime) -> int:
+def close_abandoned_runs(mailbox_settings_id: int | None, now: dt.datetime) -> int:
     """Mark runs left "running" by a killed worker as failed; return how many.
 
     No run outlives its lease, so a run still "running" after a whole lease is abandoned —
@@ -74,6 +74,7 @@ def close_abandoned_runs(mailbox_settings_id: int, now: dt.datetime) -> int:
 def sync_public_folder(trigger: str = SyncRun.Trigger.SCHEDULED) -> str:
     """Run the public contacts folder job once (same timing contract as a mailbox's run);
     a no-op when the option was turned off since it was queued."""
+    close_abandoned_runs(None, timezone.now())  # its runs have no mailbox
     run = public_folder.run_public_folder_sync(
         trigger=trigger, budget_seconds=sync_budget_seconds(), lease_seconds=lease_seconds()
     )

@@ -293,11 +293,13 @@ def test_the_dispatcher_does_not_queue_the_job_while_it_runs(config):
 
 def test_the_task_runs_the_job(config, backend, monkeypatch):
     monkeypatch.setattr(factory, "backend_for", lambda config, mailbox_settings=None: backend)
-    # Inside the test's transaction it would close the connection (PostgreSQL).
-    monkeypatch.setattr(tasks, "close_old_connections", lambda: None)
     contacts(2)
     assert tasks.sync_public_folder() == "public contacts folder: ok"
-    assert SyncRun.objects.get(mailbox_settings=None).trigger == SyncRun.Trigger.SCHEDULED
+    left = SyncRun.objects.create(mailbox_settings=None, started_at=NOW - dt.timedelta(days=1))
+    tasks.sync_public_folder()  # a run a killed worker left "running" is closed
+    assert SyncRun.objects.get(pk=left.pk).outcome == SyncRun.Outcome.FAILED
+    triggers = set(SyncRun.objects.exclude(pk=left.pk).values_list("trigger", flat=True))
+    assert triggers == {SyncRun.Trigger.SCHEDULED}
     assert len(folder(backend)) == 2
     config.public_contacts_folder = False
     config.save()
