@@ -125,6 +125,14 @@ HINTS = {
     "GuardTripped": "Check the mailbox in Exchange: the sync stopped before deleting items.",
     "NoBackend": "Check the General tab: this installation cannot serve that setup.",
 }
+PLAIN_ERRORS = {
+    "AuthFailed": "The Exchange server refused the credentials.",
+    "MailboxNotFound": "The mailbox was not found on the Exchange server.",
+    "ImpersonationDenied": "The sync account may not open this mailbox.",
+    "Unavailable": "The Exchange server could not be reached.",
+    "Throttled": "The Exchange server keeps asking the sync to slow down.",
+    "GuardTripped": "The sync stopped before deleting many items at once.",
+}
 SHARED_AUTH_HINT = "Check the sync account's username and password on the General tab."
 DEFAULT_HINT = "See the resource's MS Exchange tab for the recent sync log."
 
@@ -136,6 +144,7 @@ class Line:
     resource: str
     mailbox: str
     error: str
+    detail: str
     hint: str
     url: str
 
@@ -344,14 +353,17 @@ def _line(config: ExchangeConfig, row: MailboxSettings, secrets: list[str]) -> L
     hint = HINTS.get(kind, DEFAULT_HINT)
     if kind == "AuthFailed" and config.use_for_all_users:
         hint = SHARED_AUTH_HINT
-    error = " ".join((row.last_error or "No error recorded.").split())
-    if len(error) > MAX_ERROR_CHARS:
-        error = error[: MAX_ERROR_CHARS - 1] + "…"
+    recorded = " ".join((row.last_error or "No error recorded.").split())
+    if len(recorded) > MAX_ERROR_CHARS:
+        recorded = recorded[: MAX_ERROR_CHARS - 1] + "…"
+    plain = PLAIN_ERRORS.get(kind, "")
     url = _absolute(reverse("exchange_ext:resource_settings", args=[row.resource_id]))
     return Line(
         resource=row.resource.full_name,
         mailbox=row.effective_mailbox,
-        error=_scrub(error, secrets),
+        # The plain sentence first; the recorded text (server's words) as the detail.
+        error=plain or _scrub(recorded, secrets),
+        detail=_scrub(recorded, secrets) if plain else "",
         hint=hint,
         url=url,
     )

@@ -187,3 +187,15 @@ def test_status_page_lists_failing_resources_and_the_queue(client):
     body = response.content.decode()
     assert "The Exchange server could not be reached." in body
     assert "Tasks waiting for a worker" in body and 'aria-current="page">Status' in body
+
+
+def test_saving_the_connection_lifts_a_permanent_stop_and_requests_a_sync():
+    a, b = _enabled(2)
+    MailboxSettings.objects.filter(pk=a).update(status="disabled")
+    dispatcher.after_config_saved(["sync_interval_minutes"])
+    assert MailboxSettings.objects.get(pk=a).status == "disabled"  # not a connection change
+    dispatcher.after_config_saved(["password"])
+    rows = MailboxSettings.objects.filter(pk__in=[a, b])
+    assert set(rows.values_list("status", flat=True)) == {"failing", "never"}
+    assert all(r.sync_requested_at for r in rows)
+    assert set(dispatcher.due_mailboxes(T0)) == {a, b}

@@ -144,6 +144,7 @@ def test_outage_is_one_email_with_a_reminder_after_a_day_and_one_recovery_email(
         assert f"ops{n}@northwind.example" in body
     assert f"https://localhost:{port}/EWS/Exchange.asmx" in body
     assert "Check that the Exchange server is running" in body
+    assert "Error: The Exchange server could not be reached." in body and "Details: " in body
 
     now = timezone.now()
     assert notifications.evaluate(now + dt.timedelta(hours=23)) == []
