@@ -16,7 +16,7 @@ POSTGRES_URL ?= postgres://postgres@127.0.0.1:5432/test
 PYTEST_ARGS ?= -n 2 --dist loadfile
 
 .PHONY: run test test-sqlite test-postgres lint format migrate demo demo-refresh worker lock \
-	browser-deps install install-test clean bench
+	browser-deps install install-test clean bench bench-scale
 
 # --- setup -------------------------------------------------------------------------------
 install: $(RUN_STAMP)
@@ -105,6 +105,14 @@ bench: $(TEST_STAMP)
 	@mkdir -p var/bench
 	env -u DATABASE_URL -u REDIS_URL $(BIN)/python bench/sync_bench.py \
 	  --json var/bench/sync-$$(date -u +%Y%m%dT%H%M%SZ).json $(BENCH_ARGS)
+
+# The scale benchmark (docs/performance.md, "Scale"): real qcluster processes on a fresh
+# PostgreSQL database (postgres://postgres@127.0.0.1:5432, dropped at the end) + Redis, sandbox
+# in a child process. `make bench-scale BENCH_ARGS="--resources 100"` for a quicker run.
+bench-scale: $(TEST_STAMP)
+	@mkdir -p var/bench
+	$(BIN)/python bench/scale_bench.py \
+	  --json var/bench/scale-$$(date -u +%Y%m%dT%H%M%SZ).json $(BENCH_ARGS)
 
 lint: $(TEST_STAMP)
 	$(BIN)/ruff check .
