@@ -35,7 +35,6 @@ import contextlib
 import datetime as dt
 import json
 import os
-import platform
 import secrets
 import shutil
 import signal
@@ -51,6 +50,8 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from report import machine, write_results  # bench/report.py, beside this script
 
 ROOT = Path(__file__).resolve().parents[1]
 MANAGE = str(ROOT / "manage.py")
@@ -523,22 +524,6 @@ def print_table(cycles: list[Cycle], summary: dict[str, Any]) -> None:
             )
 
 
-def machine() -> dict[str, Any]:
-    model = platform.processor()
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    return {
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "cpus": os.cpu_count(),
-        "processor": model,
-        "load_average": [round(x, 2) for x in os.getloadavg()],
-    }
-
-
 # --- the run ----------------------------------------------------------------------------------
 
 
@@ -628,10 +613,7 @@ def _bench(args: argparse.Namespace, env: Environment, sandbox: SandboxProcess,
         "summary": summary,
         "total_s": round(time.perf_counter() - began, 1),
     }
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(results, indent=2, default=str) + "\n", encoding="utf-8")
-        print(f"\nresults: {args.json}")
+    write_results(args.json, results)
     return 0
 
 

@@ -27,7 +27,6 @@ import contextlib
 import datetime as dt
 import json
 import os
-import platform
 import resource
 import secrets
 import shutil
@@ -44,6 +43,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from report import machine, write_results  # bench/report.py, beside this script
 
 ROOT = Path(__file__).resolve().parents[1]
 DOMAIN = "northwind.example"
@@ -490,24 +491,6 @@ def print_table(phases: list[Phase], memory: list[dict[str, Any]], verdicts: dic
                 print(f"{backend:7} {name:16} {mark:6}  result {v['result']}  target {v['target']}")
 
 
-def machine() -> dict[str, Any]:
-    return {
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "cpus": os.cpu_count(),
-        "processor": _cpu_model(),
-        "load_average": [round(x, 2) for x in os.getloadavg()],
-    }
-
-
-def _cpu_model() -> str:
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor()
-
-
 @contextlib.contextmanager
 def time_limit(seconds: float) -> Iterator[None]:
     """Abort the whole benchmark after ``seconds`` (SIGALRM in the main thread)."""
@@ -593,10 +576,7 @@ def _bench(args: argparse.Namespace, workdir: Path) -> int:
         "targets": verdicts,
         "total_s": round(time.perf_counter() - started, 1),
     }
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(results, indent=2, default=str) + "\n", encoding="utf-8")
-        print(f"\nresults: {args.json}")
+    write_results(args.json, results)
     return 0
 
 

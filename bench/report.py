@@ -1,0 +1,42 @@
+"""What every benchmark records beside its figures: the machine, and the JSON results file.
+
+The benchmarks run as scripts (``python bench/<name>.py``), so they import this module by its
+plain name from their own directory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import platform
+from pathlib import Path
+from typing import Any
+
+
+def machine() -> dict[str, Any]:
+    """Python, platform, CPU model and count, and the load average at the time of the run."""
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "processor": _cpu_model(),
+        "load_average": [round(x, 2) for x in os.getloadavg()],
+    }
+
+
+def _cpu_model() -> str:
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor()
+
+
+def write_results(path: Path | None, results: dict[str, Any]) -> None:
+    """Write ``results`` as indented JSON to ``path`` (parents created); no-op without a path."""
+    if path is None:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=2, default=str) + "\n", encoding="utf-8")
+    print(f"\nresults: {path}")
