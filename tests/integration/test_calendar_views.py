@@ -305,35 +305,23 @@ def test_end_before_start_is_a_field_error_and_keeps_the_input(client):
     assert not Appointment.objects.exists()
 
 
-def test_a_time_skipped_by_spring_forward_is_a_field_error(client):
+@pytest.mark.parametrize(
+    ("start", "end", "message"),
+    [
+        ("2026-03-29T02:30", "2026-03-29T04:00", "does not exist in Europe/Berlin"),
+        ("2026-10-25T01:00", "2026-10-25T02:30", "happens twice in Europe/Berlin"),
+    ],
+    ids=["skipped_by_spring_forward", "repeated_by_fall_back"],
+)
+def test_a_local_time_a_dst_change_skips_or_repeats_is_a_field_error(client, start, end, message):
     tech = make_resource(time_zone="Europe/Berlin")
     response = logged_in(client, tech).post(
         reverse("appointment_create"),
-        {
-            "title": "Night shift",
-            "start": "2026-03-29T02:30",
-            "end": "2026-03-29T04:00",
-            "show_as": "busy",
-        },
+        {"title": "Night shift", "start": start, "end": end, "show_as": "busy"},
     )
     assert response.status_code == 400
-    assert "does not exist in Europe/Berlin" in response.content.decode()
+    assert message in response.content.decode()
     assert not Appointment.objects.exists()
-
-
-def test_a_time_repeated_by_fall_back_is_a_field_error(client):
-    tech = make_resource(time_zone="Europe/Berlin")
-    response = logged_in(client, tech).post(
-        reverse("appointment_create"),
-        {
-            "title": "Night shift",
-            "start": "2026-10-25T01:00",
-            "end": "2026-10-25T02:30",
-            "show_as": "busy",
-        },
-    )
-    assert response.status_code == 400
-    assert "happens twice in Europe/Berlin" in response.content.decode()
 
 
 def test_editing_another_field_keeps_an_existing_ambiguous_time(client):
