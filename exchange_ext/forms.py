@@ -107,6 +107,16 @@ class SecretFieldsMixin(WarningsMixin):
         return [n for n in self.secret_fields if form.data.get(form.add_prefix(n))]
 
 
+def password_field() -> forms.CharField:
+    """A write-only password input (never rendered back; blank keeps the stored one)."""
+    return forms.CharField(
+        required=False,
+        max_length=MAX_PASSWORD_LENGTH,
+        strip=False,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+    )
+
+
 class GeneralForm(SecretFieldsMixin, forms.ModelForm):
     """SPEC §3.1. ``clean`` forces ``use_graph`` off with basic auth and checks credentials."""
 
@@ -114,12 +124,7 @@ class GeneralForm(SecretFieldsMixin, forms.ModelForm):
     BASIC_FIELDS = ("username", "password", "domain")
     OFFICE_FIELDS = ("tenant_id", "client_id", "client_secret", "client_certificate")
 
-    password = forms.CharField(
-        required=False,
-        max_length=MAX_PASSWORD_LENGTH,
-        strip=False,
-        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
-    )
+    password = password_field()
     client_secret = forms.CharField(
         label="Client secret",
         required=False,
@@ -350,12 +355,7 @@ class MailboxSettingsForm(SecretFieldsMixin, forms.ModelForm):
         "export_contacts": "sync_contacts",
     }
 
-    password = forms.CharField(
-        required=False,
-        max_length=MAX_PASSWORD_LENGTH,
-        strip=False,
-        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
-    )
+    password = password_field()
     past_days = forms.IntegerField(
         label="Past days",
         required=False,
