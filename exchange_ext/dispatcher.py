@@ -31,6 +31,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from exchange_ext import mailbox_status
 from exchange_ext.models import ExchangeConfig, MailboxSettings, SyncRun
 from exchange_ext.public_folder import enqueue_public_folder
 
@@ -78,7 +79,7 @@ def is_due(candidate: Candidate, period: float, now: dt.datetime) -> bool:
 
 def runnable() -> Q:
     """Mailboxes the dispatcher may queue: enabled and not stopped by a permanent error."""
-    return Q(sync_enabled=True) & ~Q(status=MailboxSettings.Status.DISABLED)
+    return mailbox_status.runnable()
 
 
 def due_mailboxes(now: dt.datetime, config: ExchangeConfig | None = None) -> list[int]:
@@ -150,9 +151,7 @@ def after_config_saved(changed: Iterable[str]) -> int:
 
     now = timezone.now()
     if set(changed) & {*CREDENTIAL_FIELDS, *RESYNC_FIELDS}:
-        MailboxSettings.objects.filter(status=MailboxSettings.Status.DISABLED).update(
-            status=MailboxSettings.Status.FAILING
-        )
+        mailbox_status.lift_all_stops()
     if not ExchangeConfig.load().enabled:
         return 0
     count = MailboxSettings.objects.filter(runnable()).update(sync_requested_at=now)

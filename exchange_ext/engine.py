@@ -28,11 +28,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from django.db import transaction
-from django.db.models import F, Value
-from django.db.models.functions import Coalesce
-from django.utils import timezone
 
-from exchange_ext import leases, psa_store
+from exchange_ext import leases, mailbox_status, psa_store
 from exchange_ext.backends.base import (
     BackendError,
     ConflictError,
@@ -48,6 +45,7 @@ from exchange_ext.backends.base import (
 )
 from exchange_ext.links import folder_of, load_baseline, save_links
 from exchange_ext.models import ExchangeConfig, FolderSyncState, MailboxSettings, SyncRun
+from exchange_ext.runner import Job, run_job
 from exchange_ext.sync import ops as o
 from exchange_ext.sync.planner import plan, rule_of_link
 from exchange_ext.sync.policy import OnExchangeDelete
@@ -63,7 +61,7 @@ from exchange_ext.sync.records import (
     SyncOptions,
 )
 from exchange_ext.sync.windows import SyncWindow, window_for
-from exchange_ext.sync_runs import RunLog, finish_run, skipped_run, start_run
+from exchange_ext.sync_runs import RunLog
 
 logger = logging.getLogger(__name__)
 
@@ -94,143 +92,91 @@ def run_sync(
     no other worker can claim the mailbox while this process may still be alive.
     """
     mailbox = MailboxSettings.objects.select_related("resource").get(pk=mailbox_settings_id)
-    config = ExchangeConfig.load()
-    reason = _why_not_runnable(config, mailbox)
-    if reason:
-        return skipped_run(mailbox, trigger=trigger, reason=reason)
-    token = leases.claim(mailbox.pk, budget_seconds, lease_seconds)
-    if token is None:
-        return skipped_run(mailbox, trigger=trigger, reason="Another sync of this mailbox runs.")
-    try:
-        return _run_claimed(mailbox, config, token, backend, trigger, now, budget_seconds)
-    finally:
-        leases.release(mailbox.pk, token)
+    job = _MailboxJob(mailbox, ExchangeConfig.load(), backend, now, budget_seconds, lease_seconds)
+    return run_job(job, trigger=trigger)
 
 
-def _why_not_runnable(config: ExchangeConfig, mailbox: MailboxSettings) -> str:
-    if not config.enabled:
-        return "The MS Exchange integration is turned off."
-    if not mailbox.sync_enabled:
-        return "Sync is not enabled for this resource."
-    if mailbox.status == Status.DISABLED:
-        return "Sync stopped after a permanent error; save the resource's settings to retry."
-    return ""
+class _MailboxJob(Job):
+    """A mailbox cycle as the runner runs it: its lease, its cycle, its status."""
 
+    busy_reason = "Another sync of this mailbox runs."
 
-def _run_claimed(
-    mailbox: MailboxSettings,
-    config: ExchangeConfig,
-    token: int,
-    backend: ExchangeBackend | None,
-    trigger: str,
-    now: dt.datetime | None,
-    budget_seconds: float,
-) -> SyncRun:
-    started = timezone.now()
-    backend_name = backend.name if backend else config.backend_name
-    log = RunLog(start_run(mailbox, trigger=trigger, backend=backend_name))
-    MailboxSettings.objects.filter(pk=mailbox.pk, lease_token=token).update(last_attempt_at=started)
-    cycle = _Cycle(
-        mailbox=mailbox,
-        token=token,
-        options=psa_store.sync_options(config, mailbox),
-        log=log,
-        now=now or started,
-        deadline=time.monotonic() + budget_seconds,
-        resync=mailbox.resync_requested_at is not None,
-    )
-    try:
-        cycle.run(backend or _default_backend(config, mailbox))
-    except BackendError as error:
-        return _finish_failed(cycle, started, error)
-    except leases.StaleLease as error:
-        return finish_run(log, Outcome.FAILED, str(error))
-    except BaseException:
-        # A bug or a kill (django-q's timeout is a SystemExit): record it, keep the traceback.
-        finish_run(log, Outcome.FAILED, "The sync stopped on an unexpected error.")
-        raise
-    return _finish_completed(cycle, started)
+    def __init__(
+        self,
+        mailbox: MailboxSettings,
+        config: ExchangeConfig,
+        backend: ExchangeBackend | None,
+        now: dt.datetime | None,
+        budget_seconds: float,
+        lease_seconds: float | None,
+    ) -> None:
+        self.mailbox, self.config, self.backend, self.now = mailbox, config, backend, now
+        self.budget_seconds, self.lease_seconds = budget_seconds, lease_seconds
+        self.backend_name = backend.name if backend else config.backend_name
+
+    def why_not_runnable(self) -> str:
+        if not self.config.enabled:
+            return "The MS Exchange integration is turned off."
+        if not self.mailbox.sync_enabled:
+            return "Sync is not enabled for this resource."
+        if mailbox_status.stopped(self.mailbox):
+            return "Sync stopped after a permanent error; save the resource's settings to retry."
+        return ""
+
+    def claim(self) -> int | None:
+        return leases.claim(self.mailbox.pk, self.budget_seconds, self.lease_seconds)
+
+    def release(self, token: int) -> None:
+        leases.release(self.mailbox.pk, token)
+
+    def run(self, token: int, log: RunLog, started: dt.datetime) -> tuple[str, str]:
+        mailbox = self.mailbox
+        _mine(mailbox, token).update(last_attempt_at=started)
+        cycle = _Cycle(
+            mailbox=mailbox,
+            token=token,
+            options=psa_store.sync_options(self.config, mailbox),
+            log=log,
+            now=self.now or started,
+            deadline=time.monotonic() + self.budget_seconds,
+            resync=mailbox.resync_requested_at is not None,
+        )
+        cycle.run(self.backend or _default_backend(self.config, mailbox))
+        if cycle.guard_message:
+            mailbox_status.record_run(
+                mailbox.pk, token, started, message=cycle.guard_message, guard_tripped=True
+            )
+            _served_requests(cycle, started, complete=False)
+            return Outcome.GUARD_TRIPPED, cycle.guard_message
+        mailbox_status.record_run(mailbox.pk, token, started)
+        _served_requests(cycle, started, complete=not cycle.stop_message)
+        outcome = Outcome.PARTIAL if (log.errors or cycle.stop_message) else Outcome.OK
+        return outcome, cycle.stop_message
+
+    def failed(self, token: int, error: BackendError, message: str, started: dt.datetime) -> None:
+        # Permanent errors (credentials, mailbox, rights) stop the mailbox until its settings
+        # are saved again; transient ones (throttling, outage) retry on the next run.
+        logger.info("exchange sync of mailbox %s failed: %s", self.mailbox.pk, message)
+        mailbox_status.record_run(self.mailbox.pk, token, started, error=error, message=message)
+        mine = _mine(self.mailbox, token)
+        mine.filter(sync_requested_at__lte=started).update(sync_requested_at=None)
 
 
 def _default_backend(config: ExchangeConfig, mailbox: MailboxSettings) -> ExchangeBackend:
-    try:
-        from exchange_ext.backends import factory  # lazy: optional until it lands
-    except ImportError as error:
-        raise NoBackend("No Exchange backend is available in this installation yet.") from error
-    try:
-        return factory.backend_for(config, mailbox_settings=mailbox)
-    except NotImplementedError as error:  # e.g. Graph before its backend exists
-        raise NoBackend(str(error) or "This backend is not available yet.") from error
+    from exchange_ext.backends import factory  # lazy: the factory imports every backend
+
+    return factory.backend_for(config, mailbox_settings=mailbox)
 
 
-class NoBackend(BackendError):
-    """No backend implementation can serve this configuration (a setup problem)."""
-
-    permanent = False
-
-
-# --- ending a run -------------------------------------------------------------------------
+def _mine(mailbox: MailboxSettings, token: int) -> Any:
+    """The mailbox's row, fenced: a worker that lost its lease writes nothing."""
+    return MailboxSettings.objects.filter(pk=mailbox.pk, lease_token=token)
 
 
-def _finish_completed(cycle: _Cycle, started: dt.datetime) -> SyncRun:
-    log = cycle.log
-    if cycle.guard_message:
-        _set_status(cycle, Status.FAILING, cycle.guard_message, started, kind="GuardTripped")
-        return finish_run(log, Outcome.GUARD_TRIPPED, cycle.guard_message)
-    error = cycle.stop_message
-    _set_status(cycle, Status.OK, "", started, success=True, complete=not error)
-    outcome = Outcome.PARTIAL if (log.errors or error) else Outcome.OK
-    return finish_run(log, outcome, error)
-
-
-def _finish_failed(cycle: _Cycle, started: dt.datetime, error: BackendError) -> SyncRun:
-    # Permanent errors (credentials, mailbox, rights) stop the mailbox until its settings are
-    # saved again (SPEC §6); transient ones (throttling, outage) retry on the next run.
-    status = Status.DISABLED if error.permanent else Status.FAILING
-    message = _plain_error(error)
-    logger.info("exchange sync of mailbox %s failed: %s", cycle.mailbox.pk, message)
-    _set_status(cycle, status, message, started, kind=type(error).__name__)
-    return finish_run(cycle.log, Outcome.FAILED, message)
-
-
-def _plain_error(error: BackendError) -> str:
-    hints = {
-        "AuthFailed": "The Exchange server refused the credentials.",
-        "MailboxNotFound": "The mailbox was not found on the Exchange server.",
-        "ImpersonationDenied": "The sync account may not access this mailbox.",
-        "Throttled": "The Exchange server asked us to slow down; the next run retries.",
-        "Unavailable": "The Exchange server could not be reached; the next run retries.",
-    }
-    hint = hints.get(type(error).__name__, "")
-    detail = error.message if error.message != type(error).__name__ else ""
-    return " ".join(part for part in (hint, detail) if part) or "The sync failed."
-
-
-def _set_status(
-    cycle: _Cycle,
-    status: str,
-    error: str,
-    started: dt.datetime,
-    *,
-    success: bool = False,
-    complete: bool = False,
-    kind: str = "",
-) -> None:
-    """Write the mailbox's status, fenced: a worker that lost its lease writes nothing.
-
-    Also the operations' bookkeeping: the error class (``kind``), the count of consecutive
-    failed runs (the dispatcher's back-off) and since when it fails (the notifications).
-    """
-    mine = MailboxSettings.objects.filter(pk=cycle.mailbox.pk, lease_token=cycle.token)
-    values: dict[str, Any] = {"status": status, "last_error": error, "last_error_kind": kind}
-    if success:
-        values |= {"last_success_at": timezone.now(), "consecutive_failures": 0}
-        values["failing_since"] = None
-    else:
-        values["consecutive_failures"] = F("consecutive_failures") + 1
-        values["failing_since"] = Coalesce(F("failing_since"), Value(started))
-    mine.update(**values)
-    # Requests made before this run are served by it; a later "Sync now" stays pending.
+def _served_requests(cycle: _Cycle, started: dt.datetime, *, complete: bool) -> None:
+    """Requests made before this run are served by it; a later "Sync now" stays pending. A
+    resync request is served only by a run that completed."""
+    mine = _mine(cycle.mailbox, cycle.token)
     mine.filter(sync_requested_at__lte=started).update(sync_requested_at=None)
     if complete and cycle.resync:
         seen = cycle.mailbox.resync_requested_at

@@ -31,6 +31,7 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
 
+from exchange_ext.backends.base import AuthFailed, BackendError, Throttled
 from exchange_ext.ews_endpoint import endpoint_url
 from exchange_ext.models import ExchangeConfig, MailboxSettings, ServerOutage
 from exchange_ext.secrets import Secret
@@ -106,34 +107,7 @@ FAILURES_BEFORE_ALERT = 2
 THROTTLING_ALERT_AFTER = dt.timedelta(hours=2)
 REMINDER_EVERY = dt.timedelta(hours=24)
 OUTAGE_MIN_RESOURCES = 3
-#: Error kinds that mean "the server cannot be reached", the stuff of an outage.
-SERVER_KINDS = frozenset({"Unavailable"})
 MAX_ERROR_CHARS = 300
-
-HINTS = {
-    "AuthFailed": "Check the credentials on the resource's MS Exchange tab.",
-    "MailboxNotFound": "Check the mailbox address on the resource's MS Exchange tab.",
-    "ImpersonationDenied": (
-        "Give the sync account the ApplicationImpersonation role for this mailbox, or let the "
-        "resource use own credentials (General tab)."
-    ),
-    "Unavailable": (
-        "Check that the Exchange server is running and reachable from the PSA server (server "
-        "address on the General tab)."
-    ),
-    "Throttled": "The server keeps throttling the sync account; check its throttling policy.",
-    "GuardTripped": "Check the mailbox in Exchange: the sync stopped before deleting items.",
-    "NoBackend": "Check the General tab: this installation cannot serve that setup.",
-}
-PLAIN_ERRORS = {
-    "AuthFailed": "The Exchange server refused the credentials.",
-    "MailboxNotFound": "The mailbox was not found on the Exchange server.",
-    "ImpersonationDenied": "The sync account may not open this mailbox.",
-    "Unavailable": "The Exchange server could not be reached.",
-    "Throttled": "The Exchange server keeps asking the sync to slow down.",
-    "GuardTripped": "The sync stopped before deleting many items at once.",
-}
-SHARED_AUTH_HINT = "Check the sync account's username and password on the General tab."
 DEFAULT_HINT = "See the resource's MS Exchange tab for the recent sync log."
 
 
@@ -175,13 +149,13 @@ def alerting(row: MailboxSettings, now: dt.datetime) -> bool:
         return True
     if row.status != Status.FAILING:
         return False
-    if row.last_error_kind == "Throttled":
+    if row.last_error_kind == Throttled.kind:
         return row.failing_since is not None and row.failing_since <= now - THROTTLING_ALERT_AFTER
     return row.consecutive_failures >= FAILURES_BEFORE_ALERT
 
 
 def _unreachable(rows: Sequence[MailboxSettings]) -> list[MailboxSettings]:
-    return [r for r in rows if r.status == Status.FAILING and r.last_error_kind in SERVER_KINDS]
+    return [r for r in rows if r.status == Status.FAILING and _error_class(r).outage]
 
 
 def _server_down(rows: Sequence[MailboxSettings]) -> bool:
@@ -348,15 +322,20 @@ def _send_alert(
     return True
 
 
+def _error_class(row: MailboxSettings) -> type[BackendError]:
+    """The error class the row's stored ``last_error_kind`` names (the base when unknown)."""
+    return BackendError.of_kind(row.last_error_kind) or BackendError
+
+
 def _line(config: ExchangeConfig, row: MailboxSettings, secrets: list[str]) -> Line:
-    kind = row.last_error_kind
-    hint = HINTS.get(kind, DEFAULT_HINT)
-    if kind == "AuthFailed" and config.use_for_all_users:
-        hint = SHARED_AUTH_HINT
+    error_class = _error_class(row)
+    hint = error_class.hint or DEFAULT_HINT
+    if issubclass(error_class, AuthFailed) and config.use_for_all_users:
+        hint = AuthFailed.shared_account_hint
     recorded = " ".join((row.last_error or "No error recorded.").split())
     if len(recorded) > MAX_ERROR_CHARS:
         recorded = recorded[: MAX_ERROR_CHARS - 1] + "…"
-    plain = PLAIN_ERRORS.get(kind, "")
+    plain = error_class.alert
     url = _absolute(reverse("exchange_ext:resource_settings", args=[row.resource_id]))
     return Line(
         resource=row.resource.full_name,

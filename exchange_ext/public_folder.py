@@ -67,10 +67,10 @@ from exchange_ext.engine import (
     MAX_PAGES_PER_FOLDER,
     _ExchangeWriter,
     _LinkBook,
-    _plain_error,
 )
 from exchange_ext.links import load_public_baseline, save_public_links
 from exchange_ext.models import ExchangeConfig, MailboxSettings, PublicFolderState, SyncRun
+from exchange_ext.runner import Job, run_job
 from exchange_ext.sync import ops as o
 from exchange_ext.sync.planner import plan
 from exchange_ext.sync.records import (
@@ -83,7 +83,7 @@ from exchange_ext.sync.records import (
     SyncOptions,
 )
 from exchange_ext.sync.windows import window_for
-from exchange_ext.sync_runs import RunLog, finish_run, skipped_run, start_run
+from exchange_ext.sync_runs import RunLog
 
 logger = logging.getLogger(__name__)
 
@@ -129,15 +129,8 @@ def run_public_folder_sync(
     if reason:
         logger.info("public contacts folder not synced: %s", reason)
         return None
-    pk = PublicFolderState.load().pk
-    token = leases.claim(pk, budget_seconds, lease_seconds, model=PublicFolderState)
-    if token is None:
-        reason = "Another sync of the public contacts folder runs."
-        return skipped_run(None, trigger=trigger, reason=reason)
-    try:
-        return _run_claimed(config, token, backend, trigger, now, budget_seconds)
-    finally:
-        leases.release(pk, token, model=PublicFolderState)
+    job = _PublicFolderJob(config, backend, now, budget_seconds, lease_seconds)
+    return run_job(job, trigger=trigger)
 
 
 def why_not_runnable(config: ExchangeConfig, backend: ExchangeBackend | None) -> str:
@@ -210,45 +203,54 @@ def _send_task() -> None:
 # --- one run --------------------------------------------------------------------------------
 
 
-def _run_claimed(
-    config: ExchangeConfig,
-    token: int,
-    backend: ExchangeBackend | None,
-    trigger: str,
-    now: dt.datetime | None,
-    budget_seconds: float,
-) -> SyncRun:
-    started = timezone.now()
-    backend_name = backend.name if backend else config.backend_name
-    log = RunLog(start_run(None, trigger=trigger, backend=backend_name))
-    _mine(token).update(last_attempt_at=started)
-    job = _Job(
-        state_pk=PublicFolderState.load().pk,
-        token=token,
-        options=public_options(config),
-        log=log,
-        now=now or started,
-        deadline=time.monotonic() + budget_seconds,
-    )
-    try:
-        job.run(backend or _default_backend(config), sync_account_mailbox(config))
-    except BackendError as error:
-        message = _plain_error(error)
+class _PublicFolderJob(Job):
+    """The public folder run as the runner runs it: its own lease and state row, no mailbox."""
+
+    mailbox = None
+    busy_reason = "Another sync of the public contacts folder runs."
+
+    def __init__(
+        self,
+        config: ExchangeConfig,
+        backend: ExchangeBackend | None,
+        now: dt.datetime | None,
+        budget_seconds: float,
+        lease_seconds: float | None,
+    ) -> None:
+        self.config, self.backend, self.now = config, backend, now
+        self.budget_seconds, self.lease_seconds = budget_seconds, lease_seconds
+        self.backend_name = backend.name if backend else config.backend_name
+        self.state_pk = PublicFolderState.load().pk
+
+    def claim(self) -> int | None:
+        return leases.claim(
+            self.state_pk, self.budget_seconds, self.lease_seconds, model=PublicFolderState
+        )
+
+    def release(self, token: int) -> None:
+        leases.release(self.state_pk, token, model=PublicFolderState)
+
+    def run(self, token: int, log: RunLog, started: dt.datetime) -> tuple[str, str]:
+        _mine(token).update(last_attempt_at=started)
+        job = _Job(
+            state_pk=self.state_pk,
+            token=token,
+            options=public_options(self.config),
+            log=log,
+            now=self.now or started,
+            deadline=time.monotonic() + self.budget_seconds,
+        )
+        job.run(self.backend or _default_backend(self.config), sync_account_mailbox(self.config))
+        if job.guard_message:
+            _mine(token).update(last_error=job.guard_message)
+            return Outcome.GUARD_TRIPPED, job.guard_message
+        _mine(token).update(last_error="", last_success_at=timezone.now())
+        outcome = Outcome.PARTIAL if (log.errors or job.stop_message) else Outcome.OK
+        return outcome, job.stop_message
+
+    def failed(self, token: int, error: BackendError, message: str, started: dt.datetime) -> None:
         logger.info("public contacts folder sync failed: %s", message)
         _mine(token).update(last_error=message)
-        return finish_run(log, Outcome.FAILED, message)
-    except leases.StaleLease as error:
-        return finish_run(log, Outcome.FAILED, str(error))
-    except BaseException:
-        # A bug or a kill (django-q's timeout is a SystemExit): record it, keep the traceback.
-        finish_run(log, Outcome.FAILED, "The sync stopped on an unexpected error.")
-        raise
-    if job.guard_message:
-        _mine(token).update(last_error=job.guard_message)
-        return finish_run(log, Outcome.GUARD_TRIPPED, job.guard_message)
-    _mine(token).update(last_error="", last_success_at=timezone.now())
-    outcome = Outcome.PARTIAL if (log.errors or job.stop_message) else Outcome.OK
-    return finish_run(log, outcome, job.stop_message)
 
 
 def public_options(config: ExchangeConfig) -> SyncOptions:

@@ -10,9 +10,9 @@ import datetime as dt
 from collections.abc import Iterable
 
 from django.db import connection, transaction
-from django.db.models import Case, F, Value, When
 from django.utils import timezone
 
+from exchange_ext import mailbox_status
 from exchange_ext.models import MailboxSettings
 from psa.resources.models import Resource
 
@@ -55,15 +55,12 @@ def _enable(resource_ids: set[int], now: dt.datetime) -> list[MailboxSettings]:
 def _reenable(settings: list[MailboxSettings], now: dt.datetime) -> None:
     if not settings:
         return
-    disabled, never = MailboxSettings.Status.DISABLED, MailboxSettings.Status.NEVER
     MailboxSettings.objects.filter(pk__in=[s.pk for s in settings]).update(
-        sync_enabled=True,
-        enabled_at=now,
-        status=Case(When(status=disabled, then=Value(never)), default=F("status")),
+        sync_enabled=True, enabled_at=now, status=mailbox_status.reenable_values()
     )
     for s in settings:  # mirror the UPDATE on the returned objects
         s.sync_enabled, s.enabled_at = True, now
-        s.status = never if s.status == disabled else s.status
+        s.status = mailbox_status.reenabled(s.status)
 
 
 def _create(resource_ids: set[int], now: dt.datetime) -> list[MailboxSettings]:

@@ -21,7 +21,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
-from exchange_ext import dispatcher
+from exchange_ext import dispatcher, mailbox_status
 from exchange_ext.config_changes import SyncRunning, save_config
 from exchange_ext.connection_test import probe_config_connection, probe_mailbox_connection
 from exchange_ext.forms import GeneralForm, MailboxSettingsForm, ResourcesForm, SynchronizationForm
@@ -244,10 +244,7 @@ def _settings_page(request: HttpRequest, resource: Resource, *, admin: bool) -> 
     form = MailboxSettingsForm(request.POST or None, instance=settings, config=config)
     if form.is_bound and form.is_valid():
         form.save()
-        # A permanent error stopped this mailbox until its settings are saved (SPEC §6).
-        MailboxSettings.objects.filter(
-            pk=form.instance.pk, status=MailboxSettings.Status.DISABLED
-        ).update(status=MailboxSettings.Status.FAILING)
+        mailbox_status.lift_stop(form.instance.pk)
         dispatcher.enqueue_syncs([form.instance.pk], SyncRun.Trigger.SCHEDULED)
         messages.success(request, "MS Exchange settings saved.")
         return redirect(_settings_urls(resource, admin)["save"])

@@ -28,6 +28,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from types import TracebackType
+from typing import Any, ClassVar
 
 from exchange_ext.sync.records import ExchangeItem, FieldGroup, PsaTag, Record
 from exchange_ext.sync.windows import SyncWindow
@@ -46,37 +47,102 @@ class FolderKind(StrEnum):
 
 
 class BackendError(Exception):
-    """Base of every error a backend raises. ``permanent``: retrying without a fix won't help."""
+    """Base of every error a backend raises, and of the runner's own run-stopping errors.
 
+    Each subclass states, as class attributes, what every reader of the error needs, so that
+    run summaries, the status pages and the alert emails read them rather than keeping tables
+    keyed by class names:
+
+    - ``kind``: a stable name, stored as ``MailboxSettings.last_error_kind`` (so it must not
+      change when the class is renamed; :meth:`of_kind` finds the class again);
+    - ``plain``: what went wrong in one run, in plain words ("" for the generic base);
+    - ``alert``: the same as a lasting state, for the alert emails;
+    - ``hint``: what an administrator can do about it;
+    - ``permanent``: retrying without a fix won't help (the mailbox stops until its settings
+      are saved again; docs/sync-rules.md, "Errors");
+    - ``outage``: the error is the server being unreachable (one outage email for all).
+
+    ``message`` is the server's own text when there is one (else ``kind``); ``detail`` is that
+    text only.
+    """
+
+    kind: ClassVar[str] = "BackendError"
+    plain: ClassVar[str] = ""
+    alert: ClassVar[str] = ""
+    hint: ClassVar[str] = ""
     permanent: bool = False
+    outage: ClassVar[bool] = False
 
     def __init__(self, message: str = "", *, permanent: bool | None = None) -> None:
-        super().__init__(message or type(self).__name__)
-        self.message = message or type(self).__name__
+        super().__init__(message or self.kind)
+        self.detail = message
+        self.message = message or self.kind
         if permanent is not None:
             self.permanent = permanent
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "kind" not in cls.__dict__:
+            cls.kind = cls.__name__
+
+    @classmethod
+    def of_kind(cls, kind: str) -> type[BackendError] | None:
+        """The subclass whose ``kind`` is ``kind`` (as stored), or ``None``."""
+        pending: list[type[BackendError]] = [cls]
+        while pending:
+            current = pending.pop()
+            if current.kind == kind:
+                return current
+            pending.extend(current.__subclasses__())
+        return None
+
+    def in_plain_words(self) -> str:
+        """The error for a run summary: the plain words, then the server's text if any."""
+        return " ".join(part for part in (self.plain, self.detail) if part) or "The sync failed."
 
 
 class AuthFailed(BackendError):
     """The server refused the credentials (401, invalid grant, expired password)."""
 
+    kind = "AuthFailed"
+    plain = "The Exchange server refused the credentials."
+    alert = plain
+    hint = "Check the credentials on the resource's MS Exchange tab."
+    #: The hint when the General tab's sync account is used for every resource.
+    shared_account_hint = "Check the sync account's username and password on the General tab."
     permanent = True
 
 
 class MailboxNotFound(BackendError):
     """The mailbox does not exist or has no Exchange mailbox."""
 
+    kind = "MailboxNotFound"
+    plain = "The mailbox was not found on the Exchange server."
+    alert = plain
+    hint = "Check the mailbox address on the resource's MS Exchange tab."
     permanent = True
 
 
 class ImpersonationDenied(BackendError):
     """The sync account may not act for this mailbox (no ApplicationImpersonation / RBAC scope)."""
 
+    kind = "ImpersonationDenied"
+    plain = "The sync account may not access this mailbox."
+    alert = "The sync account may not open this mailbox."
+    hint = (
+        "Give the sync account the ApplicationImpersonation role for this mailbox, or let the "
+        "resource use own credentials (General tab)."
+    )
     permanent = True
 
 
 class Throttled(BackendError):
     """The server asked us to slow down. The runner waits ``retry_after_seconds`` at least."""
+
+    kind = "Throttled"
+    plain = "The Exchange server asked us to slow down; the next run retries."
+    alert = "The Exchange server keeps asking the sync to slow down."
+    hint = "The server keeps throttling the sync account; check its throttling policy."
 
     def __init__(self, message: str = "", *, retry_after_seconds: float = 60.0) -> None:
         super().__init__(message)
@@ -85,6 +151,26 @@ class Throttled(BackendError):
 
 class Unavailable(BackendError):
     """Transient outage: connection refused or reset, timeout, 5xx, a truncated response."""
+
+    kind = "Unavailable"
+    plain = "The Exchange server could not be reached; the next run retries."
+    alert = "The Exchange server could not be reached."
+    hint = (
+        "Check that the Exchange server is running and reachable from the PSA server (server "
+        "address on the General tab)."
+    )
+    outage = True
+
+
+class GuardTripped(BackendError):
+    """The mass-delete guard stopped a run before it deleted many items at once.
+
+    Never raised by a backend: the runner records it as the mailbox's error kind.
+    """
+
+    kind = "GuardTripped"
+    alert = "The sync stopped before deleting many items at once."
+    hint = "Check the mailbox in Exchange: the sync stopped before deleting items."
 
 
 class SyncStateExpired(BackendError):

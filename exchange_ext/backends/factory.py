@@ -40,10 +40,6 @@ GRAPH_BASE_ENV = "GRAPH_BASE_URL"
 PUBLIC_FOLDER_ENV = "EXCHANGE_PUBLIC_CONTACTS_FOLDER"
 
 
-class BackendNotAvailable(NotImplementedError):
-    """The configuration asks for a backend this version does not have (none at present)."""
-
-
 def backend_for(
     config: ExchangeConfig, *, mailbox_settings: MailboxSettings | None = None
 ) -> ExchangeBackend:

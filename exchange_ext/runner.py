@@ -1,0 +1,100 @@
+"""The one runner of every sync job: claim the lease → run → record the outcome → release.
+
+A mailbox cycle (:mod:`exchange_ext.engine.cycle`) and the public contacts folder job
+(:mod:`exchange_ext.engine.public_folder`) differ in what they read and write and where they
+keep their state; everything around that is here, once:
+
+- the lease with its fencing token (:mod:`exchange_ext.engine.leases`): one run per target at a
+  time, and a worker that lost its lease writes nothing;
+- the run's record (:mod:`exchange_ext.engine.runs`): started, then finished with an outcome,
+  or skipped with the reason;
+- **the one error boundary** (docs/sync-rules.md, "Errors"): a :class:`BackendError` becomes
+  the run's outcome in plain words and the job records it on its state; a lost lease fails the
+  run; anything else (a bug, django-q's timeout, which is a ``SystemExit``) marks the run
+  failed and propagates with its traceback, after the lease is released.
+"""
+
+from __future__ import annotations
+
+import abc
+import datetime as dt
+import logging
+
+from django.utils import timezone
+
+from exchange_ext import leases
+from exchange_ext.backends.base import BackendError
+from exchange_ext.models import MailboxSettings, SyncRun
+from exchange_ext.sync_runs import RunLog, finish_run, skipped_run, start_run
+
+logger = logging.getLogger(__name__)
+
+UNEXPECTED_ERROR = "The sync stopped on an unexpected error."
+Outcome = SyncRun.Outcome
+
+
+class Job(abc.ABC):
+    """What one kind of run does between claim and release; the runner does the rest."""
+
+    #: The mailbox the run belongs to (``None``: the installation-wide public folder).
+    mailbox: MailboxSettings | None
+    #: Recorded on the run: "ews", "graph" or "memory".
+    backend_name: str
+    #: The run's reason when the lease is held elsewhere.
+    busy_reason: str
+
+    def why_not_runnable(self) -> str:
+        """Why the job must not run now, in plain words (a skipped run); ``""`` when it may."""
+        return ""
+
+    @abc.abstractmethod
+    def claim(self) -> int | None:
+        """Take the lease; its fencing token, or ``None`` when another run holds it."""
+
+    @abc.abstractmethod
+    def release(self, token: int) -> None:
+        """Give the lease back (only if ``token`` still holds it)."""
+
+    @abc.abstractmethod
+    def run(self, token: int, log: RunLog, started: dt.datetime) -> tuple[str, str]:
+        """Do the work; return the run's ``(outcome, message)``. Raises :class:`BackendError`
+        when the backend stops the whole run, :class:`leases.StaleLease` when fenced out."""
+
+    @abc.abstractmethod
+    def failed(self, token: int, error: BackendError, message: str, started: dt.datetime) -> None:
+        """Record a run the backend stopped (``message``: its plain words) on the job's state."""
+
+
+def run_job(job: Job, *, trigger: str) -> SyncRun:
+    """Run ``job`` once under its lease and return its recorded :class:`SyncRun`.
+
+    Never raises for backend or per-item errors (they are the run's outcome); a bug or a kill
+    propagates after the run is marked failed and the lease released.
+    """
+    reason = job.why_not_runnable()
+    if reason:
+        return skipped_run(job.mailbox, trigger=trigger, reason=reason)
+    token = job.claim()
+    if token is None:
+        return skipped_run(job.mailbox, trigger=trigger, reason=job.busy_reason)
+    try:
+        return _run_claimed(job, token, trigger)
+    finally:
+        job.release(token)
+
+
+def _run_claimed(job: Job, token: int, trigger: str) -> SyncRun:
+    started = timezone.now()
+    log = RunLog(start_run(job.mailbox, trigger=trigger, backend=job.backend_name))
+    try:
+        outcome, message = job.run(token, log, started)
+    except BackendError as error:
+        message = error.in_plain_words()
+        job.failed(token, error, message, started)
+        return finish_run(log, Outcome.FAILED, message)
+    except leases.StaleLease as error:
+        return finish_run(log, Outcome.FAILED, str(error))
+    except BaseException:
+        finish_run(log, Outcome.FAILED, UNEXPECTED_ERROR)
+        raise
+    return finish_run(log, outcome, message)
