@@ -15,7 +15,7 @@ POSTGRES_URL ?= postgres://postgres@127.0.0.1:5432/test
 # computes, so two workers finish sooner on two cores; `make test PYTEST_ARGS=` runs in one.
 PYTEST_ARGS ?= -n 2 --dist loadfile
 
-.PHONY: run test test-sqlite test-postgres lint format migrate demo demo-refresh worker lock \
+.PHONY: run test test-sqlite test-postgres test-clock faketime-deps lint format migrate demo demo-refresh worker lock \
 	browser-deps install install-test clean bench bench-scale
 
 # --- setup -------------------------------------------------------------------------------
@@ -42,6 +42,14 @@ browser-deps:
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q chromium >/dev/null \
 	  || { $$SUDO apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q chromium >/dev/null; }; }
+
+# Debian's libfaketime for `make test-clock`.
+faketime-deps:
+	@command -v faketime >/dev/null || { \
+	  echo "Installing Debian's faketime for the shifted-clock runs..."; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q faketime >/dev/null \
+	  || { $$SUDO apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q faketime >/dev/null; }; }
 
 # Re-pin every transitive dependency after changing pyproject.toml (from a fresh install).
 lock:
@@ -78,7 +86,7 @@ define pytest
 	env -u REDIS_URL SYNC_MACHINE_EXAMPLES=$(SYNC_MACHINE_EXAMPLES) $(BIN)/pytest $(PYTEST_ARGS); rc=$$?; if [ $$rc -eq 5 ]; then rc=0; fi; exit $$rc
 endef
 
-test: lint test-sqlite test-postgres
+test: lint test-sqlite test-postgres test-clock
 
 test-sqlite: $(TEST_STAMP) browser-deps
 	env -u DATABASE_URL $(call pytest)
@@ -91,6 +99,28 @@ test-postgres: $(TEST_STAMP) browser-deps
 	  DATABASE_URL=$(POSTGRES_URL) $(MAKE) --no-print-directory _pytest; \
 	elif [ "$$CI" = true ]; then echo "PostgreSQL at $(POSTGRES_URL) is unreachable" >&2; exit 1; \
 	else echo "PostgreSQL at $(POSTGRES_URL) is unreachable: skipping the PostgreSQL run"; fi
+
+# The whole suite but the browser tests, on SQLite, with the process clock of pytest and of
+# every process it starts moved by libfaketime to each of CLOCK_DATES (UTC; time still passes).
+# The dates: a few hours before Europe/Berlin springs forward, the evening before
+# America/New_York falls back, a leap day, New Year's Eve half an hour before midnight (UTC and
+# Europe/Berlin then disagree on the year), and 60 days from today. Every process gets the same
+# offset from the real clock (not a start time of its own, which each child would restart
+# from). The monotonic clock stays real; tests/faketime_shim/sitecustomize.py says why every
+# Python process of these runs sleeps with select(). The sync state machine explores 100
+# histories per date (500 in the runs above).
+CLOCK_DATES ?= "2027-03-27 21:30" "2027-11-07 03:00" "2028-02-29 12:00" "2026-12-31 23:30" \
+	"+60 days"
+test-clock: $(TEST_STAMP) faketime-deps
+	@for when in $(CLOCK_DATES); do \
+	  offset=$$(( $$(date -u -d "$$when" +%s) - $$(date -u +%s) )); \
+	  echo "== test-clock: $$(date -u -d "$$when" '+%Y-%m-%d %H:%M UTC') (offset $${offset}s)"; \
+	  FAKETIME_DONT_FAKE_MONOTONIC=1 PYTHONPATH=$(CURDIR)/tests/faketime_shim \
+	    faketime -f "$$(printf '%+d' $$offset)" \
+	    env -u REDIS_URL -u DATABASE_URL SYNC_MACHINE_EXAMPLES=100 \
+	    $(BIN)/pytest -m "not browser" $(PYTEST_ARGS); rc=$$?; \
+	  if [ $$rc -ne 0 ] && [ $$rc -ne 5 ]; then exit $$rc; fi; \
+	done
 
 .PHONY: _pytest
 _pytest:

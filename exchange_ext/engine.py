@@ -25,7 +25,7 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Protocol
 
 from django.db import transaction
 
@@ -99,6 +99,7 @@ def run_sync(
 class _MailboxJob(Job):
     """A mailbox cycle as the runner runs it: its lease, its cycle, its status."""
 
+    mailbox: MailboxSettings
     busy_reason = "Another sync of this mailbox runs."
 
     def __init__(
@@ -335,7 +336,7 @@ class _Cycle:
         result = self.with_tagged(folder, baseline, psa, view, result)
         if result.guard_tripped:
             self.guard_message = _guard_message(result)
-        written = _ExchangeWriter(self, folder).write(result.ops)
+        written = ExchangeWriter(self, folder).write(result.ops)
         self.commit(folder, chunk, result, written, baseline)
         return not result.guard_tripped
 
@@ -370,7 +371,7 @@ class _Cycle:
         counted: list[tuple[o.Op, ItemKind]] = []
         try:
             with transaction.atomic():
-                links = _LinkBook(self, baseline, written, counted).replay(result.ops)
+                links = LinkBook(self, baseline, written, counted).replay(result.ops)
                 save_links(self.mailbox, links)
                 self.log.flush()
                 complete = all(w is not None for w in written.values())
@@ -408,12 +409,25 @@ def _guard_message(result: o.Plan) -> str:
 # --- Exchange writes ------------------------------------------------------------------------
 
 
+class RunContext(Protocol):
+    """What the writer and the link book need of a run: a mailbox cycle or the public folder
+    job (whose plans, one-way PSA → Exchange, hold no PSA writes: ``mailbox`` is ``None``)."""
+
+    @property
+    def mailbox(self) -> MailboxSettings | None: ...
+    @property
+    def log(self) -> RunLog: ...
+    @property
+    def deadline(self) -> float: ...
+    def require_session(self) -> MailboxSession: ...
+
+
 @dataclass
-class _ExchangeWriter:
+class ExchangeWriter:
     """Sends a plan's Exchange ops in batches; returns op index → result (None: not sent,
     the time budget ran out first)."""
 
-    cycle: _Cycle
+    cycle: RunContext
     folder: FolderKind
 
     def write(self, ops: Sequence[o.Op]) -> dict[int, WriteResult | None]:
@@ -451,7 +465,7 @@ class _ExchangeWriter:
 
 
 @dataclass
-class _LinkBook:
+class LinkBook:
     """Replays a plan in order: applies PSA ops, and works out each key's link to persist.
 
     An item's ops are applied in plan order; after its first failure the rest of that item's
@@ -459,7 +473,7 @@ class _LinkBook:
     good baseline is kept and the next run takes it from there.
     """
 
-    cycle: _Cycle
+    cycle: RunContext
     baseline: dict[PsaKey, Link]
     written: dict[int, WriteResult | None]
     counted: list[tuple[o.Op, ItemKind]]
@@ -523,7 +537,9 @@ class _LinkBook:
 
     def psa_step(self, op: o.CreateInPsa | o.UpdatePsa | o.DeletePsa) -> None:
         # Each action runs in its own savepoint: a failed item leaves no half-write.
-        outcome = psa_store.apply_psa_op(self.cycle.mailbox, op)
+        mailbox = self.cycle.mailbox
+        assert mailbox is not None, "a run without a mailbox plans no PSA writes"
+        outcome = psa_store.apply_psa_op(mailbox, op)
         if not outcome.ok:
             key = op.key if not isinstance(op, o.CreateInPsa) else None
             exchange_id = op.link.exchange_id if isinstance(op, o.CreateInPsa) else ""

@@ -35,8 +35,8 @@ Design decisions:
   folders (Microsoft Graph), the job is a no-op that logs why and returns ``None`` (no run,
   no error email). Items already in the folder stay (SPEC "Disabling").
 
-The Exchange writes and the link bookkeeping reuse the engine's pieces (``_ExchangeWriter``,
-``_LinkBook``), which need of a cycle only ``require_session``, ``deadline``, ``log`` and
+The Exchange writes and the link bookkeeping reuse the engine's pieces (``ExchangeWriter``,
+``LinkBook``), which need of a cycle only ``require_session``, ``deadline``, ``log`` and
 ``mailbox`` (the latter for PSA writes, which a one-way contact plan never contains).
 """
 
@@ -65,8 +65,8 @@ from exchange_ext.backends.base import (
 from exchange_ext.engine import (
     DEFAULT_BUDGET_SECONDS,
     MAX_PAGES_PER_FOLDER,
-    _ExchangeWriter,
-    _LinkBook,
+    ExchangeWriter,
+    LinkBook,
 )
 from exchange_ext.links import load_public_baseline, save_public_links
 from exchange_ext.models import ExchangeConfig, MailboxSettings, PublicFolderState, SyncRun
@@ -306,7 +306,7 @@ class _Job:
                     f"Stopped before deleting {len(result.withheld)} contacts from the public "
                     "folder: one side looks suddenly empty. Check the PSA contacts and the folder."
                 )
-            written = _ExchangeWriter(self, FOLDER).write(result.ops)
+            written = ExchangeWriter(self, FOLDER).write(result.ops)
             self.commit(result, written, baseline)
 
     def read_folder(self) -> tuple[ExchangeItem, ...]:
@@ -333,7 +333,7 @@ class _Job:
         counted: list[tuple[o.Op, ItemKind]] = []
         try:
             with transaction.atomic():
-                book = _LinkBook(self, baseline, written, counted)
+                book = LinkBook(self, baseline, written, counted)
                 save_public_links(book.replay(result.ops))
                 self.log.flush()
                 leases.check(self.state_pk, self.token, model=PublicFolderState)

@@ -1,6 +1,8 @@
 """Small builders for test data. Each takes only what a test cares about; the rest defaults.
 
 They write through the PSA's ``do_*`` actions (origin: system "tests"), like every writer.
+Dated items default to days after the test's pinned clock (``tests.clock``), and resources to
+time zones that change to and from daylight-saving time, so the suite runs on any date.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from psa.scheduling.actions import (
     do_create_todo,
 )
 from psa.scheduling.models import Appointment, ServiceCall, Ticket, Todo
+from tests import clock
 
 TESTS = Origin.by_system("tests")
 PASSWORD = "correct horse battery staple"
@@ -34,7 +37,9 @@ def make_user(username: str | None = None, **fields: Any) -> User:
     return User.objects.create_user(username=username, password=PASSWORD, **fields)
 
 
-def make_resource(username: str | None = None, time_zone: str = "UTC", **fields: Any) -> Resource:
+def make_resource(
+    username: str | None = None, time_zone: str = "Europe/Berlin", **fields: Any
+) -> Resource:
     user = make_user(username)
     n = next(_serial)
     defaults = {
@@ -77,20 +82,23 @@ def make_contact(account: Account | None = None, **fields: Any) -> Contact:
 
 
 def at(text: str) -> dt.datetime:
-    """An aware UTC datetime from ``"2026-03-29 10:00"``."""
+    """An aware UTC datetime from ``"2026-03-29 10:00"``: a fixed calendar fact, for tests that
+    never compare it with the clock (use ``tests.clock.day`` for everything else)."""
     return dt.datetime.fromisoformat(text).replace(tzinfo=dt.UTC)
 
 
 def make_appointment(
-    resource: Resource, start: str = "2026-11-23 09:00", hours: float = 1, **fields: Any
+    resource: Resource, start: dt.datetime | None = None, hours: float = 1, **fields: Any
 ) -> Appointment:
-    begin = at(start)
+    """An appointment of ``hours`` from ``start`` (default: tomorrow 09:00 UTC)."""
+    begin = start or clock.day(1, "09:00")
     defaults = {"title": "Site visit", "start": begin, "end": begin + dt.timedelta(hours=hours)}
     return do_create_appointment(TESTS, **{**defaults, **fields, "resource": resource})
 
 
-def make_todo(resource: Resource, start: str = "2026-11-23 14:00", **fields: Any) -> Todo:
-    begin = at(start)
+def make_todo(resource: Resource, start: dt.datetime | None = None, **fields: Any) -> Todo:
+    """A half-hour to-do from ``start`` (default: tomorrow 14:00 UTC)."""
+    begin = start or clock.day(1, "14:00")
     defaults = {
         "description": "Call back about the backup report",
         "start": begin,
@@ -101,9 +109,10 @@ def make_todo(resource: Resource, start: str = "2026-11-23 14:00", **fields: Any
 
 
 def make_service_call(
-    resources: list[Resource], start: str = "2026-11-24 08:00", **fields: Any
+    resources: list[Resource], start: dt.datetime | None = None, **fields: Any
 ) -> ServiceCall:
-    begin = at(start)
+    """A two-hour service call from ``start`` (default: the day after tomorrow, 08:00 UTC)."""
+    begin = start or clock.day(2, "08:00")
     defaults = {
         "description": "Replace the firewall",
         "start": begin,

@@ -6,19 +6,22 @@ import datetime as dt
 
 import pytest
 
+from psa.resources.models import Resource
 from psa.scheduling.models import Appointment, Todo
+from tests import clock
 from tests.builders import PASSWORD, make_account, make_admin, make_appointment, make_resource
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
-def today_at(hour: int) -> str:
-    return dt.datetime.now(dt.UTC).strftime(f"%Y-%m-%d {hour:02d}:00")
+def today_at(resource: Resource, hour: int) -> dt.datetime:
+    """``hour`` o'clock today on ``resource``'s wall clock (today as their time zone sees it)."""
+    return clock.day(0, f"{hour:02d}:00", tz=resource.time_zone)
 
 
-def local_input(hour: int) -> str:
-    """A ``datetime-local`` value for today (the technicians here work in UTC)."""
-    return dt.datetime.now(dt.UTC).strftime(f"%Y-%m-%dT{hour:02d}:00")
+def local_input(resource: Resource, hour: int) -> str:
+    """A ``datetime-local`` value for ``hour`` o'clock today in ``resource``'s time zone."""
+    return f"{today_at(resource, hour).astimezone(resource.tzinfo):%Y-%m-%dT%H:%M}"
 
 
 def log_in(page, username: str) -> None:
@@ -31,15 +34,15 @@ def log_in(page, username: str) -> None:
 
 def test_technician_manages_appointments_and_todos_on_this_weeks_agenda(page):
     tech = make_resource("tech1", first_name="Terry", last_name="Tech")
-    make_appointment(tech, start=today_at(8), title="Morning stand-up")
+    make_appointment(tech, start=today_at(tech, 8), title="Morning stand-up")
     make_account("Acme Ltd")
     log_in(page, "tech1")
     assert page.locator(".day.today").get_by_text("Morning stand-up").is_visible()
 
     page.click("text=New appointment")
     page.fill("#id_title", "Install printer")
-    page.fill("#id_start", local_input(13))
-    page.fill("#id_end", local_input(14))
+    page.fill("#id_start", local_input(tech, 13))
+    page.fill("#id_end", local_input(tech, 14))
     page.click("button:has-text('Save')")
     page.get_by_text("Appointment created.").wait_for()
     page.locator(".day.today").get_by_text("Install printer").click()
@@ -55,8 +58,8 @@ def test_technician_manages_appointments_and_todos_on_this_weeks_agenda(page):
     page.click("text=New to-do")
     page.select_option("#id_account", label="Acme Ltd")
     page.fill("#id_description", "Call about the invoice")
-    page.fill("#id_start", local_input(15))
-    page.fill("#id_end", local_input(15))
+    page.fill("#id_start", local_input(tech, 15))
+    page.fill("#id_end", local_input(tech, 15))
     page.click("button:has-text('Save')")
     page.get_by_text("To-do created.").wait_for()
     page.locator(".day.today").get_by_text("Call about the invoice").click()
@@ -73,7 +76,7 @@ def test_technician_manages_appointments_and_todos_on_this_weeks_agenda(page):
 def test_admin_switches_to_another_technicians_calendar_and_opens_django_admin(page):
     make_admin("admin")
     tech = make_resource("tech2", first_name="Pat", last_name="Field")
-    make_appointment(tech, start=today_at(10), title="Server migration")
+    make_appointment(tech, start=today_at(tech, 10), title="Server migration")
     log_in(page, "admin")
     page.select_option("#resource-picker", label="Pat Field")  # psa.js submits on change
     page.wait_for_url(f"**/calendar/?resource={tech.pk}*")

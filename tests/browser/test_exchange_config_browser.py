@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from exchange_ext.models import ExchangeConfig
+from tests import clock
 from tests.builders import PASSWORD, make_resource
 from tests.exchange_ext.pages import (
     SANDBOX_DOMAIN,
@@ -110,7 +111,7 @@ def test_select_all_on_the_resources_tab_checks_every_row(page):
     for i, (first, last) in enumerate(people, start=1):
         email = f"tech{i}@northwind.example"
         resources.append(make_resource(f"tech{i}", first_name=first, last_name=last, email=email))
-    attempt = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=7)
+    attempt = clock.now() - dt.timedelta(minutes=7)
     enable(resources[0], status="ok", last_attempt_at=attempt, last_success_at=attempt)
     enable(resources[1], status="failing", last_attempt_at=attempt,
            last_error="Exchange rejected the password of this mailbox (401).")  # fmt: skip
@@ -130,7 +131,7 @@ def test_technician_sees_disabled_checkboxes_for_types_the_admin_turned_off(page
     demo_config(sync_appointments=False, import_mode="none", use_for_all_users=True)
     tech = make_resource("tech1", first_name="Jonas", last_name="Brandt",
                          email="tech1@northwind.example")  # fmt: skip
-    now = dt.datetime.now(dt.UTC)
+    now = clock.now()
     enable(tech, status="ok", last_attempt_at=now - dt.timedelta(minutes=3),
            last_success_at=now - dt.timedelta(minutes=3))  # fmt: skip
     log_in(page, "tech1")

@@ -20,6 +20,7 @@ import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -60,8 +61,7 @@ class MemoryDriver:
         self.memory.remove(self.mailbox, exchange_id)
 
     def put_series(self, record: CalendarRecord, count: int) -> str:
-        starts = [record.start + dt.timedelta(days=n) for n in range(count)]
-        return self.memory.put_series(self.mailbox, record, starts)
+        return self.memory.put_series(self.mailbox, record, daily_starts(record, count))
 
     def edit_occurrence(self, master_id: str, original: dt.datetime, record: Record) -> None:
         self.memory.edit(self.mailbox, occurrence_id(master_id, original), record)
@@ -160,19 +160,20 @@ class EwsDriver:
         self.handle.state.store._secret = secrets.token_bytes(32)
 
     def put_series(self, record: CalendarRecord, count: int) -> str:
-        starts = [record.start + dt.timedelta(days=n) for n in range(count)]
-        return self.create_series(record, starts)
+        return self.create_series(record, daily_starts(record, count))
 
     def create_series(self, record: CalendarRecord, starts: Sequence[dt.datetime]) -> str:
-        """A daily series with one occurrence per start (evenly spaced whole days)."""
+        """A daily series with one occurrence per start (evenly spaced whole days in the
+        record's zone, as Outlook makes it: the dates are local, the time of day is wall-clock)."""
         from exchangelib.recurrence import DailyPattern, Recurrence
 
         from exchange_ext.backends import ews_items
 
-        days = (starts[1] - starts[0]).days if len(starts) > 1 else 1
+        dates = [_local(start, record.time_zone).date() for start in starts]
+        days = (dates[1] - dates[0]).days if len(dates) > 1 else 1
         item = ews_items.item_for(record)
         item.recurrence = Recurrence(
-            pattern=DailyPattern(interval=days), start=record.start.date(), number=len(starts)
+            pattern=DailyPattern(interval=days), start=dates[0], number=len(starts)
         )
         item.account, item.folder = self.outlook, self.outlook.calendar
         item.save()
@@ -204,6 +205,18 @@ class EwsDriver:
 
     def meeting_messages(self) -> int:
         return len(self.handle.state.outbox.messages)
+
+
+def _local(moment: dt.datetime, time_zone: str) -> dt.datetime:
+    return moment.astimezone(ZoneInfo(time_zone))
+
+
+def daily_starts(record: CalendarRecord, count: int) -> list[dt.datetime]:
+    """The starts of a daily series of ``count`` from ``record``: the same wall-clock time on
+    consecutive days in the record's zone (23 or 25 hours apart across a daylight-saving
+    change), as UTC instants."""
+    first = _local(record.start, record.time_zone)
+    return [(first + dt.timedelta(days=n)).astimezone(dt.UTC) for n in range(count)]
 
 
 def _original_start(exchange_id: str) -> dt.datetime:

@@ -47,12 +47,17 @@ from exchange_ext.sync.records import (
     occurrence_id,
 )
 from exchange_ext.sync.windows import SyncWindow
+from tests import clock
 
 from .conftest import ews_driver
 
-NOW = dt.datetime(2026, 3, 2, 9, 0, tzinfo=dt.UTC)
-WINDOW = SyncWindow(NOW - dt.timedelta(days=7), NOW + dt.timedelta(days=14))
 PAGE_SIZE = 3
+
+
+def sync_window() -> SyncWindow:
+    """The sync window of a run at the test's pinned clock: 7 days back, 14 ahead."""
+    now = clock.now()
+    return SyncWindow(now - dt.timedelta(days=7), now + dt.timedelta(days=14))
 
 
 @dataclass
@@ -112,7 +117,7 @@ def session(subject: Subject) -> Iterator[MailboxSession]:
 
 
 def visit(n: int = 1, **changes: object) -> CalendarRecord:
-    start = NOW + dt.timedelta(days=n)
+    start = clock.now() + dt.timedelta(days=n)
     record = CalendarRecord(f"Visit {n}", "Notes", start, start + dt.timedelta(hours=1))
     return dataclasses.replace(record, **changes)  # type: ignore[arg-type]
 
@@ -132,7 +137,7 @@ def read_all(session: MailboxSession, state: str | None, folder=FolderKind.CALEN
     """Every page from ``state``: (created+updated, deleted, final state, pages, full_read)."""
     items, deleted, pages, full = [], [], 0, False
     while True:
-        page = session.read_changes(folder, state, WINDOW)
+        page = session.read_changes(folder, state, sync_window())
         items += [*page.created, *page.updated]
         deleted += page.deleted
         state, pages, full = page.new_state, pages + 1, full or page.full_read
@@ -263,8 +268,10 @@ def test_a_state_stays_valid_until_replaced_so_a_page_can_be_replayed(
     *_, state, _, _ = read_all(session, None)
     for n in range(2, 9):
         session.create(FolderKind.CALENDAR, [NewItem(visit(n), tag(n))])
-    first = session.read_changes(FolderKind.CALENDAR, state, WINDOW)
-    again = session.read_changes(FolderKind.CALENDAR, state, WINDOW)  # the crash-and-retry case
+    first = session.read_changes(FolderKind.CALENDAR, state, sync_window())
+    again = session.read_changes(
+        FolderKind.CALENDAR, state, sync_window()
+    )  # the crash-and-retry case
     assert first.more_available
     assert [i.exchange_id for i in again.updated + again.created] == [
         i.exchange_id for i in first.updated + first.created
@@ -277,13 +284,13 @@ def test_a_state_stays_valid_until_replaced_so_a_page_can_be_replayed(
 def test_nothing_changed_means_an_empty_last_page(session: MailboxSession) -> None:
     create(session, visit(1))
     *_, state, _, _ = read_all(session, None)
-    page = session.read_changes(FolderKind.CALENDAR, state, WINDOW)
+    page = session.read_changes(FolderKind.CALENDAR, state, sync_window())
     assert (page.created, page.updated, page.deleted, page.more_available) == ((), (), (), False)
 
 
 def test_an_unreadable_state_raises_sync_state_expired(session: MailboxSession) -> None:
     with pytest.raises(SyncStateExpired):
-        session.read_changes(FolderKind.CALENDAR, "not-a-state", WINDOW)
+        session.read_changes(FolderKind.CALENDAR, "not-a-state", sync_window())
 
 
 def test_an_expired_state_raises_sync_state_expired(
@@ -293,7 +300,7 @@ def test_an_expired_state_raises_sync_state_expired(
     *_, state, _, _ = read_all(session, None)
     subject.expire_states()
     with pytest.raises(SyncStateExpired):
-        session.read_changes(FolderKind.CALENDAR, state, WINDOW)
+        session.read_changes(FolderKind.CALENDAR, state, sync_window())
 
 
 # --- recurrence -----------------------------------------------------------------------------------
@@ -304,10 +311,12 @@ def test_read_window_expands_series_into_occurrences_with_stable_ids(
 ) -> None:
     if subject.create_series is None:
         pytest.skip("this backend's harness cannot create series")
-    starts = [NOW + dt.timedelta(days=n) for n in range(0, 30, 5)]  # 0, 5, 10 | 15 (beyond)
+    starts = [clock.now() + dt.timedelta(days=n) for n in range(0, 30, 5)]  # 0, 5, 10 | 15 (beyond)
     master = subject.create_series(visit(0, subject="Weekly"), starts)
     subject.delete_as_user(occurrence_id(master, starts[1]))
-    occurrences = [i for i in session.read_window(FolderKind.CALENDAR, WINDOW) if i.master_id]
+    occurrences = [
+        i for i in session.read_window(FolderKind.CALENDAR, sync_window()) if i.master_id
+    ]
     assert [i.exchange_id for i in occurrences] == [occurrence_id(master, starts[0]),
                                                     occurrence_id(master, starts[2])]  # fmt: skip
     assert {i.calendar_item_type for i in occurrences} == {CalendarItemType.OCCURRENCE}
@@ -327,7 +336,7 @@ def test_writes_never_send_meeting_messages(subject: Subject, session: MailboxSe
 def test_an_unknown_mailbox_raises_mailbox_not_found(subject: Subject) -> None:
     # A backend may find out on opening or on the first call; both must say MailboxNotFound.
     with pytest.raises(MailboxNotFound), subject.backend.open_session("nobody@x.test") as opened:
-        opened.read_changes(FolderKind.CALENDAR, None, WINDOW)
+        opened.read_changes(FolderKind.CALENDAR, None, sync_window())
 
 
 @pytest.mark.parametrize(

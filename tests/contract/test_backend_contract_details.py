@@ -32,16 +32,26 @@ from exchange_ext.sync.records import (
     occurrence_id,
 )
 from exchange_ext.sync.windows import SyncWindow
+from tests import clock
 
-from .conftest import record_without_zone, same_records
+from .conftest import daily_starts, record_without_zone, same_records
 
-NOW = dt.datetime.now(dt.UTC).replace(minute=0, second=0, microsecond=0)
-WINDOW = SyncWindow(start=NOW - dt.timedelta(days=7), recurring_end=NOW + dt.timedelta(days=14))
 INSTALLATION = "inst-1"
 
 
+def this_hour() -> dt.datetime:
+    """The test's pinned clock, on the hour."""
+    return clock.now().replace(minute=0, second=0)
+
+
+def sync_window() -> SyncWindow:
+    """The sync window of a run at the pinned clock: 7 days back, 14 ahead."""
+    now = clock.now()
+    return SyncWindow(start=now - dt.timedelta(days=7), recurring_end=now + dt.timedelta(days=14))
+
+
 def appointment(n: int = 1, **changes: object) -> CalendarRecord:
-    start = NOW + dt.timedelta(days=1, hours=n % 8)
+    start = this_hour() + dt.timedelta(days=1, hours=n % 8)
     record = CalendarRecord(
         subject=f"Visit {n}", body=f"Account {n}\nOpen in PSA", start=start,
         end=start + dt.timedelta(hours=1), location="Site", time_zone="Europe/Berlin",
@@ -66,7 +76,7 @@ def read_all(session, folder=FolderKind.CALENDAR, state=None):
     """Follow pages to the end: (items by id, final state, pages)."""
     items, pages = {}, 0
     while True:
-        page = session.read_changes(folder, state, WINDOW)
+        page = session.read_changes(folder, state, sync_window())
         pages += 1
         for item in (*page.created, *page.updated):
             items[item.exchange_id] = item
@@ -101,11 +111,11 @@ def test_created_items_carry_their_tag_and_read_back_equal(driver):
 def test_a_full_read_lists_every_item_then_an_incremental_read_is_empty(driver):
     ids = {driver.put(appointment(n)) for n in range(5)}
     with driver.backend.open_session(driver.mailbox) as session:
-        first = session.read_changes(FolderKind.CALENDAR, None, WINDOW)
+        first = session.read_changes(FolderKind.CALENDAR, None, sync_window())
         assert first.full_read and not first.updated and not first.deleted
         items, state, _pages = read_all(session, state=None)
         assert set(items) == ids
-        again = session.read_changes(FolderKind.CALENDAR, state, WINDOW)
+        again = session.read_changes(FolderKind.CALENDAR, state, sync_window())
     assert (again.created, again.updated, again.deleted) == ((), (), ())
     assert not again.full_read and not again.more_available
 
@@ -116,7 +126,7 @@ def test_outlook_edits_and_deletes_come_as_updates_and_deletions(driver):
         before, state, _ = read_all(session)
         driver.edit(edited, appointment(9, subject="Moved"))
         driver.remove(removed)
-        page = session.read_changes(FolderKind.CALENDAR, state, WINDOW)
+        page = session.read_changes(FolderKind.CALENDAR, state, sync_window())
     assert [i.exchange_id for i in page.updated] == [edited]
     assert page.updated[0].record.subject == "Moved"
     assert page.updated[0].change_key != before[edited].change_key
@@ -135,7 +145,7 @@ def test_many_changes_come_in_pages_that_resume_from_their_state(driver):
 
 def test_an_unreadable_state_is_expired(driver):
     with driver.backend.open_session(driver.mailbox) as session, pytest.raises(SyncStateExpired):
-        session.read_changes(FolderKind.CALENDAR, "bm90IGEgc3RhdGU=", WINDOW)
+        session.read_changes(FolderKind.CALENDAR, "bm90IGEgc3RhdGU=", sync_window())
 
 
 def test_update_writes_only_the_given_groups_with_the_current_change_key(driver):
@@ -143,7 +153,7 @@ def test_update_writes_only_the_given_groups_with_the_current_change_key(driver)
     with driver.backend.open_session(driver.mailbox) as session:
         items, _state, _ = read_all(session)
         current = items[exchange_id]
-        moved = appointment(1, subject="Ignored", start=NOW + dt.timedelta(days=3))
+        moved = appointment(1, subject="Ignored", start=this_hour() + dt.timedelta(days=3))
         moved = replace(moved, end=moved.start + dt.timedelta(hours=2))
         [result] = session.update(
             FolderKind.CALENDAR,
@@ -217,14 +227,14 @@ def test_find_by_tag_reports_duplicates_and_omits_unknown_tags(driver):
 def test_a_series_is_a_master_in_changes_and_expanded_in_the_window(driver):
     first = appointment(1, subject="Standup")
     master_id = driver.put_series(first, 5)
-    originals = [first.start + dt.timedelta(days=n) for n in range(5)]
+    originals = daily_starts(first, 5)
     moved = replace(first, subject="Standup (late)", start=originals[1] + dt.timedelta(hours=2),
                     end=originals[1] + dt.timedelta(hours=3))  # fmt: skip
     driver.edit_occurrence(master_id, originals[1], moved)
     driver.remove_occurrence(master_id, originals[2])
     with driver.backend.open_session(driver.mailbox) as session:
         items, _state, _ = read_all(session)
-        occurrences = session.read_window(FolderKind.CALENDAR, WINDOW)
+        occurrences = session.read_window(FolderKind.CALENDAR, sync_window())
     assert items[master_id].calendar_item_type is CalendarItemType.RECURRING_MASTER
     by_id = {o.exchange_id: o for o in occurrences}
     expected = {occurrence_id(master_id, o) for i, o in enumerate(originals) if i != 2}
@@ -241,9 +251,9 @@ def test_a_series_is_a_master_in_changes_and_expanded_in_the_window(driver):
 def test_an_occurrence_is_updated_and_deleted_by_its_occurrence_id(driver):
     first = appointment(1, subject="Weekly")
     master_id = driver.put_series(first, 3)
-    originals = [first.start + dt.timedelta(days=n) for n in range(3)]
+    originals = daily_starts(first, 3)
     with driver.backend.open_session(driver.mailbox) as session:
-        window = {o.exchange_id: o for o in session.read_window(FolderKind.CALENDAR, WINDOW)}
+        window = {o.exchange_id: o for o in session.read_window(FolderKind.CALENDAR, sync_window())}
     second, third = (occurrence_id(master_id, o) for o in originals[1:])
     with driver.backend.open_session(driver.mailbox) as session:  # a new session: no cache
         [updated] = session.update(
@@ -252,7 +262,7 @@ def test_an_occurrence_is_updated_and_deleted_by_its_occurrence_id(driver):
                         frozenset({FieldGroup.DETAILS}))],
         )  # fmt: skip
         [deleted] = session.delete(FolderKind.CALENDAR, [ItemDeletion(third)])
-        after = {o.exchange_id: o for o in session.read_window(FolderKind.CALENDAR, WINDOW)}
+        after = {o.exchange_id: o for o in session.read_window(FolderKind.CALENDAR, sync_window())}
     assert updated.ok and deleted.ok
     assert after[second].record.subject == "Changed"
     assert third not in after

@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-from django.utils import timezone
 
 from exchange_ext.config_changes import (
     SYNC_RUNNING_MESSAGE,
@@ -15,6 +14,7 @@ from exchange_ext.config_changes import (
     sync_running,
 )
 from exchange_ext.models import ExchangeConfig, FolderSyncState, MailboxSettings
+from tests import clock
 from tests.builders import make_resource
 
 pytestmark = pytest.mark.django_db
@@ -30,7 +30,7 @@ def mailboxes() -> list[MailboxSettings]:
 
 
 def start_sync(settings: MailboxSettings, minutes: int = 5) -> None:
-    settings.lease_expires_at = timezone.now() + dt.timedelta(minutes=minutes)
+    settings.lease_expires_at = clock.now() + dt.timedelta(minutes=minutes)
     settings.lease_holder = "worker-1"
     settings.save()
 

@@ -8,12 +8,12 @@ import datetime as dt
 import re
 
 import pytest
-from django.utils import timezone
 
 from exchange_ext import views
 from exchange_ext.connection_test import ConnectionReport
 from exchange_ext.models import ExchangeConfig, MailboxSettings
 from exchange_ext.validators import IP_LITERAL_MESSAGE
+from tests import clock
 from tests.builders import make_resource
 from tests.exchange_ext.pages import (
     SANDBOX_PASSWORD,
@@ -191,7 +191,7 @@ def test_failed_connection_test_saves_nothing_and_marks_the_fields(admin_client,
 def test_server_change_is_refused_while_a_sync_runs_but_the_interval_saves(admin_client, offline):
     store_config(enabled=False, profile_name="N", server_address="old.example.com",
                  username="svc", domain="NW", password="pw")  # fmt: skip
-    enable(make_resource(), lease_expires_at=timezone.now() + dt.timedelta(minutes=5))
+    enable(make_resource(), lease_expires_at=clock.now() + dt.timedelta(minutes=5))
     base = {"enabled": None, "server_address": "old.example.com", "username": "svc",
             "domain": "NW", "password": "", "profile_name": "N"}  # fmt: skip
     response = admin_client.post(URL, general_data(**{**base, "server_address": "new.example.com"}))

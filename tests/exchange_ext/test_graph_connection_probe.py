@@ -8,6 +8,7 @@ operator would. Apps come from the sandbox's default config, plus one with a cer
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +23,7 @@ from exchange_ext.backends.graph_auth import certificate_thumbprint
 from exchange_ext.connection_test import probe_config_connection, probe_mailbox_connection
 from exchange_ext.models import ExchangeConfig, MailboxSettings
 from exchange_ext.sandbox.server import SandboxHandle, load_config, start_sandbox
+from tests import clock
 from tests.builders import make_resource
 
 TENANT = "7d3f1b2a-5c4e-4f6a-9b8c-1a2b3c4d5e6f"
@@ -34,10 +36,11 @@ OUTSIDE_SCOPE = "room1@northwind.example"
 
 
 def make_certificate(name: str = "PSA sync") -> str:
-    """A self-signed RSA certificate and its key, in one PEM (as an admin uploads it)."""
+    """A self-signed RSA certificate and its key, in one PEM (as an admin uploads it), valid from
+    the day before the test's pinned clock for 30 days."""
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    now = dt.datetime.now(dt.UTC)
+    now = clock.now()
     cert = (
         x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
         .public_key(key.public_key()).serial_number(x509.random_serial_number())
@@ -52,13 +55,16 @@ def make_certificate(name: str = "PSA sync") -> str:
     return (cert.public_bytes(serialization.Encoding.PEM) + key_pem).decode()
 
 
-REGISTERED_CERTIFICATE = make_certificate()
+@functools.cache
+def registered_certificate() -> str:
+    """The certificate registered for ``CERT_APP`` (made once per process, on first use)."""
+    return make_certificate()
 
 
 @pytest.fixture(scope="module")
 def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SandboxHandle]:
     config = load_config()
-    public = REGISTERED_CERTIFICATE.split("-----BEGIN RSA PRIVATE KEY-----")[0]
+    public = registered_certificate().split("-----BEGIN RSA PRIVATE KEY-----")[0]
     config["graph"]["apps"].append({
         "client_id": CERT_APP, "display_name": "PSA sync (certificate)", "certificates": [public],
         "permissions": ["Calendars.ReadWrite", "Contacts.ReadWrite"], "mailboxes": "all",
@@ -102,7 +108,7 @@ def test_a_good_app_registration_signs_in_and_reads_the_mailbox():
 def test_a_certificate_registered_for_the_app_signs_in():
     report = probe(
         graph_config(
-            client_id=CERT_APP, client_secret="", client_certificate=REGISTERED_CERTIFICATE
+            client_id=CERT_APP, client_secret="", client_certificate=registered_certificate()
         )
     )
     assert report.ok, report
@@ -132,7 +138,7 @@ def test_a_certificate_the_app_does_not_know_is_reported_on_the_certificate():
 
 
 def test_a_certificate_field_without_a_private_key_is_reported_before_any_request(sandbox):
-    public_only = REGISTERED_CERTIFICATE.split("-----BEGIN RSA PRIVATE KEY-----")[0]
+    public_only = registered_certificate().split("-----BEGIN RSA PRIVATE KEY-----")[0]
     report = probe(
         graph_config(client_id=CERT_APP, client_secret="", client_certificate=public_only)
     )

@@ -3,7 +3,7 @@ and a constant number of queries whatever the number of resources."""
 
 from __future__ import annotations
 
-import datetime as dt
+from zoneinfo import ZoneInfo
 
 import pytest
 from django.contrib.auth.models import User
@@ -13,6 +13,7 @@ from django.test.utils import CaptureQueriesContext
 
 from exchange_ext.models import MailboxSettings
 from psa.resources.models import Resource
+from tests import clock
 from tests.builders import make_resource
 from tests.exchange_ext.pages import client_for, enable, make_exchange_admin
 
@@ -50,14 +51,15 @@ def test_lists_active_resources_with_mailbox_status_and_last_attempt(admin_clien
     admin.time_zone = "Europe/Berlin"
     admin.save()
     tech = make_resource("tech1", first_name="Jonas", last_name="Brandt")
-    enable(tech, mailbox="jonas@northwind.example", status="failing",
-           last_attempt_at=dt.datetime(2026, 11, 20, 8, 30, tzinfo=dt.UTC),
+    attempted = clock.day(-1, "09:30", tz="Europe/Berlin")  # yesterday, Berlin wall clock
+    enable(tech, mailbox="jonas@northwind.example", status="failing", last_attempt_at=attempted,
            last_error="The mailbox password was rejected by Exchange.")  # fmt: skip
     make_resource("gone", first_name="Old", last_name="Leaver", active=False)
     html = admin_client.get(URL).content.decode()
     assert "Jonas Brandt" in html and "jonas@northwind.example" in html
     assert "Failing" in html and 'title="The mailbox password was rejected by Exchange."' in html
-    assert "2026-11-20 09:30" in html  # the admin's own zone
+    berlin_day = attempted.astimezone(ZoneInfo("Europe/Berlin"))
+    assert f"{berlin_day:%Y-%m-%d} 09:30" in html  # the admin's own zone
     assert f'href="/extensions/exchange/resources/{tech.pk}/"' in html
     assert "Old Leaver" not in html
     assert ">n/a</a>" in html  # the admin, never synced

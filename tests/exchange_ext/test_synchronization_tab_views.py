@@ -6,9 +6,9 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-from django.utils import timezone
 
 from exchange_ext.models import ExchangeConfig
+from tests import clock
 from tests.builders import make_resource
 from tests.exchange_ext.pages import (
     client_for,
@@ -79,7 +79,7 @@ def test_public_folder_is_disabled_with_graph_and_a_posted_value_is_ignored(admi
 
 
 def test_synchronization_tab_saves_while_a_sync_runs(admin_client):
-    enable(make_resource(), lease_expires_at=timezone.now() + dt.timedelta(minutes=5))
+    enable(make_resource(), lease_expires_at=clock.now() + dt.timedelta(minutes=5))
     response = admin_client.post(URL, sync_data(past_days="20"))
     assert response.status_code == 302
     assert ExchangeConfig.load().past_days == 20

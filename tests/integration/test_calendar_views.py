@@ -9,10 +9,10 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
-from django.utils import timezone
 
 from psa.audit.models import AuditEntry
 from psa.scheduling.models import Appointment, ServiceCall, Todo
+from tests import clock
 from tests.builders import (
     at,
     make_account,
@@ -38,6 +38,11 @@ def day_html(response, date: str) -> str:
     return html[start : end if end != -1 else len(html)]
 
 
+def local_date(resource, instant: dt.datetime) -> str:
+    """The resource's local date of ``instant`` (``YYYY-MM-DD``): the agenda day it shows on."""
+    return instant.astimezone(resource.tzinfo).date().isoformat()
+
+
 def times_in(section: str) -> list[str]:
     return re.findall(r"\d\d:\d\d", re.sub(r"\s+", "", section))
 
@@ -56,19 +61,23 @@ def audit_for(model: str, pk: int, action: str) -> AuditEntry:
 
 def test_agenda_shows_this_weeks_items_of_the_users_own_resource_by_default(client):
     tech = make_resource("tech1")
-    now = timezone.now().replace(minute=0, second=0, microsecond=0)
-    make_appointment(tech, start=now.strftime("%Y-%m-%d %H:%M"), title="Quarterly review")
+    # Noon today on the resource's wall clock: "this week" and "today" are their local ones.
+    noon = clock.day(0, "12:00", tz=tech.time_zone)
+    make_appointment(tech, start=noon, title="Quarterly review")
     response = logged_in(client, tech).get(CALENDAR)
     assert response.status_code == 200
-    assert "Quarterly review" in response.content.decode()
-    monday = now.date() - dt.timedelta(days=now.weekday())
-    assert f'id="day-{monday.isoformat()}"' in response.content.decode()
+    today = noon.astimezone(tech.tzinfo).date()
+    monday = today - dt.timedelta(days=today.weekday())
+    html = response.content.decode()
+    assert re.findall(r'id="day-([\d-]+)"', html)[0] == monday.isoformat()
+    assert f'class="day today" id="day-{today.isoformat()}"' in html
+    assert "Quarterly review" in day_html(response, today.isoformat())
 
 
 def test_agenda_renders_wall_clock_times_in_berlin_on_both_sides_of_spring_forward(client):
     tech = make_resource(time_zone="Europe/Berlin")
-    make_appointment(tech, start="2026-03-28 09:00", title="Before")
-    make_appointment(tech, start="2026-03-29 09:00", title="After")
+    make_appointment(tech, start=at("2026-03-28 09:00"), title="Before")
+    make_appointment(tech, start=at("2026-03-29 09:00"), title="After")
     response = logged_in(client, tech).get(CALENDAR, {"start": "2026-03-23"})
     assert "Europe/Berlin" in response.content.decode()
     assert times_in(day_html(response, "2026-03-28")) == ["10:00", "11:00"]
@@ -78,8 +87,8 @@ def test_agenda_renders_wall_clock_times_in_berlin_on_both_sides_of_spring_forwa
 
 def test_agenda_renders_wall_clock_times_in_berlin_on_both_sides_of_fall_back(client):
     tech = make_resource(time_zone="Europe/Berlin")
-    make_appointment(tech, start="2026-10-24 09:00", title="Before")
-    make_appointment(tech, start="2026-10-25 09:00", title="After")
+    make_appointment(tech, start=at("2026-10-24 09:00"), title="Before")
+    make_appointment(tech, start=at("2026-10-25 09:00"), title="After")
     response = logged_in(client, tech).get(CALENDAR, {"start": "2026-10-19"})
     assert times_in(day_html(response, "2026-10-24")) == ["11:00", "12:00"]
     assert times_in(day_html(response, "2026-10-25")) == ["10:00", "11:00"]
@@ -87,9 +96,9 @@ def test_agenda_renders_wall_clock_times_in_berlin_on_both_sides_of_fall_back(cl
 
 def test_agenda_in_new_york_shows_the_repeated_hour_twice_on_2026_11_01(client):
     tech = make_resource(time_zone="America/New_York")
-    make_appointment(tech, start="2026-11-01 05:30", hours=0.5, title="First 1:30 (EDT)")
-    make_appointment(tech, start="2026-11-01 06:30", hours=0.5, title="Second 1:30 (EST)")
-    make_appointment(tech, start="2026-10-31 14:00", title="Saturday")
+    make_appointment(tech, start=at("2026-11-01 05:30"), hours=0.5, title="First 1:30 (EDT)")
+    make_appointment(tech, start=at("2026-11-01 06:30"), hours=0.5, title="Second 1:30 (EST)")
+    make_appointment(tech, start=at("2026-10-31 14:00"), title="Saturday")
     response = logged_in(client, tech).get(CALENDAR, {"start": "2026-10-26"})
     assert times_in(day_html(response, "2026-10-31")) == ["10:00", "11:00"]
     sunday = re.sub(r"<[^>]+>|\s+", "", day_html(response, "2026-11-01"))
@@ -98,7 +107,7 @@ def test_agenda_in_new_york_shows_the_repeated_hour_twice_on_2026_11_01(client):
 
 def test_agenda_days_are_the_resources_local_days_not_utc_days(client):
     tech = make_resource(time_zone="Europe/Berlin")
-    make_appointment(tech, start="2026-03-29 23:30", title="Monday early")
+    make_appointment(tech, start=at("2026-03-29 23:30"), title="Monday early")
     response = logged_in(client, tech).get(CALENDAR, {"start": "2026-03-30", "days": "1"})
     assert "Monday early" in day_html(response, "2026-03-30")
     assert times_in(day_html(response, "2026-03-30")) == ["01:30", "02:30"]
@@ -106,7 +115,9 @@ def test_agenda_days_are_the_resources_local_days_not_utc_days(client):
 
 def test_all_day_appointment_is_shown_as_all_day_without_times(client):
     tech = make_resource(time_zone="Europe/Berlin")
-    make_appointment(tech, start="2026-03-29 22:00", hours=24, all_day=True, title="Training day")
+    make_appointment(
+        tech, start=at("2026-03-29 22:00"), hours=24, all_day=True, title="Training day"
+    )
     response = logged_in(client, tech).get(CALENDAR, {"start": "2026-03-30", "days": "3"})
     monday = day_html(response, "2026-03-30")
     assert "All day" in monday and "Training day" in monday
@@ -116,9 +127,10 @@ def test_all_day_appointment_is_shown_as_all_day_without_times(client):
 
 def test_agenda_marks_private_read_only_and_exchange_appointments(client):
     tech = make_resource()
-    make_appointment(tech, title="Doctor", private=True)
+    doctor = make_appointment(tech, title="Doctor", private=True)
     make_appointment(tech, title="Board meeting", read_only=True, origin="exchange")
-    html = logged_in(client, tech).get(CALENDAR, {"start": "2026-11-23"}).content.decode()
+    day = local_date(tech, doctor.start)
+    html = day_html(logged_in(client, tech).get(CALENDAR, {"start": day}), day)
     assert "badge private" in html and "badge readonly" in html and "badge exchange" in html
 
 
@@ -127,15 +139,18 @@ def test_agenda_shows_service_call_account_status_location_and_tickets(client):
     account = make_account("Acme Ltd", street="5 Harbour Rd", city="Portsmouth")
     call = make_service_call([tech], account=account, status="scheduled")
     call.tickets.add(make_ticket("T-4711", title="Firewall down"))
-    html = logged_in(client, tech).get(CALENDAR, {"start": "2026-11-23"}).content.decode()
+    day = local_date(tech, call.start)
+    html = day_html(logged_in(client, tech).get(CALENDAR, {"start": day}), day)
     for text in ("Acme Ltd", "Scheduled", "5 Harbour Rd", "T-4711", "Firewall down"):
         assert text in html
 
 
 def test_agenda_marks_completed_todos(client):
     tech = make_resource()
-    make_todo(tech, completed_at=at("2026-11-23 15:00"))
-    html = logged_in(client, tech).get(CALENDAR, {"start": "2026-11-23"}).content.decode()
+    due = clock.day(1, "14:00")
+    make_todo(tech, start=due, completed_at=due + dt.timedelta(hours=1))
+    day = local_date(tech, due)
+    html = day_html(logged_in(client, tech).get(CALENDAR, {"start": day}), day)
     assert "entry kind-todo done" in html and "Completed" in html
 
 
@@ -181,17 +196,18 @@ def test_user_without_a_resource_gets_a_friendly_page(client, django_user_model)
 
 def test_dispatcher_gets_a_resource_selector_and_sees_another_technicians_calendar(client):
     tech = make_resource(first_name="Tina")
-    make_appointment(tech, title="Visit by Tina")
+    visit = make_appointment(tech, title="Visit by Tina")
+    day = local_date(tech, visit.start)
     response = logged_in(client, make_dispatcher()).get(
-        CALENDAR, {"resource": tech.pk, "start": "2026-11-23"}
+        CALENDAR, {"resource": tech.pk, "start": day}
     )
     html = response.content.decode()
-    assert 'name="resource"' in html and "Visit by Tina" in html
+    assert 'name="resource"' in html and "Visit by Tina" in day_html(response, day)
 
 
 def add_items(tech, account, count: int) -> None:
     for n in range(count):
-        day = f"2026-11-{23 + n % 7} {8 + n % 8:02d}:00"
+        day = at(f"2026-11-{23 + n % 7} {8 + n % 8:02d}:00")
         make_appointment(tech, start=day)
         make_todo(tech, start=day, account=account, contact=make_contact(account))
         make_service_call([tech], start=day, account=account).tickets.add(make_ticket())
@@ -268,7 +284,8 @@ def test_technician_edits_an_appointment_and_the_change_is_audited(client):
     )
     assert response.status_code == 302
     appointment.refresh_from_db()
-    assert (appointment.title, appointment.start) == ("Moved visit", at("2026-11-23 11:00"))
+    # 11:00 on the resource's Berlin wall clock (CET in November) is 10:00 UTC.
+    assert (appointment.title, appointment.start) == ("Moved visit", at("2026-11-23 10:00"))
     entry = audit_for("scheduling.appointment", appointment.pk, "update")
     assert entry.user_id == tech.user_id and entry.changes["title"][1] == "Moved visit"
 
@@ -327,7 +344,7 @@ def test_a_local_time_a_dst_change_skips_or_repeats_is_a_field_error(client, sta
 def test_editing_another_field_keeps_an_existing_ambiguous_time(client):
     tech = make_resource(time_zone="Europe/Berlin")
     # 01:30 UTC is the second 02:30 in Berlin on 2026-10-25 (after the clocks went back).
-    appointment = make_appointment(tech, start="2026-10-25 01:30", hours=1)
+    appointment = make_appointment(tech, start=at("2026-10-25 01:30"), hours=1)
     response = logged_in(client, tech).post(
         reverse("appointment_edit", args=[appointment.pk]),
         {
@@ -492,7 +509,7 @@ def test_dispatcher_creates_a_service_call_with_tickets(client):
 
 def test_an_item_spanning_midnight_shows_on_both_days_with_open_ends(client):
     tech = make_resource(time_zone="Europe/Berlin")
-    make_appointment(tech, start="2026-03-30 20:00", hours=4, title="Night migration")
+    make_appointment(tech, start=at("2026-03-30 20:00"), hours=4, title="Night migration")
     response = logged_in(client, tech).get(CALENDAR, {"start": "2026-03-30", "days": "2"})
     assert "22:00–…" in day_html(response, "2026-03-30")
     assert "…–02:00" in day_html(response, "2026-03-31")

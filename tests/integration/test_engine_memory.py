@@ -33,8 +33,8 @@ from psa.scheduling.actions import (
     do_update_todo,
 )
 from psa.scheduling.models import Appointment, Todo
+from tests import clock
 from tests.builders import (
-    at,
     make_account,
     make_appointment,
     make_contact,
@@ -43,10 +43,10 @@ from tests.builders import (
     make_service_call,
     make_todo,
 )
+from tests.clock import day
 
 pytestmark = pytest.mark.django_db
 
-NOW = at("2026-11-22 08:00")
 USER = Origin.by_system("tests")
 
 
@@ -77,7 +77,9 @@ def backend(tech) -> MemoryBackend:
 
 
 def sync(mailbox: MailboxSettings, backend, **kwargs) -> SyncRun:
-    return engine.run_sync(mailbox.pk, backend=backend, now=kwargs.pop("now", NOW), **kwargs)
+    return engine.run_sync(
+        mailbox.pk, backend=backend, now=kwargs.pop("now", clock.now()), **kwargs
+    )
 
 
 def in_exchange(backend: MemoryBackend, mailbox: MailboxSettings, folder=None) -> list:
@@ -94,8 +96,7 @@ def sync_audits() -> int:
     return AuditEntry.objects.filter(origin_kind="sync").count()
 
 
-def event(subject: str, start: str, hours: float = 1, **fields) -> CalendarRecord:
-    begin = at(start)
+def event(subject: str, begin: dt.datetime, hours: float = 1, **fields) -> CalendarRecord:
     return CalendarRecord(subject, "", begin, begin + dt.timedelta(hours=hours), **fields)
 
 
@@ -111,7 +112,7 @@ def assert_quiet(mailbox, backend) -> None:
 
 def test_psa_appointments_are_exported_and_a_second_run_writes_nothing(tech, backend):
     for n in range(5):
-        make_appointment(tech.resource, f"2026-11-2{3 + n % 3} 09:00", title=f"Visit {n}")
+        make_appointment(tech.resource, day(1 + n % 3, "09:00"), title=f"Visit {n}")
     run = sync(tech, backend)
     assert run.outcome == SyncRun.Outcome.OK
     assert run.counts == {"appointment": {"exchange": {"created": 5}}}
@@ -121,14 +122,14 @@ def test_psa_appointments_are_exported_and_a_second_run_writes_nothing(tech, bac
 
 
 def test_an_outlook_time_change_flows_back_and_a_subject_edit_is_ignored(tech, backend):
-    appointment = make_appointment(tech.resource, "2026-11-23 09:00", title="Visit")
+    appointment = make_appointment(tech.resource, day(1, "09:00"), title="Visit")
     sync(tech, backend)
     (item,) = in_exchange(backend, tech)
-    moved = event("Renamed in Outlook", "2026-11-23 11:00", hours=2)
+    moved = event("Renamed in Outlook", day(1, "11:00"), hours=2)
     backend.edit(tech.effective_mailbox, item.exchange_id, moved)
     run = sync(tech, backend)
     appointment.refresh_from_db()
-    assert (appointment.start, appointment.end) == (at("2026-11-23 11:00"), at("2026-11-23 13:00"))
+    assert (appointment.start, appointment.end) == (day(1, "11:00"), day(1, "13:00"))
     assert appointment.title == "Visit"
     assert run.counts == {"appointment": {"psa": {"updated": 1}}}
     entry = AuditEntry.objects.filter(origin_kind="sync").get()
@@ -166,10 +167,10 @@ def test_a_psa_delete_deletes_the_exchange_copy(tech, backend):
 
 def test_exchange_appointments_are_imported_read_only_when_only_attending(tech, backend):
     box = tech.effective_mailbox
-    backend.put(box, event("Dentist", "2026-11-23 15:00"))
-    backend.put(box, event("Board meeting", "2026-11-24 10:00"), is_organizer=False)
-    backend.put(box, event("Lunch", "2026-11-24 12:00", show_as=ShowAs.FREE))
-    backend.put(box, event("Therapy", "2026-11-25 10:00", is_private=True))
+    backend.put(box, event("Dentist", day(1, "15:00")))
+    backend.put(box, event("Board meeting", day(2, "10:00")), is_organizer=False)
+    backend.put(box, event("Lunch", day(2, "12:00"), show_as=ShowAs.FREE))
+    backend.put(box, event("Therapy", day(3, "10:00"), is_private=True))
     run = sync(tech, backend)
     rows = {a.title: a for a in Appointment.objects.all()}
     assert set(rows) == {"Dentist", "Board meeting", "Lunch", "Appointment"}
@@ -184,8 +185,8 @@ def test_import_without_details_and_without_free_time(tech, backend, config):
     config.import_mode = "times_only"
     config.import_free_time = False
     config.save()
-    backend.put(tech.effective_mailbox, event("Dentist", "2026-11-23 15:00"))
-    backend.put(tech.effective_mailbox, event("Lunch", "2026-11-24 12:00", show_as=ShowAs.FREE))
+    backend.put(tech.effective_mailbox, event("Dentist", day(1, "15:00")))
+    backend.put(tech.effective_mailbox, event("Lunch", day(2, "12:00"), show_as=ShowAs.FREE))
     sync(tech, backend)
     assert list(Appointment.objects.values_list("title", "description")) == [("Appointment", "")]
 
@@ -193,15 +194,15 @@ def test_import_without_details_and_without_free_time(tech, backend, config):
 def test_import_mode_none_imports_nothing(tech, backend, config):
     config.import_mode = "none"
     config.save()
-    backend.put(tech.effective_mailbox, event("Dentist", "2026-11-23 15:00"))
+    backend.put(tech.effective_mailbox, event("Dentist", day(1, "15:00")))
     sync(tech, backend)
     assert not Appointment.objects.exists()
 
 
 def test_exchange_changes_and_deletes_of_imported_items_flow_to_the_psa(tech, backend):
-    exchange_id = backend.put(tech.effective_mailbox, event("Dentist", "2026-11-23 15:00"))
+    exchange_id = backend.put(tech.effective_mailbox, event("Dentist", day(1, "15:00")))
     sync(tech, backend)
-    backend.edit(tech.effective_mailbox, exchange_id, event("Dentist (new)", "2026-11-23 16:00"))
+    backend.edit(tech.effective_mailbox, exchange_id, event("Dentist (new)", day(1, "16:00")))
     sync(tech, backend)
     assert Appointment.objects.get().title == "Dentist (new)"
     backend.remove(tech.effective_mailbox, exchange_id)
@@ -211,8 +212,8 @@ def test_exchange_changes_and_deletes_of_imported_items_flow_to_the_psa(tech, ba
 
 def test_an_invalid_exchange_item_is_a_per_item_error_and_the_others_sync(tech, backend):
     box = tech.effective_mailbox
-    backend.put(box, event("Zero length", "2026-11-23 15:00", hours=0))  # the PSA refuses it
-    backend.put(box, event("Dentist", "2026-11-23 16:00"))
+    backend.put(box, event("Zero length", day(1, "15:00"), hours=0))  # the PSA refuses it
+    backend.put(box, event("Dentist", day(1, "16:00")))
     run = sync(tech, backend)
     assert run.outcome == SyncRun.Outcome.PARTIAL
     assert list(Appointment.objects.values_list("title", flat=True)) == ["Dentist"]
@@ -225,7 +226,7 @@ def test_a_rejected_exchange_write_is_logged_and_retried(tech, config):
         [tech.effective_mailbox], reject_if=lambda r: "too big" if "Bad" in r.subject else None
     )
     make_appointment(tech.resource, title="Bad one")
-    make_appointment(tech.resource, "2026-11-24 09:00", title="Good one")
+    make_appointment(tech.resource, day(2, "09:00"), title="Good one")
     run = sync(tech, backend)
     assert run.outcome == SyncRun.Outcome.PARTIAL
     assert subjects(backend, tech) == ["Good one"]
@@ -257,22 +258,22 @@ def test_exchange_edits_of_a_service_call_do_not_flow_back(tech, backend):
     call = make_service_call([tech.resource])
     sync(tech, backend)
     (item,) = in_exchange(backend, tech)
-    backend.edit(tech.effective_mailbox, item.exchange_id, event("x", "2026-11-24 12:00"))
+    backend.edit(tech.effective_mailbox, item.exchange_id, event("x", day(2, "12:00")))
     sync(tech, backend)
     call.refresh_from_db()
-    assert call.start == at("2026-11-24 08:00")
+    assert call.start == day(2, "08:00")
 
 
 def test_to_do_times_flow_back_and_other_edits_do_not(tech, backend):
     todo = make_todo(tech.resource)
     sync(tech, backend)
     (item,) = in_exchange(backend, tech)
-    backend.edit(tech.effective_mailbox, item.exchange_id, event("Edited", "2026-11-23 16:00"))
+    backend.edit(tech.effective_mailbox, item.exchange_id, event("Edited", day(1, "16:00")))
     sync(tech, backend)
     todo.refresh_from_db()
-    assert (todo.start, todo.end) == (at("2026-11-23 16:00"), at("2026-11-23 17:00"))
+    assert (todo.start, todo.end) == (day(1, "16:00"), day(1, "17:00"))
     assert todo.description == "Call back about the backup report"
-    do_update_todo(USER, Todo.objects.get(), completed_at=NOW)
+    do_update_todo(USER, Todo.objects.get(), completed_at=clock.now())
     sync(tech, backend)
     assert in_exchange(backend, tech)[0].record.show_as is ShowAs.FREE
     assert_quiet(tech, backend)
@@ -310,7 +311,7 @@ def test_a_kind_turned_off_stops_syncing_and_leaves_exchange_alone(tech, backend
 
 def demo(mailbox) -> None:
     for n in range(4):
-        make_appointment(mailbox.resource, f"2026-11-2{3 + n} 09:00", title=f"Visit {n}")
+        make_appointment(mailbox.resource, day(1 + n, "09:00"), title=f"Visit {n}")
     make_todo(mailbox.resource)
     make_service_call([mailbox.resource])
 
@@ -337,7 +338,7 @@ def test_a_restored_database_with_states_adopts_by_tag_instead_of_duplicating(te
 
 def test_an_expired_state_triggers_a_full_re_read_that_adopts(tech, backend):
     demo(tech)
-    backend.put(tech.effective_mailbox, event("Dentist", "2026-11-23 15:00"))
+    backend.put(tech.effective_mailbox, event("Dentist", day(1, "15:00")))
     sync(tech, backend)
     backend.expire_states()
     run = sync(tech, backend)
@@ -350,7 +351,7 @@ def test_an_expired_state_triggers_a_full_re_read_that_adopts(tech, backend):
 def test_a_resync_request_re_reads_everything_and_is_cleared(tech, backend):
     demo(tech)
     sync(tech, backend)
-    MailboxSettings.objects.filter(pk=tech.pk).update(resync_requested_at=NOW)
+    MailboxSettings.objects.filter(pk=tech.pk).update(resync_requested_at=clock.now())
     writes = backend.writes()
     sync(tech, backend)
     assert backend.writes() == writes
@@ -430,7 +431,7 @@ def test_a_failed_page_never_advances_the_state_and_nothing_is_lost(tech, backen
     sync(tech, backend)
     states = list(FolderSyncState.objects.values_list("folder", "state"))
     for n in range(7):
-        backend.put(tech.effective_mailbox, event(f"New {n}", f"2026-11-2{3 + n % 4} 10:00"))
+        backend.put(tech.effective_mailbox, event(f"New {n}", day(1 + n % 4, "10:00")))
     # The third page fails (a truncated response the backend refused to turn into a page).
     backend.fail_next(Unavailable("truncated"), operations=["read_changes"], after=2)
     run = sync(tech, backend)
@@ -445,7 +446,7 @@ def test_a_failed_page_never_advances_the_state_and_nothing_is_lost(tech, backen
 def test_a_budget_deadline_stops_between_pages_and_the_next_run_resumes(tech, backend, monkeypatch):
     sync(tech, backend)
     for n in range(7):
-        backend.put(tech.effective_mailbox, event(f"New {n}", "2026-11-23 10:00"))
+        backend.put(tech.effective_mailbox, event(f"New {n}", day(1, "10:00")))
     clock = [0.0]
     monkeypatch.setattr(engine.time, "monotonic", lambda: clock[0])
     real_read = MemorySession.read_changes
@@ -487,7 +488,7 @@ def test_a_stale_fencing_token_cannot_commit(tech, backend):
             return super().open_session(mailbox)
 
     backend = TakenOver([tech.effective_mailbox])
-    backend.put(tech.effective_mailbox, event("Dentist", "2026-11-23 15:00"))
+    backend.put(tech.effective_mailbox, event("Dentist", day(1, "15:00")))
     run = sync(tech, backend)
     assert run.outcome == SyncRun.Outcome.FAILED
     assert not Appointment.objects.exists()
@@ -496,7 +497,7 @@ def test_a_stale_fencing_token_cannot_commit(tech, backend):
 
 def test_the_mass_delete_guard_stops_and_applies_nothing_destructive(tech, backend):
     for n in range(30):
-        make_appointment(tech.resource, f"2026-11-{23 + n % 5} 0{n % 9}:00", title=f"V{n}")
+        make_appointment(tech.resource, day(1 + n % 5, f"0{n % 9}:00"), title=f"V{n}")
     sync(tech, backend)
     Appointment.objects.all().delete()  # one side suddenly empty
     run = sync(tech, backend)

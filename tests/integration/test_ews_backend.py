@@ -44,10 +44,9 @@ from exchange_ext.sync.records import (
     PsaTag,
 )
 from exchange_ext.sync.windows import SyncWindow
+from tests import clock
 
 TECH1 = "tech1@northwind.example"
-NOW = dt.datetime.now(dt.UTC).replace(minute=0, second=0, microsecond=0)
-WINDOW = SyncWindow(NOW - dt.timedelta(days=7), NOW + dt.timedelta(days=14))
 
 pytest.importorskip("exchange_ext.sandbox.operations")
 
@@ -88,8 +87,15 @@ def backend(sandbox: Any, login: str = "svc-sync", password: str = "sandbox-sync
     )
 
 
+def sync_window() -> SyncWindow:
+    """The sync window of a run at the test's pinned clock: 7 days back, 14 ahead."""
+    now = clock.now()
+    return SyncWindow(now - dt.timedelta(days=7), now + dt.timedelta(days=14))
+
+
 def appointment(n: int) -> CalendarRecord:
-    start = NOW + dt.timedelta(days=1, minutes=n)
+    """Tomorrow, from the pinned clock's hour, ``n`` minutes later."""
+    start = clock.now().replace(minute=0, second=0) + dt.timedelta(days=1, minutes=n)
     return CalendarRecord(f"Visit {n}", "", start, start + dt.timedelta(minutes=30))
 
 
@@ -106,7 +112,7 @@ def add_fault(sandbox: Any, **rule: Any) -> None:
 
 
 def first_page(session: EwsSession, state: str | None = None) -> Any:
-    return session.read_changes(FolderKind.CALENDAR, state, WINDOW)
+    return session.read_changes(FolderKind.CALENDAR, state, sync_window())
 
 
 # --- configuration ------------------------------------------------------------------------------
@@ -382,7 +388,7 @@ def test_the_public_contacts_folder_is_created_once_and_then_found(sandbox):
             [NewItem(person, PsaTag("inst", PsaKey(ItemKind.CONTACT, 1)))],
         )
     with ews.open_session(TECH1) as session:
-        page = session.read_changes(FolderKind.PUBLIC_CONTACTS, None, WINDOW)
+        page = session.read_changes(FolderKind.PUBLIC_CONTACTS, None, sync_window())
     assert created.ok and page.full_read and not page.more_available
     assert [i.record for i in page.created] == [person]
     assert operations(sandbox).count("CreateFolder") == 1

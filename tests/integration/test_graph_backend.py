@@ -47,20 +47,19 @@ from exchange_ext.sync.records import (
     PsaTag,
 )
 from exchange_ext.sync.windows import SyncWindow
-from tests.exchange_ext.test_graph_connection_probe import REGISTERED_CERTIFICATE
+from tests import clock
+from tests.exchange_ext.test_graph_connection_probe import registered_certificate
 
 TENANT = "7d3f1b2a-5c4e-4f6a-9b8c-1a2b3c4d5e6f"
 APP, SECRET = "0f6a3e2d-1b4c-4d5e-8f90-a1b2c3d4e5f6", "sandbox-graph-secret"
 CERT_APP = "4d0e7c61-5f80-4b92-8d34-e5f607182930"
 TECH1 = "tech1@northwind.example"
-NOW = dt.datetime.now(dt.UTC).replace(minute=0, second=0, microsecond=0)
-WINDOW = SyncWindow(NOW - dt.timedelta(days=7), NOW + dt.timedelta(days=14))
 
 
 @pytest.fixture(scope="module")
 def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SandboxHandle]:
     config = load_config()
-    public = REGISTERED_CERTIFICATE.split("-----BEGIN RSA PRIVATE KEY-----")[0]
+    public = registered_certificate().split("-----BEGIN RSA PRIVATE KEY-----")[0]
     config["graph"]["apps"].append({
         "client_id": CERT_APP, "certificates": [public], "mailboxes": "all",
         "permissions": ["Calendars.ReadWrite", "Contacts.ReadWrite"],
@@ -104,8 +103,15 @@ def log(sandbox: SandboxHandle, operation: str | None = None) -> list[dict[str, 
     return sandbox.state.requests.query(operation)["requests"]
 
 
+def sync_window() -> SyncWindow:
+    """The sync window of a run at the test's pinned clock: 7 days back, 14 ahead."""
+    now = clock.now()
+    return SyncWindow(now - dt.timedelta(days=7), now + dt.timedelta(days=14))
+
+
 def visit(n: int, **changes: Any) -> CalendarRecord:
-    start = NOW + dt.timedelta(days=1, hours=n % 10)
+    """Tomorrow, from the pinned clock's hour, ``n % 10`` hours later."""
+    start = clock.now().replace(minute=0, second=0) + dt.timedelta(days=1, hours=n % 10)
     fields: dict[str, Any] = {
         "subject": f"Visit {n}", "body": "Notes", "start": start,
         "end": start + dt.timedelta(hours=1), "time_zone": "Europe/Berlin",
@@ -117,7 +123,8 @@ def tag(n: int) -> PsaTag:
     return PsaTag("inst-1", PsaKey(ItemKind.APPOINTMENT, n))
 
 
-def read_all(session: GraphSession, state: str | None = None, window: SyncWindow = WINDOW):
+def read_all(session: GraphSession, state: str | None = None, window: SyncWindow | None = None):
+    window = window or sync_window()
     items: dict[str, Any] = {}
     deleted: list[str] = []
     while True:
@@ -143,7 +150,7 @@ def test_one_token_serves_many_calls_and_sessions(sandbox):
 
 def test_a_certificate_signs_in_as_well_as_a_secret(sandbox):
     graph = backend(sandbox, client_id=CERT_APP, client_secret="",
-                    certificate_pem=REGISTERED_CERTIFICATE)  # fmt: skip
+                    certificate_pem=registered_certificate())  # fmt: skip
     with graph.open_session(TECH1) as session:
         [created] = session.create(FolderKind.CALENDAR, [NewItem(visit(1), tag(1))])
     assert created.ok
@@ -159,7 +166,7 @@ def test_a_429_is_retried_after_its_retry_after_within_the_budget(sandbox, retry
     fault(sandbox, kind="http_status", status=429, retry_after=2,
           retry_after_format=retry_format, operation="graph:calendarView.delta")  # fmt: skip
     with backend(sandbox, budget=10.0).open_session(TECH1) as session:
-        page = session.read_changes(FolderKind.CALENDAR, None, WINDOW)
+        page = session.read_changes(FolderKind.CALENDAR, None, sync_window())
     assert page.full_read
     first, second = log(sandbox, "graph:calendarView.delta")
     assert first["status"] == 429 and second["status"] == 200
@@ -174,7 +181,7 @@ def test_a_429_beyond_the_budget_is_throttled_with_the_servers_delay(sandbox):
     started = time.monotonic()
     session = backend(sandbox, budget=3.0).open_session(TECH1)
     with session, pytest.raises(Throttled) as raised:
-        session.read_changes(FolderKind.CALENDAR, None, WINDOW)
+        session.read_changes(FolderKind.CALENDAR, None, sync_window())
     assert raised.value.retry_after_seconds == pytest.approx(30, abs=1)
     assert time.monotonic() - started < 3.0  # no pointless wait: 30 s never fit the budget
     assert len(log(sandbox, "graph:calendarView.delta")) == 1
@@ -211,7 +218,7 @@ def test_a_410_on_the_delta_token_is_sync_state_expired(sandbox):
         _items, _deleted, state = read_all(session)
         fault(sandbox, kind="delta_gone", operation="graph:calendarView.delta")
         with pytest.raises(SyncStateExpired):
-            session.read_changes(FolderKind.CALENDAR, state, WINDOW)
+            session.read_changes(FolderKind.CALENDAR, state, sync_window())
         # The full re-read that follows adopts the same item: nothing new to create.
         items, _deleted, _state = read_all(session)
     assert [i.psa_tag for i in items.values()] == [tag(1)]
@@ -220,10 +227,11 @@ def test_a_410_on_the_delta_token_is_sync_state_expired(sandbox):
 def test_the_window_rolling_into_the_next_step_re_anchors_with_a_full_read(sandbox):
     with backend(sandbox).open_session(TECH1) as session:
         _items, _deleted, state = read_all(session)
-        start, _end = delta_range(WINDOW)
-        same_step = SyncWindow(start + dt.timedelta(hours=1), WINDOW.recurring_end)
+        window = sync_window()
+        start, _end = delta_range(window)
+        same_step = SyncWindow(start + dt.timedelta(hours=1), window.recurring_end)
         session.read_changes(FolderKind.CALENDAR, state, same_step)  # still the same range
-        rolled = SyncWindow(start + dt.timedelta(days=RANGE_STEP_DAYS), WINDOW.recurring_end)
+        rolled = SyncWindow(start + dt.timedelta(days=RANGE_STEP_DAYS), window.recurring_end)
         with pytest.raises(SyncStateExpired, match="re-anchored"):
             session.read_changes(FolderKind.CALENDAR, state, rolled)
         page = session.read_changes(FolderKind.CALENDAR, None, rolled)
@@ -235,7 +243,7 @@ def test_an_event_moved_out_of_the_range_is_an_update_not_a_delete(sandbox):
     with backend(sandbox).open_session(TECH1) as session:
         [created] = session.create(FolderKind.CALENDAR, [NewItem(visit(1), tag(1))])
         _items, _deleted, state = read_all(session)
-        long_ago = NOW - dt.timedelta(days=400)
+        long_ago = clock.now() - dt.timedelta(days=400)
         moved = visit(1, start=long_ago, end=long_ago + dt.timedelta(hours=1))
         [result] = session.update(
             FolderKind.CALENDAR,
@@ -337,6 +345,6 @@ NO_PERMISSION = {
 def test_whole_call_errors_come_typed(sandbox, credentials, mailbox, expected):
     session = backend(sandbox, **credentials).open_session(mailbox)
     with session, pytest.raises(BackendError) as raised:
-        session.read_changes(FolderKind.CALENDAR, None, WINDOW)
+        session.read_changes(FolderKind.CALENDAR, None, sync_window())
     assert type(raised.value).__name__ == expected
     assert raised.value.permanent

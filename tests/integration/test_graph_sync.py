@@ -19,14 +19,15 @@ from exchange_ext.backends.graph_auth import GraphCredentials
 from exchange_ext.ews_endpoint import pinned_version
 from exchange_ext.models import ExchangeConfig, ItemLink, MailboxSettings, SyncRun
 from exchange_ext.sandbox.server import SandboxHandle, load_config, start_sandbox
-from tests.builders import at, make_appointment, make_resource
+from tests import clock
+from tests.builders import make_appointment, make_resource
+from tests.clock import day
 
 pytestmark = pytest.mark.django_db
 
 TENANT = "7d3f1b2a-5c4e-4f6a-9b8c-1a2b3c4d5e6f"
 APP, SECRET = "0f6a3e2d-1b4c-4d5e-8f90-a1b2c3d4e5f6", "sandbox-graph-secret"
 TECH1 = "tech1@northwind.example"
-NOW = at("2026-11-22 08:00")
 
 
 @pytest.fixture(scope="module")
@@ -64,8 +65,8 @@ def ews(sandbox: SandboxHandle) -> EwsBackend:
     ))  # fmt: skip
 
 
-def sync(mailbox: MailboxSettings, backend: Any, now: dt.datetime = NOW) -> SyncRun:
-    run = engine.run_sync(mailbox.pk, backend=backend, now=now)
+def sync(mailbox: MailboxSettings, backend: Any, now: dt.datetime | None = None) -> SyncRun:
+    run = engine.run_sync(mailbox.pk, backend=backend, now=now or clock.now())
     assert run.outcome == SyncRun.Outcome.OK, run.error
     return run
 
@@ -85,7 +86,7 @@ def test_psa_appointments_are_exported_once_and_a_quiet_cycle_is_one_delta_per_f
     sandbox, tech
 ):
     for n in range(3):
-        make_appointment(tech.resource, f"2026-11-2{3 + n} 09:00", title=f"Visit {n}")
+        make_appointment(tech.resource, day(1 + n, "09:00"), title=f"Visit {n}")
     first = sync(tech, graph(sandbox))
     assert first.counts == {"appointment": {"exchange": {"created": 3}}}
     # The next cycle reads our own creates back once (echoes: no writes) ...
@@ -100,7 +101,7 @@ def test_psa_appointments_are_exported_once_and_a_quiet_cycle_is_one_delta_per_f
 
 def test_a_mailbox_moved_from_ews_to_graph_adopts_everything_and_creates_nothing(sandbox, tech):
     for n in range(4):
-        make_appointment(tech.resource, f"2026-11-2{3 + n} 09:00", title=f"Visit {n}")
+        make_appointment(tech.resource, day(1 + n, "09:00"), title=f"Visit {n}")
     assert sync(tech, ews(sandbox)).counts == {"appointment": {"exchange": {"created": 4}}}
     ews_ids = sorted(ItemLink.objects.values_list("exchange_id", flat=True))
     moved = sync(tech, graph(sandbox))
@@ -111,10 +112,12 @@ def test_a_mailbox_moved_from_ews_to_graph_adopts_everything_and_creates_nothing
 
 
 def test_an_appointment_that_ages_out_of_the_window_is_forgotten_not_deleted(sandbox, tech):
-    appointment = make_appointment(tech.resource, "2026-11-23 09:00", title="Soon past")
+    appointment = make_appointment(tech.resource, day(1, "09:00"), title="Soon past")
     sync(tech, graph(sandbox))
     assert ItemLink.objects.count() == 1
-    later = NOW + dt.timedelta(days=30)  # past_days (7) behind the item, and a new delta range
+    later = clock.now() + dt.timedelta(
+        days=30
+    )  # past_days (7) behind the item, and a new delta range
     run = sync(tech, graph(sandbox), now=later)
     assert "deleted" not in str(run.counts)
     assert ItemLink.objects.count() == 0
@@ -122,7 +125,7 @@ def test_an_appointment_that_ages_out_of_the_window_is_forgotten_not_deleted(san
 
 
 def test_a_410_on_the_delta_token_resyncs_without_duplicates(sandbox, tech):
-    make_appointment(tech.resource, "2026-11-23 09:00", title="Visit")
+    make_appointment(tech.resource, day(1, "09:00"), title="Visit")
     sync(tech, graph(sandbox))
     sandbox.state.graph.deltas.clear()  # the server forgot every delta token
     run = sync(tech, graph(sandbox))

@@ -21,9 +21,9 @@ from exchange_ext.schedules import DISPATCH_SCHEDULE, ensure_schedules
 from psa.audit.origin import Origin
 from psa.scheduling.actions import do_update_appointment
 from tests.builders import make_appointment, make_resource
+from tests.clock import now
 
 pytestmark = pytest.mark.django_db
-T0 = dt.datetime(2026, 11, 23, 9, 0, tzinfo=dt.UTC)
 
 
 def _enabled(count: int) -> list[int]:
@@ -57,11 +57,11 @@ def test_every_resource_is_queued_once_per_interval_spread_evenly(
     ids = _enabled(40)
     ExchangeConfig.objects.filter(pk=1).update(sync_interval_minutes=10)
     with django_capture_on_commit_callbacks(execute=True):
-        first = dispatcher.queue_due(T0)
+        first = dispatcher.queue_due(now())
     assert first == ids  # never synced: all at once (they were just enabled)
     assert OrmQ.objects.count() == 40  # one task each, sent after commit
-    _run(ids, T0)
-    per_minute = [len(dispatcher.queue_due(T0 + dt.timedelta(minutes=m))) for m in range(1, 11)]
+    _run(ids, now())
+    per_minute = [len(dispatcher.queue_due(now() + dt.timedelta(minutes=m))) for m in range(1, 11)]
     # Spread: 40 resources over a 10-minute interval is 4 a minute, never a herd.
     assert sum(per_minute) == 40 and max(per_minute) <= 6, per_minute
 
@@ -73,48 +73,48 @@ def test_a_slot_is_served_once_whatever_the_worker_clock(lag):
     # A worker whose clock runs behind (or a late run) must not make its slot look unserved.
     ids = _enabled(25)
     ExchangeConfig.objects.filter(pk=1).update(sync_interval_minutes=10)
-    _run(dispatcher.queue_due(T0), T0)
-    queued = _sweep(T0, 30, lag=lag)
+    _run(dispatcher.queue_due(now()), now())
+    queued = _sweep(now(), 30, lag=lag)
     assert queued == Counter({pk: 3 for pk in ids})
 
 
 def test_queued_means_queued_once_until_the_task_starts():
     (pk,) = _enabled(1)
-    assert dispatcher.enqueue_sync(pk, "sync_now", T0)
-    assert not dispatcher.enqueue_sync(pk, "sync_now", T0 + dt.timedelta(seconds=5))
-    assert dispatcher.queue_due(T0 + dt.timedelta(minutes=20)) == []  # due, but queued
-    dispatcher.mark_done(pk, T0 - dt.timedelta(seconds=1))  # an older task: not its mark
-    assert not dispatcher.enqueue_sync(pk, "sync_now", T0 + dt.timedelta(seconds=6))
-    dispatcher.mark_done(pk, T0 + dt.timedelta(seconds=5))  # the task ended without running
-    assert dispatcher.enqueue_sync(pk, "sync_now", T0 + dt.timedelta(seconds=6))
+    assert dispatcher.enqueue_sync(pk, "sync_now", now())
+    assert not dispatcher.enqueue_sync(pk, "sync_now", now() + dt.timedelta(seconds=5))
+    assert dispatcher.queue_due(now() + dt.timedelta(minutes=20)) == []  # due, but queued
+    dispatcher.mark_done(pk, now() - dt.timedelta(seconds=1))  # an older task: not its mark
+    assert not dispatcher.enqueue_sync(pk, "sync_now", now() + dt.timedelta(seconds=6))
+    dispatcher.mark_done(pk, now() + dt.timedelta(seconds=5))  # the task ended without running
+    assert dispatcher.enqueue_sync(pk, "sync_now", now() + dt.timedelta(seconds=6))
     # A task lost with its worker (Redis) is presumed gone after retry + timeout.
-    later = T0 + dispatcher.queued_stale_after() + dt.timedelta(seconds=7)
+    later = now() + dispatcher.queued_stale_after() + dt.timedelta(seconds=7)
     assert dispatcher.enqueue_sync(pk, "sync_now", later)
 
 
 def test_failures_back_off_and_disabled_or_leased_mailboxes_are_left_alone():
     a, b, c = _enabled(3)
     ExchangeConfig.objects.filter(pk=1).update(sync_interval_minutes=10)
-    _run([a, b, c], T0)
+    _run([a, b, c], now())
     MailboxSettings.objects.filter(pk=a).update(status="failing", consecutive_failures=3)
     MailboxSettings.objects.filter(pk=b).update(status="disabled", consecutive_failures=1)
-    MailboxSettings.objects.filter(pk=c).update(lease_expires_at=T0 + dt.timedelta(days=1))
-    queued = _sweep(T0, 60, lag=dt.timedelta(0))
+    MailboxSettings.objects.filter(pk=c).update(lease_expires_at=now() + dt.timedelta(days=1))
+    queued = _sweep(now(), 60, lag=dt.timedelta(0))
     # 3 failures: every 4th slot (40 min apart) in an hour → at most 2; none for b and c.
     assert 1 <= queued[a] <= 2 and queued[b] == 0 and queued[c] == 0
 
 
 def test_sync_now_requests_are_due_at_once():
     a, b = _enabled(2)
-    _run([a, b], T0)
-    MailboxSettings.objects.filter(pk=b).update(sync_requested_at=T0)
-    assert dispatcher.queue_due(T0 + dt.timedelta(seconds=30)) == [b]
+    _run([a, b], now())
+    MailboxSettings.objects.filter(pk=b).update(sync_requested_at=now())
+    assert dispatcher.queue_due(now() + dt.timedelta(seconds=30)) == [b]
 
 
 def test_nothing_is_due_when_the_integration_is_off():
     _enabled(2)
     ExchangeConfig.objects.filter(pk=1).update(enabled=False)
-    assert dispatcher.queue_due(T0) == []
+    assert dispatcher.queue_due(now()) == []
 
 
 def test_sync_now_view_queues_a_task(client, django_capture_on_commit_callbacks):
@@ -198,4 +198,4 @@ def test_saving_the_connection_lifts_a_permanent_stop_and_requests_a_sync():
     rows = MailboxSettings.objects.filter(pk__in=[a, b])
     assert set(rows.values_list("status", flat=True)) == {"failing", "never"}
     assert all(r.sync_requested_at for r in rows)
-    assert set(dispatcher.due_mailboxes(T0)) == {a, b}
+    assert set(dispatcher.due_mailboxes(now())) == {a, b}

@@ -17,11 +17,11 @@ from typing import Any
 
 import pytest
 from aiosmtpd.controller import Controller
-from django.utils import timezone
 from exchangelib.protocol import close_connections
 
 from exchange_ext import dispatcher, notifications, tasks
 from exchange_ext.models import MailboxSettings, ServerOutage
+from tests import clock
 from tests.integration.ops_support import (
     SECRET_PASSWORD,
     add_mailboxes,
@@ -146,7 +146,7 @@ def test_outage_is_one_email_with_a_reminder_after_a_day_and_one_recovery_email(
     assert "Check that the Exchange server is running" in body
     assert "Error: The Exchange server could not be reached." in body and "Details: " in body
 
-    now = timezone.now()
+    now = clock.now()
     assert notifications.evaluate(now + dt.timedelta(hours=23)) == []
     reminder = notifications.evaluate(now + dt.timedelta(hours=24, minutes=1))
     assert len(reminder) == 1 and "reminder" in reminder[0]
@@ -186,9 +186,9 @@ def test_401_for_one_resource_is_one_email_naming_it_and_a_disabled_status(inbox
     assert "username and password on the General tab" in body  # shared sync account
     assert inbox.messages[0]["To"] == "it-ops@northwind.example, boss@northwind.example"
     # Stopped until its settings are saved again: the dispatcher leaves it alone.
-    assert row.pk not in dispatcher.due_mailboxes(timezone.now() + dt.timedelta(hours=2))
+    assert row.pk not in dispatcher.due_mailboxes(clock.now() + dt.timedelta(hours=2))
 
-    now = timezone.now()
+    now = clock.now()
     assert notifications.evaluate(now + dt.timedelta(hours=12)) == []
     reminder = notifications.evaluate(now + dt.timedelta(hours=24, minutes=1))
     assert len(reminder) == 1 and row.resource.full_name in reminder[0]
@@ -206,7 +206,7 @@ def test_a_throttling_episode_sends_no_email(inbox, sandbox):
     row = MailboxSettings.objects.get(resource__email__startswith="ops3")
     assert row.status == MailboxSettings.Status.FAILING and row.last_error_kind == "Throttled"
     assert row.consecutive_failures == 3
-    assert notifications.evaluate(timezone.now() + dt.timedelta(minutes=90)) == []
+    assert notifications.evaluate(clock.now() + dt.timedelta(minutes=90)) == []
     sandbox.state.faults.remove(rule.id)
     _sync_all(ids)
     assert _statuses(ids) == ["ok"] * 3

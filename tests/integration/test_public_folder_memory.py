@@ -6,7 +6,6 @@ import datetime as dt
 from dataclasses import replace
 
 import pytest
-from django.utils import timezone
 from django_q.models import OrmQ
 
 from exchange_ext import dispatcher, engine, leases, public_folder, tasks
@@ -25,11 +24,11 @@ from exchange_ext.sync.records import ContactRecord
 from psa.audit.origin import Origin
 from psa.crm.actions import do_delete_contact, do_update_contact
 from psa.crm.models import Contact
-from tests.builders import at, make_account, make_contact, make_resource, make_user
+from tests import clock
+from tests.builders import make_account, make_contact, make_resource, make_user
 
 pytestmark = pytest.mark.django_db
 
-NOW = at("2026-11-22 08:00")
 USER = Origin.by_system("tests")
 SYNC_ACCOUNT = "svc-sync@northwind.example"
 
@@ -53,7 +52,7 @@ def backend(config) -> MemoryBackend:
 
 
 def sync(backend: MemoryBackend, **kwargs) -> SyncRun | None:
-    return public_folder.run_public_folder_sync(backend=backend, now=NOW, **kwargs)
+    return public_folder.run_public_folder_sync(backend=backend, now=clock.now(), **kwargs)
 
 
 def folder(backend: MemoryBackend) -> dict[str, ContactRecord]:
@@ -185,7 +184,7 @@ def test_a_backend_without_public_folders_is_a_quiet_no_op(config, caplog):
     assert "has no public folders" in caplog.text
     config.use_basic_auth, config.use_graph = False, True  # Office 365 with Graph
     config.save()
-    assert public_folder.run_public_folder_sync(now=NOW) is None
+    assert public_folder.run_public_folder_sync(now=clock.now()) is None
     assert not public_folder.is_enabled(config)
     assert not SyncRun.objects.exists() and graph_like.writes() == 0
 
@@ -244,10 +243,12 @@ def test_public_links_never_clash_with_a_mailbox_s_contact_links(config, backend
     mailbox = MailboxSettings.objects.create(resource=manager, sync_enabled=True)
     backend.add_mailbox("manager@northwind.example")
     make_contact(make_account(account_manager=manager), last_name="Shared")
-    assert engine.run_sync(mailbox.pk, backend=backend, now=NOW).outcome == SyncRun.Outcome.OK
+    assert (
+        engine.run_sync(mailbox.pk, backend=backend, now=clock.now()).outcome == SyncRun.Outcome.OK
+    )
     sync(backend)
     assert ItemLink.objects.count() == 1 and PublicFolderLink.objects.count() == 1
-    assert engine.run_sync(mailbox.pk, backend=backend, now=NOW).counts == {}
+    assert engine.run_sync(mailbox.pk, backend=backend, now=clock.now()).counts == {}
     assert sync(backend).counts == {}  # type: ignore[union-attr]
 
 
@@ -272,30 +273,32 @@ def test_the_dispatcher_queues_the_job_once_per_interval(
         with django_capture_on_commit_callbacks(execute=True):
             dispatcher.queue_due(at_time)
 
-    dispatch(NOW)
-    dispatch(NOW + dt.timedelta(minutes=1))
+    dispatch(clock.now())
+    dispatch(clock.now() + dt.timedelta(minutes=1))
     assert queued_tasks() == [public_folder.PUBLIC_FOLDER_TASK]
-    dispatch(NOW + dt.timedelta(minutes=config.sync_interval_minutes))
+    dispatch(clock.now() + dt.timedelta(minutes=config.sync_interval_minutes))
     assert queued_tasks() == [public_folder.PUBLIC_FOLDER_TASK] * 2
     config.use_basic_auth, config.use_graph = False, True  # Graph: never
     config.save()
-    dispatch(NOW + dt.timedelta(days=1))
+    dispatch(clock.now() + dt.timedelta(days=1))
     config.use_basic_auth, config.public_contacts_folder = True, False  # off: never
     config.save()
-    dispatch(NOW + dt.timedelta(days=2))
+    dispatch(clock.now() + dt.timedelta(days=2))
     assert len(queued_tasks()) == 2
 
 
 def test_the_dispatcher_does_not_queue_the_job_while_it_runs(config):
     leases.claim(PublicFolderState.load().pk, 3600, model=PublicFolderState)
-    assert not public_folder.enqueue_public_folder(timezone.now())
+    assert not public_folder.enqueue_public_folder(clock.now())
 
 
 def test_the_task_runs_the_job(config, backend, monkeypatch):
     monkeypatch.setattr(factory, "backend_for", lambda config, mailbox_settings=None: backend)
     contacts(2)
     assert tasks.sync_public_folder() == "public contacts folder: ok"
-    left = SyncRun.objects.create(mailbox_settings=None, started_at=NOW - dt.timedelta(days=1))
+    left = SyncRun.objects.create(
+        mailbox_settings=None, started_at=clock.now() - dt.timedelta(days=1)
+    )
     tasks.sync_public_folder()  # a run a killed worker left "running" is closed
     assert SyncRun.objects.get(pk=left.pk).outcome == SyncRun.Outcome.FAILED
     triggers = set(SyncRun.objects.exclude(pk=left.pk).values_list("trigger", flat=True))

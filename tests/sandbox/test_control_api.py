@@ -13,6 +13,7 @@ import requests
 from exchangelib import DELEGATE
 
 from exchange_ext.sandbox.server import load_config
+from tests import clock
 
 from .conftest import make_account
 
@@ -187,12 +188,14 @@ def test_the_outbox_shows_what_would_have_been_sent(start):
 def test_the_clock_can_be_moved(start):
     handle = start(config=load_config())
 
-    moved = call(handle, "POST", "/clock", json={"now": "2030-01-01T12:00:00+00:00"}).json()
+    later = clock.day(3 * 365, "12:00")  # a few years after the pinned clock
+    moved = call(handle, "POST", "/clock", json={"now": later.isoformat()}).json()
 
-    assert moved["now"].startswith("2030-01-01T12:00")
-    assert handle.state.now().year == 2030
+    assert moved["now"].startswith(f"{later:%Y-%m-%d}T12:00")
+    assert abs(handle.state.now() - later) < dt.timedelta(seconds=5)
     assert call(handle, "POST", "/clock", json={"offset_seconds": 0}).json()["offset_seconds"] == 0
-    assert abs(handle.state.now() - dt.datetime.now(dt.UTC)) < dt.timedelta(seconds=5)
+    # Offset 0 is the process clock again: the pinned reading, taken when this test started.
+    assert abs(handle.state.now() - clock.now()) < dt.timedelta(seconds=5)
 
 
 def test_the_schema_report_counts_validations(sandbox, service_account):

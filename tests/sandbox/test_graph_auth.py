@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
-import time
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -20,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import NameOID
 
 from exchange_ext.sandbox.server import SandboxHandle, load_config
+from tests import clock
 from tests.sandbox.graph_client import (
     APP_ID,
     APP_SECRET,
@@ -46,7 +46,7 @@ def _b64(data: bytes) -> str:
 def key_and_cert() -> tuple[rsa.RSAPrivateKey, x509.Certificate]:
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "psa-graph-test")])
-    now = dt.datetime.now(dt.UTC)
+    now = clock.now()
     cert = (
         x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
         .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(days=1))
@@ -85,7 +85,7 @@ def _register_cert_app(handle: SandboxHandle, cert: x509.Certificate) -> None:
 def _assertion(key: rsa.RSAPrivateKey, cert: x509.Certificate, aud: str, **overrides: Any) -> str:
     header = {"alg": "RS256", "typ": "JWT", "x5t": _b64(cert.fingerprint(hashes.SHA1()))}
     header.update(overrides.pop("header", {}))
-    now = int(time.time())
+    now = int(clock.now().timestamp())
     claims = {"aud": aud, "iss": CERT_APP_ID, "sub": CERT_APP_ID, "jti": str(uuid.uuid4()),
               "nbf": now, "exp": now + 600}  # fmt: skip
     claims.update(overrides)
@@ -163,8 +163,8 @@ def test_bad_certificate_assertions_are_refused(
     elif tamper == "wrong_audience":
         assertion = _assertion(key, cert, "https://login.microsoftonline.com/x/oauth2/v2.0/token")
     else:
-        assertion = _assertion(key, cert, aud, exp=int(time.time()) - 3600,
-                               nbf=int(time.time()) - 7200)  # fmt: skip
+        now = int(clock.now().timestamp())
+        assertion = _assertion(key, cert, aud, exp=now - 3600, nbf=now - 7200)
     form = {
         "client_id": CERT_APP_ID, "grant_type": "client_credentials", "scope": SCOPE,
         "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",

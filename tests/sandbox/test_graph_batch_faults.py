@@ -104,7 +104,9 @@ def test_429_with_retry_after(sandbox: SandboxHandle, graph: GraphClient, fmt: s
     if fmt == "seconds":
         assert value == "30"
     else:
-        delay = email.utils.parsedate_to_datetime(value).timestamp() - time.time()
+        # An HTTP-date counts from the reply's own Date (RFC 9110 §10.2.3), not from our clock.
+        sent = email.utils.parsedate_to_datetime(reply.headers["Date"])
+        delay = (email.utils.parsedate_to_datetime(value) - sent).total_seconds()
         assert 25 <= delay <= 31
     assert graph.get(f"{USER}/calendarView/delta?{WINDOW}").status_code == 200
 

@@ -16,7 +16,8 @@ from psa.scheduling.actions import (
     do_update_service_call,
 )
 from psa.scheduling.models import Appointment
-from tests.builders import at, make_appointment, make_resource, make_service_call
+from tests import clock
+from tests.builders import make_appointment, make_resource, make_service_call
 
 pytestmark = pytest.mark.django_db
 
@@ -32,14 +33,14 @@ def test_create_records_an_audit_entry_with_the_origin():
 
 
 def test_update_by_sync_records_old_and_new_values():
-    appointment = make_appointment(make_resource())
-    changes = do_update_appointment(
-        SYNC, appointment, start=at("2026-11-23 10:00"), end=at("2026-11-23 11:00")
-    )
+    nine, ten, eleven = (clock.day(1, hour) for hour in ("09:00", "10:00", "11:00"))
+    appointment = make_appointment(make_resource(), nine)
+    changes = do_update_appointment(SYNC, appointment, start=ten, end=eleven)
     assert list(changes) == ["start", "end"]
     entry = AuditEntry.objects.filter(action="update").get()
     assert entry.origin_kind == "sync" and entry.origin_source == "exchange"
-    assert entry.changes["start"] == ["2026-11-23T09:00:00+00:00", "2026-11-23T10:00:00+00:00"]
+    tomorrow = f"{nine:%Y-%m-%d}"
+    assert entry.changes["start"] == [f"{tomorrow}T09:00:00+00:00", f"{tomorrow}T10:00:00+00:00"]
 
 
 def test_update_that_changes_nothing_writes_and_records_nothing():

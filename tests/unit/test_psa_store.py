@@ -10,8 +10,8 @@ from exchange_ext import psa_store
 from exchange_ext.models import ExchangeConfig, MailboxSettings
 from exchange_ext.sync.records import ImportMode, ItemKind
 from exchange_ext.sync.windows import window_for
+from tests import clock
 from tests.builders import (
-    at,
     make_account,
     make_appointment,
     make_contact,
@@ -20,20 +20,20 @@ from tests.builders import (
     make_ticket,
     make_todo,
 )
+from tests.clock import day
 
 pytestmark = pytest.mark.django_db
-NOW = at("2026-11-22 08:00")
 
 
 def load(mailbox: MailboxSettings):
     options = psa_store.sync_options(ExchangeConfig.load(), mailbox)
-    return psa_store.load_psa_items(mailbox, options, window_for(options, NOW))
+    return psa_store.load_psa_items(mailbox, options, window_for(options, clock.now()))
 
 
 def populate(resource, n: int) -> None:
     account = make_account(account_manager=resource)
     for i in range(n):
-        make_appointment(resource, f"2026-11-23 0{i % 9}:00", title=f"A{i}")
+        make_appointment(resource, day(1, f"0{i % 9}:00"), title=f"A{i}")
         make_todo(resource, account=account)
         call = make_service_call([resource], account=account)
         call.tickets.add(make_ticket())
@@ -57,8 +57,8 @@ def test_loading_takes_the_same_number_of_queries_for_2_and_20_items():
 
 def test_items_that_ended_before_the_window_are_not_loaded_unless_linked():
     mailbox = MailboxSettings.objects.create(resource=make_resource(), sync_enabled=True)
-    make_appointment(mailbox.resource, "2026-10-01 09:00")
-    make_appointment(mailbox.resource, "2026-11-21 09:00")
+    make_appointment(mailbox.resource, day(-52, "09:00"))
+    make_appointment(mailbox.resource, day(-1, "09:00"))
     assert [key.kind for key in load(mailbox)] == [ItemKind.APPOINTMENT]
 
 

@@ -14,9 +14,9 @@ from exchange_ext.models import ExchangeConfig, MailboxSettings, SyncRun
 from exchange_ext.sandbox.server import SandboxHandle
 from exchange_ext.secrets import Secret
 from psa.audit.origin import Origin
-from tests.builders import at, make_resource
+from tests import clock
+from tests.builders import make_resource
 
-NOW = at("2026-11-22 08:00")
 USER = Origin.by_system("tests")
 DOMAIN = "northwind.example"
 TENANT = "7d3f1b2a-5c4e-4f6a-9b8c-1a2b3c4d5e6f"
@@ -25,9 +25,9 @@ EWS_WRITES = ("CreateItem", "UpdateItem", "DeleteItem")
 GRAPH_WRITES = ("create", "update", "delete")
 
 
-def iso(text: str) -> str:
-    """``"2026-11-23 09:00"`` (UTC) as the backdoor takes it."""
-    return at(text).isoformat()
+def iso(value: dt.datetime) -> str:
+    """``value`` as the backdoor takes it."""
+    return value.isoformat()
 
 
 class Harness:
@@ -70,20 +70,25 @@ class Harness:
         self.config.save()
 
     def enrol(self, n: int, **fields: Any) -> MailboxSettings:
-        """tech<n>'s resource, enabled for sync on its sandbox mailbox."""
+        """tech<n>'s resource, enabled for sync on its sandbox mailbox (odd n in Berlin, even n
+        in New York)."""
         address = f"tech{n}@{DOMAIN}"
-        resource = make_resource(f"tech{n}", email=address)
+        zone = "Europe/Berlin" if n % 2 else "America/New_York"  # both change for summer time
+        resource = make_resource(f"tech{n}", email=address, time_zone=zone)
         return MailboxSettings.objects.create(
             resource=resource, sync_enabled=True, mailbox=address, **fields
         )
 
     # --- syncing ----------------------------------------------------------------------------
 
-    def sync(self, mailbox: MailboxSettings, *, now: dt.datetime = NOW, **kwargs: Any) -> SyncRun:
-        """One cycle with the backend the factory builds from the configuration."""
-        return engine.run_sync(mailbox.pk, now=now, **kwargs)
+    def sync(
+        self, mailbox: MailboxSettings, *, now: dt.datetime | None = None, **kwargs: Any
+    ) -> SyncRun:
+        """One cycle with the backend the factory builds from the configuration, at ``now``
+        (default: the test's pinned clock)."""
+        return engine.run_sync(mailbox.pk, now=now or clock.now(), **kwargs)
 
-    def quiet(self, mailbox: MailboxSettings, *, now: dt.datetime = NOW) -> SyncRun:
+    def quiet(self, mailbox: MailboxSettings, *, now: dt.datetime | None = None) -> SyncRun:
         """Sync again and check that nothing was written on the Exchange side."""
         self.sandbox.state.requests.clear()
         run = self.sync(mailbox, now=now)
@@ -117,9 +122,9 @@ class Harness:
             if prop.get("property_name") == PSA_TAG_PROPERTY_NAME
         ]
 
-    def outlook_create(self, mailbox: MailboxSettings, subject: str, start: str,
+    def outlook_create(self, mailbox: MailboxSettings, subject: str, start: dt.datetime,
                        hours: float = 1, **fields: Any) -> str:  # fmt: skip
-        begin = at(start)
+        begin = start
         values = {"subject": subject, "start": begin.isoformat(),
                   "end": (begin + dt.timedelta(hours=hours)).isoformat(), **fields}  # fmt: skip
         return str(self.store.backdoor_create(mailbox.effective_mailbox, "calendar", values)["id"])
@@ -157,23 +162,25 @@ class Harness:
         return list(self.sandbox.state.outbox.messages)
 
 
-def daily_recurrence(first: str, count: int) -> str:
+def daily_recurrence(first: dt.datetime, count: int) -> str:
     """A ``t:Recurrence`` of ``count`` daily occurrences from the date of ``first``."""
     from exchange_ext.sandbox import recurrence
     from exchange_ext.sandbox.items_xml import to_string
 
     model = recurrence.Recurrence(
-        recurrence.DailyPattern(1), recurrence.NumberedRange(at(first).date(), count)
+        recurrence.DailyPattern(1), recurrence.NumberedRange(first.date(), count)
     )
     return to_string(recurrence.recurrence_to_xml(model))
 
 
-def occurrence_key(start: str) -> str:
+def occurrence_key(start: dt.datetime) -> str:
     """The original start of an occurrence as the sandbox keys its exceptions."""
-    return at(start).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return clock.zulu(start)
 
 
-def outlook_edit_occurrence(harness: Harness, master_id: str, original: str, **fields: Any) -> None:
+def outlook_edit_occurrence(
+    harness: Harness, master_id: str, original: dt.datetime, **fields: Any
+) -> None:
     """Outlook's "open this occurrence" edit: the occurrence becomes an exception."""
     from exchange_ext.sandbox import items_xml
 
@@ -182,6 +189,6 @@ def outlook_edit_occurrence(harness: Harness, master_id: str, original: str, **f
     store.modify_occurrence(store.item(master_id), occurrence_key(original), elements)
 
 
-def outlook_delete_occurrence(harness: Harness, master_id: str, original: str) -> None:
+def outlook_delete_occurrence(harness: Harness, master_id: str, original: dt.datetime) -> None:
     store = harness.store
     store.delete_occurrence(store.item(master_id), occurrence_key(original))

@@ -8,7 +8,8 @@ import pytest
 from exchange_ext.models import SyncLogEntry, SyncRun
 from psa.scheduling.actions import do_update_appointment
 from psa.scheduling.models import Appointment
-from tests.builders import at, make_appointment
+from tests.builders import make_appointment
+from tests.clock import day, zulu
 from tests.integration.sync_rules.rules import USER, Harness, iso
 
 pytestmark = pytest.mark.django_db
@@ -18,21 +19,17 @@ def test_a_psa_appointment_moved_on_both_sides_keeps_the_psa_time_and_logs_the_c
     rules: Harness,
 ):
     tech = rules.enrol(1)
-    appointment = make_appointment(tech.resource, "2026-11-23 09:00", title="Visit")
+    appointment = make_appointment(tech.resource, day(1, "09:00"), title="Visit")
     rules.sync(tech)
     rules.quiet(tech)
-    do_update_appointment(
-        USER, appointment, start=at("2026-11-23 10:00"), end=at("2026-11-23 11:00")
-    )
+    do_update_appointment(USER, appointment, start=day(1, "10:00"), end=day(1, "11:00"))
     item = rules.item(tech, "Visit")
-    rules.outlook_update(
-        tech, item["id"], start=iso("2026-11-23 14:00"), end=iso("2026-11-23 15:00")
-    )
+    rules.outlook_update(tech, item["id"], start=iso(day(1, "14:00")), end=iso(day(1, "15:00")))
     run = rules.sync(tech)
     assert (run.outcome, run.conflicts) == (SyncRun.Outcome.OK, 1)
     appointment.refresh_from_db()
-    assert appointment.start == at("2026-11-23 10:00")
-    assert rules.item(tech, "Visit")["start"] == "2026-11-23T10:00:00Z"
+    assert appointment.start == day(1, "10:00")
+    assert rules.item(tech, "Visit")["start"] == zulu(day(1, "10:00"))
     entry = SyncLogEntry.objects.get(run=run)
     assert (entry.level, entry.kind) == (SyncLogEntry.Level.CONFLICT, "appointment")
     assert entry.psa_key
@@ -43,7 +40,7 @@ def test_an_imported_appointment_edited_on_both_sides_keeps_the_exchange_edit_an
     rules: Harness,
 ):
     tech = rules.enrol(1)
-    dentist = rules.outlook_create(tech, "Dentist", "2026-11-23 15:00")
+    dentist = rules.outlook_create(tech, "Dentist", day(1, "15:00"))
     rules.sync(tech)
     rules.quiet(tech)
     do_update_appointment(USER, Appointment.objects.get(), title="Dentist (PSA)")

@@ -11,8 +11,10 @@ from django.utils import timezone
 
 from exchange_ext.models import ItemLink, MailboxSettings, SyncRun
 from psa.scheduling.actions import do_delete_appointment
+from tests import clock
 from tests.builders import make_appointment
-from tests.integration.sync_rules.rules import NOW, USER, Harness
+from tests.clock import day
+from tests.integration.sync_rules.rules import USER, Harness
 from tests.integration.sync_rules.worker import kill_worker_when, shared_database
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -37,15 +39,15 @@ def test_a_worker_killed_after_create_before_link_leaves_no_duplicate_on_rerun(
     rules: Harness, tmp_path: Path
 ):
     tech = rules.enrol(1)
-    gone = make_appointment(tech.resource, "2026-11-23 08:00", title="Cancelled visit")
+    gone = make_appointment(tech.resource, day(1, "08:00"), title="Cancelled visit")
     rules.sync(tech)
     do_delete_appointment(USER, gone)
     for n in range(3):
-        make_appointment(tech.resource, f"2026-11-24 {9 + n:02d}:00", title=f"Visit {n}")
+        make_appointment(tech.resource, day(2, f"{9 + n:02d}:00"), title=f"Visit {n}")
     stall_deletes(rules)
     rules.sandbox.state.requests.clear()
     with shared_database(tmp_path) as database_url:
-        kill_worker_when(database_url, tech.pk, NOW, lambda: created(rules))
+        kill_worker_when(database_url, tech.pk, clock.now(), lambda: created(rules))
     rules.sandbox.state.faults.clear()
     assert sorted(rules.subjects(tech)) == ["Cancelled visit", "Visit 0", "Visit 1", "Visit 2"]
     assert ItemLink.objects.count() == 1  # only the first run's link was committed

@@ -12,6 +12,7 @@ from tests.builders import (
     make_service_call,
     make_todo,
 )
+from tests.clock import day
 from tests.integration.sync_rules.rules import Harness
 
 pytestmark = pytest.mark.django_db
@@ -19,9 +20,9 @@ pytestmark = pytest.mark.django_db
 
 def test_each_kind_is_exported_with_its_tag_and_a_second_run_writes_nothing(rules: Harness):
     tech = rules.enrol(1)
-    make_appointment(tech.resource, "2026-11-23 09:00", title="Site visit")
-    make_todo(tech.resource, "2026-11-23 14:00")
-    call = make_service_call([tech.resource], "2026-11-24 08:00")
+    make_appointment(tech.resource, day(1, "09:00"), title="Site visit")
+    make_todo(tech.resource, day(1, "14:00"))
+    call = make_service_call([tech.resource], day(2, "08:00"))
     make_contact(make_account(account_manager=tech.resource), first_name="Ann")
     run = rules.sync(tech)
     assert run.outcome == SyncRun.Outcome.OK, run.error

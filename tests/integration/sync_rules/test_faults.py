@@ -9,6 +9,7 @@ import pytest
 from exchange_ext.models import FolderSyncState, MailboxSettings, SyncRun
 from psa.scheduling.models import Appointment
 from tests.builders import make_appointment
+from tests.clock import day
 from tests.integration.sync_rules.rules import Harness
 
 pytestmark = pytest.mark.django_db
@@ -24,12 +25,12 @@ def test_a_truncated_change_page_fails_the_run_without_advancing_the_state_or_lo
     rules: Harness,
 ):
     tech = rules.enrol(1)
-    make_appointment(tech.resource, "2026-11-23 09:00", title="Visit")
+    make_appointment(tech.resource, day(1, "09:00"), title="Visit")
     rules.sync(tech)
     rules.quiet(tech)
     before = states(tech)
     for n in range(3):
-        rules.outlook_create(tech, f"Meeting {n}", f"2026-11-24 {9 + n:02d}:00")
+        rules.outlook_create(tech, f"Meeting {n}", day(2, f"{9 + n:02d}:00"))
     rules.fault(kind="truncate", operation=rules.read_operation, bytes=400)
     run = rules.sync(tech)
     assert run.outcome in (SyncRun.Outcome.FAILED, SyncRun.Outcome.PARTIAL)
@@ -55,8 +56,8 @@ def expire_sync_states(rules: Harness) -> None:
 def test_an_expired_sync_state_rereads_everything_and_duplicates_nothing(rules: Harness):
     tech = rules.enrol(1)
     for n in range(3):
-        make_appointment(tech.resource, f"2026-11-23 {9 + n:02d}:00", title=f"Visit {n}")
-    rules.outlook_create(tech, "Dentist", "2026-11-24 15:00")
+        make_appointment(tech.resource, day(1, f"{9 + n:02d}:00"), title=f"Visit {n}")
+    rules.outlook_create(tech, "Dentist", day(2, "15:00"))
     rules.sync(tech)
     rules.quiet(tech)
     expire_sync_states(rules)
@@ -82,7 +83,7 @@ def throttle(rules: Harness) -> None:
 
 def test_throttling_within_the_budget_is_honoured_and_is_not_a_failure(rules: Harness):
     tech = rules.enrol(1)
-    make_appointment(tech.resource, "2026-11-23 09:00", title="Visit")
+    make_appointment(tech.resource, day(1, "09:00"), title="Visit")
     throttle(rules)
     started = time.monotonic()
     run = rules.sync(tech)

@@ -11,9 +11,11 @@ from django.core import mail
 
 from exchange_ext.models import ItemLink, SyncRun
 from psa.scheduling.models import Appointment
+from tests import clock
 from tests.builders import make_account, make_appointment, make_contact, make_todo
+from tests.clock import day
 from tests.integration.sync_rules.conftest import graph_backend_available
-from tests.integration.sync_rules.rules import NOW, Harness
+from tests.integration.sync_rules.rules import Harness
 
 pytestmark = pytest.mark.django_db
 
@@ -42,7 +44,7 @@ def test_a_429_retry_after_is_waited_out_before_the_next_request_and_sends_no_em
     rules: Harness,
 ):
     tech = rules.enrol(1)
-    make_appointment(tech.resource, "2026-11-23 09:00", title="Visit")
+    make_appointment(tech.resource, day(1, "09:00"), title="Visit")
     rules.fault(kind="http_status", status=429, retry_after=2, operation=rules.read_operation)
     run = rules.sync(tech)
     assert run.outcome == SyncRun.Outcome.OK, run.error
@@ -57,8 +59,8 @@ def test_a_429_retry_after_is_waited_out_before_the_next_request_and_sends_no_em
 @pytest.mark.parametrize("how", ["expired tokens", "resyncRequired"])
 def test_a_410_on_the_delta_token_resyncs_without_duplicates(rules: Harness, how: str):
     tech = rules.enrol(1)
-    make_appointment(tech.resource, "2026-11-23 09:00", title="Visit")
-    rules.outlook_create(tech, "Dentist", "2026-11-24 15:00")
+    make_appointment(tech.resource, day(1, "09:00"), title="Visit")
+    rules.outlook_create(tech, "Dentist", day(2, "15:00"))
     rules.sync(tech)
     rules.quiet(tech)
     if how == "expired tokens":
@@ -79,12 +81,12 @@ def test_the_delta_range_rolling_over_forgets_what_left_the_window_and_deletes_n
     rules: Harness,
 ):
     tech = rules.enrol(1)
-    make_appointment(tech.resource, "2026-11-23 09:00", title="Old visit")
-    make_appointment(tech.resource, "2026-12-05 09:00", title="Later visit")
-    rules.outlook_create(tech, "Old dentist", "2026-11-23 15:00")
-    rules.outlook_create(tech, "Later dentist", "2026-12-05 15:00")
+    make_appointment(tech.resource, day(1, "09:00"), title="Old visit")
+    make_appointment(tech.resource, day(13, "09:00"), title="Later visit")
+    rules.outlook_create(tech, "Old dentist", day(1, "15:00"))
+    rules.outlook_create(tech, "Later dentist", day(13, "15:00"))
     rules.sync(tech)
-    later = NOW + dt.timedelta(days=10)  # another week: the delta range is re-anchored
+    later = clock.now() + dt.timedelta(days=10)  # another week: the delta range is re-anchored
     rules.sandbox.state.requests.clear()
     run = rules.sync(tech, now=later)
     assert run.outcome == SyncRun.Outcome.OK, run.error
@@ -102,7 +104,7 @@ def test_a_create_whose_response_was_lost_is_retried_with_its_transaction_id_int
     rules: Harness,
 ):
     tech = rules.enrol(1)
-    make_appointment(tech.resource, "2026-11-23 09:00", title="Visit")
+    make_appointment(tech.resource, day(1, "09:00"), title="Visit")
     rules.fault(kind="reset_after", operation="graph:batch")
     run = rules.sync(tech)
     assert run.outcome == SyncRun.Outcome.OK, run.error
@@ -117,10 +119,10 @@ def test_a_mailbox_switched_from_ews_to_graph_makes_no_creates(rules: Harness):
     rules.configure("ews")
     tech = rules.enrol(1)
     for n in range(3):
-        make_appointment(tech.resource, f"2026-11-23 {9 + n:02d}:00", title=f"Visit {n}")
+        make_appointment(tech.resource, day(1, f"{9 + n:02d}:00"), title=f"Visit {n}")
     make_todo(tech.resource)
     make_contact(make_account(account_manager=tech.resource), first_name="Ann")
-    rules.outlook_create(tech, "Dentist", "2026-11-24 15:00")
+    rules.outlook_create(tech, "Dentist", day(2, "15:00"))
     assert rules.sync(tech).backend == "ews"
     links = ItemLink.objects.count()
     rules.configure("graph")

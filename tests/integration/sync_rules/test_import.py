@@ -6,24 +6,24 @@ import pytest
 
 from exchange_ext.models import SyncRun
 from psa.scheduling.models import Appointment
-from tests.builders import at
+from tests.clock import day
 from tests.integration.sync_rules.rules import Harness
 
 pytestmark = pytest.mark.django_db
 
 
 def outlook_day(rules: Harness, tech) -> None:
-    rules.outlook_create(tech, "Dentist", "2026-11-23 15:00", body="Bring the card")
-    rules.outlook_create(tech, "Lunch", "2026-11-24 12:00", legacy_free_busy_status="Free")
+    rules.outlook_create(tech, "Dentist", day(1, "15:00"), body="Bring the card")
+    rules.outlook_create(tech, "Lunch", day(2, "12:00"), legacy_free_busy_status="Free")
 
 
 def test_import_mode_all_brings_titles_details_and_later_changes_and_deletes(rules: Harness):
     tech = rules.enrol(1)
-    dentist = rules.outlook_create(tech, "Dentist", "2026-11-23 15:00", body="Bring the card")
+    dentist = rules.outlook_create(tech, "Dentist", day(1, "15:00"), body="Bring the card")
     run = rules.sync(tech)
     assert run.counts == {"appointment": {"psa": {"created": 1}}}
     row = Appointment.objects.get()
-    assert (row.title, row.origin, row.start) == ("Dentist", "exchange", at("2026-11-23 15:00"))
+    assert (row.title, row.origin, row.start) == ("Dentist", "exchange", day(1, "15:00"))
     assert "Bring the card" in row.description
     rules.outlook_update(tech, dentist, subject="Dentist (new)")
     rules.sync(tech)
@@ -37,10 +37,10 @@ def test_import_mode_all_brings_titles_details_and_later_changes_and_deletes(rul
 def test_import_mode_times_only_brings_appointment_without_details(rules: Harness):
     rules.set(import_mode="times_only")
     tech = rules.enrol(1)
-    rules.outlook_create(tech, "Dentist", "2026-11-23 15:00", body="Bring the card")
+    rules.outlook_create(tech, "Dentist", day(1, "15:00"), body="Bring the card")
     rules.sync(tech)
     row = Appointment.objects.get()
-    assert (row.title, row.description, row.start) == ("Appointment", "", at("2026-11-23 15:00"))
+    assert (row.title, row.description, row.start) == ("Appointment", "", day(1, "15:00"))
     rules.quiet(tech)
 
 
@@ -56,13 +56,13 @@ def test_import_mode_none_imports_nothing(rules: Harness):
 def test_a_private_item_arrives_as_appointment_without_details(rules: Harness):
     tech = rules.enrol(1)
     rules.outlook_create(
-        tech, "Therapy", "2026-11-25 10:00", body="Room 4", location="Clinic",
+        tech, "Therapy", day(3, "10:00"), body="Room 4", location="Clinic",
         sensitivity="Private",
     )  # fmt: skip
     rules.sync(tech)
     row = Appointment.objects.get()
     assert (row.title, row.description, row.location) == ("Appointment", "", "")
-    assert row.start == at("2026-11-25 10:00")
+    assert row.start == day(3, "10:00")
     rules.quiet(tech)
 
 
@@ -71,7 +71,7 @@ def test_free_time_is_not_imported_when_import_free_time_is_off(rules: Harness):
     tech = rules.enrol(1)
     outlook_day(rules, tech)
     rules.outlook_create(
-        tech, "Home office", "2026-11-25 08:00", legacy_free_busy_status="WorkingElsewhere"
+        tech, "Home office", day(3, "08:00"), legacy_free_busy_status="WorkingElsewhere"
     )
     rules.sync(tech)
     assert list(Appointment.objects.values_list("title", flat=True)) == ["Dentist"]
@@ -81,10 +81,10 @@ def test_free_time_is_not_imported_when_import_free_time_is_off(rules: Harness):
 def test_working_elsewhere_arrives_as_free(rules: Harness):
     tech = rules.enrol(1)
     rules.outlook_create(
-        tech, "Home office", "2026-11-25 08:00", legacy_free_busy_status="WorkingElsewhere"
+        tech, "Home office", day(3, "08:00"), legacy_free_busy_status="WorkingElsewhere"
     )
-    rules.outlook_create(tech, "Lunch", "2026-11-24 12:00", legacy_free_busy_status="Free")
-    rules.outlook_create(tech, "Offsite", "2026-11-26 08:00", legacy_free_busy_status="OOF")
+    rules.outlook_create(tech, "Lunch", day(2, "12:00"), legacy_free_busy_status="Free")
+    rules.outlook_create(tech, "Offsite", day(4, "08:00"), legacy_free_busy_status="OOF")
     rules.sync(tech)
     shown = dict(Appointment.objects.values_list("title", "show_as"))
     assert shown == {"Home office": "free", "Lunch": "free", "Offsite": "oof"}

@@ -9,6 +9,7 @@ from exchange_ext.models import MailboxSettings, SyncRun
 from psa.scheduling.actions import do_delete_appointment
 from psa.scheduling.models import Appointment
 from tests.builders import make_appointment
+from tests.clock import day
 from tests.integration.sync_rules.rules import USER, Harness
 
 pytestmark = pytest.mark.django_db
@@ -19,7 +20,7 @@ def test_deleting_most_psa_appointments_at_once_trips_the_guard_and_deletes_noth
 ):
     tech = rules.enrol(1)
     for n in range(30):
-        make_appointment(tech.resource, f"2026-11-{23 + n % 5} {8 + n % 9:02d}:00", title=f"V{n}")
+        make_appointment(tech.resource, day(1 + n % 5, f"{8 + n % 9:02d}:00"), title=f"V{n}")
     assert rules.sync(tech).side_total("exchange", "created") == 30
     for appointment in Appointment.objects.all()[:25]:
         do_delete_appointment(USER, appointment)
@@ -37,7 +38,7 @@ def test_an_outlook_calendar_emptied_at_once_trips_the_guard_and_the_psa_keeps_e
 ):
     tech = rules.enrol(1)
     ids = [
-        rules.outlook_create(tech, f"Meeting {n}", f"2026-11-{23 + n % 5} {8 + n % 9:02d}:00")
+        rules.outlook_create(tech, f"Meeting {n}", day(1 + n % 5, f"{8 + n % 9:02d}:00"))
         for n in range(24)
     ]
     assert rules.sync(tech).side_total("psa", "created") == 24

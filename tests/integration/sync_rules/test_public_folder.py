@@ -10,8 +10,9 @@ from exchange_ext.models import PublicFolderLink, SyncRun
 from exchange_ext.public_folder import run_public_folder_sync
 from exchange_ext.sandbox import items_xml
 from psa.crm.actions import do_update_account, do_update_contact
+from tests import clock
 from tests.builders import make_account, make_contact
-from tests.integration.sync_rules.rules import NOW, USER, Harness
+from tests.integration.sync_rules.rules import USER, Harness
 
 pytestmark = pytest.mark.django_db
 
@@ -27,7 +28,7 @@ def public_contacts(rules: Harness) -> list[str]:
 
 
 def sync_public(rules: Harness) -> SyncRun:
-    run = run_public_folder_sync(now=NOW)
+    run = run_public_folder_sync(now=clock.now())
     assert run is not None and run.outcome == SyncRun.Outcome.OK, run and run.error
     return run
 
@@ -93,5 +94,5 @@ def test_with_graph_the_job_is_a_no_op(rules: Harness):
     rules.enrol(1)
     make_contact(make_account(), first_name="Ann")
     rules.sandbox.state.requests.clear()
-    assert run_public_folder_sync(now=NOW) is None
+    assert run_public_folder_sync(now=clock.now()) is None
     assert rules.log() == [] and not SyncRun.objects.exists()

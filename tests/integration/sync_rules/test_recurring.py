@@ -7,7 +7,7 @@ import pytest
 
 from exchange_ext.models import SyncRun
 from psa.scheduling.models import Appointment
-from tests.builders import at
+from tests.clock import day
 from tests.integration.sync_rules.rules import (
     Harness,
     daily_recurrence,
@@ -28,22 +28,22 @@ def test_a_series_with_a_modified_and_a_deleted_occurrence_gives_one_appointment
 ):
     tech = rules.enrol(1)
     master = rules.outlook_create(
-        tech, "Stand-up", "2026-11-23 09:00", hours=0.5,
-        recurrence=daily_recurrence("2026-11-23 09:00", 5),
+        tech, "Stand-up", day(1, "09:00"), hours=0.5,
+        recurrence=daily_recurrence(day(1, "09:00"), 5),
     )  # fmt: skip
     outlook_edit_occurrence(
-        rules, master, "2026-11-24 09:00", subject="Stand-up (late)",
-        start=iso("2026-11-24 11:00"), end=iso("2026-11-24 11:30"),
+        rules, master, day(2, "09:00"), subject="Stand-up (late)",
+        start=iso(day(2, "11:00")), end=iso(day(2, "11:30")),
     )  # fmt: skip
-    outlook_delete_occurrence(rules, master, "2026-11-25 09:00")
+    outlook_delete_occurrence(rules, master, day(3, "09:00"))
     run = rules.sync(tech)
     assert run.outcome == SyncRun.Outcome.OK, run.error
     assert run.counts == {"appointment": {"psa": {"created": 4}}}
     assert starts() == [
-        ("Stand-up", at("2026-11-23 09:00")),
-        ("Stand-up (late)", at("2026-11-24 11:00")),
-        ("Stand-up", at("2026-11-26 09:00")),
-        ("Stand-up", at("2026-11-27 09:00")),
+        ("Stand-up", day(1, "09:00")),
+        ("Stand-up (late)", day(2, "11:00")),
+        ("Stand-up", day(4, "09:00")),
+        ("Stand-up", day(5, "09:00")),
     ]
     rules.quiet(tech)
 
@@ -53,20 +53,20 @@ def test_later_occurrence_edits_and_deletes_update_and_remove_their_appointments
 ):
     tech = rules.enrol(1)
     master = rules.outlook_create(
-        tech, "Stand-up", "2026-11-23 09:00", hours=0.5,
-        recurrence=daily_recurrence("2026-11-23 09:00", 4),
+        tech, "Stand-up", day(1, "09:00"), hours=0.5,
+        recurrence=daily_recurrence(day(1, "09:00"), 4),
     )  # fmt: skip
     rules.sync(tech)
     assert Appointment.objects.count() == 4
     outlook_edit_occurrence(
-        rules, master, "2026-11-24 09:00", start=iso("2026-11-24 10:00"),
-        end=iso("2026-11-24 10:30"),
+        rules, master, day(2, "09:00"), start=iso(day(2, "10:00")),
+        end=iso(day(2, "10:30")),
     )  # fmt: skip
-    outlook_delete_occurrence(rules, master, "2026-11-25 09:00")
+    outlook_delete_occurrence(rules, master, day(3, "09:00"))
     run = rules.sync(tech)
     assert run.counts == {"appointment": {"psa": {"updated": 1, "deleted": 1}}}
     assert [start for _, start in starts()] == [
-        at("2026-11-23 09:00"), at("2026-11-24 10:00"), at("2026-11-26 09:00"),
+        day(1, "09:00"), day(2, "10:00"), day(4, "09:00"),
     ]  # fmt: skip
     assert rules.items(tech)[0]["type"] == "RecurringMaster"  # nothing written back
     rules.quiet(tech)

@@ -12,6 +12,7 @@ from tests.builders import (
     make_service_call,
     make_todo,
 )
+from tests.clock import day
 from tests.integration.sync_rules.rules import Harness
 
 pytestmark = pytest.mark.django_db
@@ -19,11 +20,11 @@ pytestmark = pytest.mark.django_db
 
 def test_no_meeting_messages_are_sent_and_quiet_runs_make_no_write_requests(rules: Harness):
     first, second = rules.enrol(1), rules.enrol(2)
-    make_appointment(first.resource, "2026-11-23 09:00", title="Visit")
+    make_appointment(first.resource, day(1, "09:00"), title="Visit")
     make_todo(first.resource)
     make_service_call([first.resource, second.resource])
     make_contact(make_account(account_manager=first.resource))
-    rules.outlook_create(first, "Dentist", "2026-11-24 15:00")
+    rules.outlook_create(first, "Dentist", day(2, "15:00"))
     for tech in (first, second):
         assert rules.sync(tech).outcome == SyncRun.Outcome.OK
     for _ in range(2):

@@ -8,22 +8,24 @@ import pytest
 
 from exchange_ext.models import ItemLink, SyncRun
 from psa.scheduling.models import Appointment
+from tests import clock
 from tests.builders import make_appointment, make_todo
-from tests.integration.sync_rules.rules import NOW, Harness
+from tests.clock import day
+from tests.integration.sync_rules.rules import Harness
 
 pytestmark = pytest.mark.django_db
 
 
 def test_items_ageing_out_of_the_window_are_forgotten_and_never_deleted(rules: Harness):
     tech = rules.enrol(1)
-    make_appointment(tech.resource, "2026-11-23 09:00", title="Old visit")
-    make_todo(tech.resource, "2026-11-23 14:00")
-    make_appointment(tech.resource, "2026-12-20 09:00", title="Future visit")
-    rules.outlook_create(tech, "Dentist", "2026-11-23 15:00")
+    make_appointment(tech.resource, day(1, "09:00"), title="Old visit")
+    make_todo(tech.resource, day(1, "14:00"))
+    make_appointment(tech.resource, day(28, "09:00"), title="Future visit")
+    rules.outlook_create(tech, "Dentist", day(1, "15:00"))
     first = rules.sync(tech)
     assert first.side_total("exchange", "created") == 3
     assert ItemLink.objects.count() == 4
-    later = NOW + dt.timedelta(days=20)  # past_days is 7: 23 November is out of the window
+    later = clock.now() + dt.timedelta(days=20)  # past_days is 7: 23 November is out of the window
     run = rules.sync(tech, now=later)
     assert run.outcome == SyncRun.Outcome.OK, run.error
     assert run.counts == {}

@@ -1,4 +1,8 @@
-"""Small builders of sync-core values for the unit tests (plain data, no Django)."""
+"""Small builders of sync-core values for the unit tests (plain data, no Django).
+
+Times are placed relative to the test's pinned clock (:func:`tests.clock.now`); the planner and
+the harness are run at that same instant, so what a test expects never depends on the date.
+"""
 
 from __future__ import annotations
 
@@ -19,22 +23,28 @@ from exchange_ext.sync.records import (
     Side,
     SyncOptions,
 )
+from tests import clock
 
-NOW = dt.datetime(2026, 3, 2, 9, 0, tzinfo=dt.UTC)
 INSTALLATION = "inst-1"
 OPTIONS = SyncOptions(installation_id=INSTALLATION, base_url="https://psa.example")
 
 
 def at(days: float = 1, hours: float = 0) -> dt.datetime:
-    """An instant relative to :data:`NOW`."""
-    return NOW + dt.timedelta(days=days, hours=hours)
+    """An instant ``days`` and ``hours`` after the test's pinned clock."""
+    return clock.now() + dt.timedelta(days=days, hours=hours)
 
 
 def calendar(
-    subject: str = "Meeting", *, days: float = 1, hours: float = 1, **changes: object
+    subject: str = "Meeting",
+    *,
+    days: float = 1,
+    hours: float = 1,
+    start: dt.datetime | None = None,
+    **changes: object,
 ) -> CalendarRecord:
-    """A one-hour-long (by default) calendar record ``days`` after NOW."""
-    start = at(days)
+    """A one-hour-long (by default) calendar record from ``start`` (default: ``days`` after the
+    pinned clock)."""
+    start = at(days) if start is None else start
     record = CalendarRecord(
         subject=subject, body="", start=start, end=start + dt.timedelta(hours=hours)
     )

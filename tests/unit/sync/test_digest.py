@@ -8,27 +8,38 @@ import subprocess
 import sys
 from zoneinfo import ZoneInfo
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from exchange_ext.sync.digest import digest_record, normalize_text
-from exchange_ext.sync.records import Digest, FieldGroup
+from exchange_ext.sync.records import CalendarRecord, Digest, FieldGroup
 from tests.unit.sync.factories import calendar, contact
 
-RECORD = calendar("Visit", body="Line 1\nLine 2", location="Site")
+
+@pytest.fixture
+def record() -> CalendarRecord:
+    """A visit tomorrow (from the pinned clock)."""
+    return calendar("Visit", body="Line 1\nLine 2", location="Site")
 
 
-def test_digest_is_a_pair_of_sha256_hex_strings_that_round_trips_as_text() -> None:
-    digest = digest_record(RECORD)
+def test_digest_is_a_pair_of_sha256_hex_strings_that_round_trips_as_text(
+    record: CalendarRecord,
+) -> None:
+    digest = digest_record(record)
     assert len(digest.times) == len(digest.details) == 64
     assert Digest.parse(str(digest)) == digest
 
 
-def test_digest_is_stable_across_processes() -> None:
+def test_digest_is_stable_across_processes(record: CalendarRecord) -> None:
+    # The other processes build the same record from the same instant (they have no test clock).
     code = (
+        "import datetime as dt;"
         "from tests.unit.sync.factories import calendar;"
         "from exchange_ext.sync.digest import digest_record;"
-        "print(digest_record(calendar('Visit', body='Line 1\\nLine 2', location='Site')))"
+        f"start = dt.datetime.fromisoformat('{record.start.isoformat()}');"
+        "print(digest_record(calendar('Visit', body='Line 1\\nLine 2', location='Site',"
+        " start=start)))"
     )
     env_hash_seeds = ["1", "2"]
     outputs = {
@@ -38,36 +49,38 @@ def test_digest_is_stable_across_processes() -> None:
         ).stdout.strip()
         for seed in env_hash_seeds
     }  # fmt: skip
-    assert outputs == {str(digest_record(RECORD))}
+    assert outputs == {str(digest_record(record))}
 
 
-def test_same_instant_in_another_zone_has_the_same_digest() -> None:
+def test_same_instant_in_another_zone_has_the_same_digest(record: CalendarRecord) -> None:
     paris = ZoneInfo("Europe/Paris")
     moved = dataclasses.replace(
-        RECORD, start=RECORD.start.astimezone(paris), end=RECORD.end.astimezone(paris),
+        record, start=record.start.astimezone(paris), end=record.end.astimezone(paris),
         time_zone="Europe/Paris",
     )  # fmt: skip
-    assert digest_record(moved) == digest_record(RECORD)
+    assert digest_record(moved) == digest_record(record)
 
 
-def test_line_endings_and_trailing_whitespace_do_not_change_the_digest() -> None:
-    reshaped = dataclasses.replace(RECORD, body="Line 1  \r\nLine 2\r\n\r\n")
-    assert digest_record(reshaped) == digest_record(RECORD)
+def test_line_endings_and_trailing_whitespace_do_not_change_the_digest(
+    record: CalendarRecord,
+) -> None:
+    reshaped = dataclasses.replace(record, body="Line 1  \r\nLine 2\r\n\r\n")
+    assert digest_record(reshaped) == digest_record(record)
 
 
-def test_sub_second_precision_does_not_change_the_digest() -> None:
-    reshaped = dataclasses.replace(RECORD, start=RECORD.start + dt.timedelta(microseconds=5))
-    assert digest_record(reshaped) == digest_record(RECORD)
+def test_sub_second_precision_does_not_change_the_digest(record: CalendarRecord) -> None:
+    reshaped = dataclasses.replace(record, start=record.start + dt.timedelta(microseconds=5))
+    assert digest_record(reshaped) == digest_record(record)
 
 
-def test_a_time_change_moves_only_the_times_part() -> None:
-    moved = dataclasses.replace(RECORD, end=RECORD.end + dt.timedelta(hours=1))
-    assert digest_record(moved).changed_groups(digest_record(RECORD)) == {FieldGroup.TIMES}
+def test_a_time_change_moves_only_the_times_part(record: CalendarRecord) -> None:
+    moved = dataclasses.replace(record, end=record.end + dt.timedelta(hours=1))
+    assert digest_record(moved).changed_groups(digest_record(record)) == {FieldGroup.TIMES}
 
 
-def test_a_subject_change_moves_only_the_details_part() -> None:
-    renamed = dataclasses.replace(RECORD, subject="Other")
-    assert digest_record(renamed).changed_groups(digest_record(RECORD)) == {FieldGroup.DETAILS}
+def test_a_subject_change_moves_only_the_details_part(record: CalendarRecord) -> None:
+    renamed = dataclasses.replace(record, subject="Other")
+    assert digest_record(renamed).changed_groups(digest_record(record)) == {FieldGroup.DETAILS}
 
 
 def test_contact_digest_covers_every_field() -> None:

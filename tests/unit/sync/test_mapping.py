@@ -24,7 +24,7 @@ from exchange_ext.sync.mapping import (
     show_as_to_psa,
     todo_record,
 )
-from exchange_ext.sync.records import ImportMode, ShowAs
+from exchange_ext.sync.records import CalendarRecord, ImportMode, ShowAs
 from tests.unit.sync.factories import OPTIONS, at, calendar, foreign
 
 ACME = AccountValues("Acme Ltd", "1 Main St, 1000 Springfield", "+1 555 0100")
@@ -142,7 +142,9 @@ def test_contact_fields_are_mapped_with_at_most_three_emails() -> None:
     assert record.display_name == "Jane Doe"
 
 
-OUTLOOK = calendar("Board meeting", body="Agenda", location="Room 1", show_as=ShowAs.TENTATIVE)
+def outlook() -> CalendarRecord:
+    """A meeting made in Outlook, tomorrow (from the pinned clock)."""
+    return calendar("Board meeting", body="Agenda", location="Room 1", show_as=ShowAs.TENTATIVE)
 
 
 @pytest.mark.parametrize(
@@ -157,18 +159,18 @@ OUTLOOK = calendar("Board meeting", body="Agenda", location="Room 1", show_as=Sh
 def test_import_record_per_import_mode_and_privacy(
     mode: ImportMode, private: bool, subject: str, body: str, location: str
 ) -> None:
-    item = foreign(dataclasses.replace(OUTLOOK, is_private=private), attendees=("ann@x.test",))
+    item = foreign(dataclasses.replace(outlook(), is_private=private), attendees=("ann@x.test",))
     record = import_record(item, dataclasses.replace(OPTIONS, import_mode=mode))
     assert (record.subject, record.body, record.location) == (subject, body, location)
     assert (record.start, record.end, record.show_as) == (
-        OUTLOOK.start,
-        OUTLOOK.end,
+        outlook().start,
+        outlook().end,
         ShowAs.TENTATIVE,
     )
 
 
 def test_import_maps_working_elsewhere_to_free() -> None:
-    item = foreign(dataclasses.replace(OUTLOOK, show_as=ShowAs.WORKING_ELSEWHERE))
+    item = foreign(dataclasses.replace(outlook(), show_as=ShowAs.WORKING_ELSEWHERE))
     assert import_record(item, OPTIONS).show_as is ShowAs.FREE
 
 
@@ -187,10 +189,10 @@ def test_is_importable_follows_import_mode_and_free_time_filter(
     mode: ImportMode, free_time: bool, show_as: ShowAs, importable: bool
 ) -> None:
     options = dataclasses.replace(OPTIONS, import_mode=mode, import_free_time=free_time)
-    item = foreign(dataclasses.replace(OUTLOOK, show_as=show_as))
+    item = foreign(dataclasses.replace(outlook(), show_as=show_as))
     assert is_importable(item, options) is importable
 
 
 def test_details_written_back_leave_out_the_attendees_line() -> None:
-    item = foreign(OUTLOOK, attendees=("ann@x.test", "bob@x.test"))
+    item = foreign(outlook(), attendees=("ann@x.test", "bob@x.test"))
     assert exchange_details(import_record(item, OPTIONS)).body == "Agenda"

@@ -14,6 +14,7 @@ from exchange_ext.sync.mapping import import_record
 from exchange_ext.sync.planner import plan
 from exchange_ext.sync.records import (
     ALL_GROUPS,
+    CalendarRecord,
     ExchangeItem,
     ExchangeView,
     FieldGroup,
@@ -28,8 +29,8 @@ from exchange_ext.sync.records import (
     Side,
     SyncOptions,
 )
+from tests import clock
 from tests.unit.sync.factories import (
-    NOW,
     OPTIONS,
     at,
     calendar,
@@ -44,7 +45,11 @@ from tests.unit.sync.factories import (
 TIMES = frozenset({FieldGroup.TIMES})
 DETAILS = frozenset({FieldGroup.DETAILS})
 APPT = key(1)
-VISIT = calendar("Visit", body="Bring cables", days=1)
+
+
+def visit() -> CalendarRecord:
+    """A PSA appointment tomorrow (the records are placed from the pinned clock, in each test)."""
+    return calendar("Visit", body="Bring cables", days=1)
 
 
 def run(
@@ -55,10 +60,13 @@ def run(
     deleted: Iterable[str] = (),
     full: bool = False,
     options: SyncOptions = OPTIONS,
-    now: dt.datetime = NOW,
+    now: dt.datetime | None = None,
 ) -> o.Plan:
+    """Plan at ``now`` (default: the pinned clock)."""
     view = ExchangeView(tuple(items), frozenset(deleted), full_read=full)
-    return plan({link.key: link for link in links}, {i.key: i for i in psa}, view, options, now)
+    links_by_key = {link.key: link for link in links}
+    when = clock.now() if now is None else now
+    return plan(links_by_key, {i.key: i for i in psa}, view, options, when)
 
 
 def kinds(result: o.Plan) -> list[str]:
@@ -79,28 +87,28 @@ def moved(record, hours: float = 2):  # type: ignore[no-untyped-def]
 
 
 def test_new_psa_appointment_is_created_in_exchange_with_our_tag() -> None:
-    op = only(run(psa=[psa_item(APPT, VISIT)]), o.CreateInExchange)
+    op = only(run(psa=[psa_item(APPT, visit())]), o.CreateInExchange)
     assert op.tag == PsaTag("inst-1", APPT)
-    assert op.record == VISIT
-    assert op.link.psa_digest == digest_record(VISIT)
+    assert op.record == visit()
+    assert op.link.psa_digest == digest_record(visit())
 
 
 def test_psa_change_updates_the_exchange_appointment_with_its_change_key() -> None:
-    edited = dataclasses.replace(VISIT, location="Site B")
-    result = run(links=[linked(APPT, VISIT)], psa=[psa_item(APPT, edited)])
+    edited = dataclasses.replace(visit(), location="Site B")
+    result = run(links=[linked(APPT, visit())], psa=[psa_item(APPT, edited)])
     op = only(result, o.UpdateInExchange)
     assert (op.exchange_id, op.change_key, op.record) == ("ex1", "ck1", edited)
     assert op.link.psa_digest == op.link.exchange_digest == digest_record(edited)
 
 
 def test_psa_delete_deletes_the_exchange_appointment() -> None:
-    op = only(run(links=[linked(APPT, VISIT)]), o.DeleteInExchange)
+    op = only(run(links=[linked(APPT, visit())]), o.DeleteInExchange)
     assert (op.exchange_id, op.change_key) == ("ex1", "ck1")
 
 
 def test_reassigned_psa_appointment_leaves_the_old_mailbox_and_enters_the_new_one() -> None:
-    old_mailbox = run(links=[linked(APPT, VISIT)], psa=[])
-    new_mailbox = run(psa=[psa_item(APPT, VISIT)])
+    old_mailbox = run(links=[linked(APPT, visit())], psa=[])
+    new_mailbox = run(psa=[psa_item(APPT, visit())])
     assert kinds(old_mailbox) == ["DeleteInExchange"]
     assert kinds(new_mailbox) == ["CreateInExchange"]
 
@@ -110,26 +118,26 @@ def test_reassigned_psa_appointment_leaves_the_old_mailbox_and_enters_the_new_on
 
 def test_exchange_time_change_of_psa_appointment_flows_back() -> None:
     result = run(
-        links=[linked(APPT, VISIT)],
-        psa=[psa_item(APPT, VISIT)],
-        items=[ours(APPT, moved(VISIT), change_key="ck2")],
+        links=[linked(APPT, visit())],
+        psa=[psa_item(APPT, visit())],
+        items=[ours(APPT, moved(visit()), change_key="ck2")],
     )
     op = only(result, o.UpdatePsa)
     assert op.fields == TIMES
-    assert op.record == moved(VISIT)
+    assert op.record == moved(visit())
     assert op.link.change_key == "ck2"
 
 
 def test_exchange_subject_edit_of_psa_appointment_is_ignored_until_the_next_psa_change() -> None:
-    outlook = dataclasses.replace(VISIT, subject="Renamed in Outlook")
+    outlook = dataclasses.replace(visit(), subject="Renamed in Outlook")
     ignored = run(
-        links=[linked(APPT, VISIT)],
-        psa=[psa_item(APPT, VISIT)],
+        links=[linked(APPT, visit())],
+        psa=[psa_item(APPT, visit())],
         items=[ours(APPT, outlook, change_key="ck2")],
     )
     assert kinds(ignored) == ["Relink"]  # only the change key is refreshed
     refreshed = ignored.ops[0].link
-    edited = dataclasses.replace(VISIT, body="New notes")
+    edited = dataclasses.replace(visit(), body="New notes")
     overwritten = run(links=[refreshed], psa=[psa_item(APPT, edited)])
     op = only(overwritten, o.UpdateInExchange)
     assert op.record.subject == "Visit"
@@ -138,15 +146,15 @@ def test_exchange_subject_edit_of_psa_appointment_is_ignored_until_the_next_psa_
 
 
 def test_exchange_delete_of_psa_appointment_is_not_reflected() -> None:
-    result = run(links=[linked(APPT, VISIT)], psa=[psa_item(APPT, VISIT)], deleted=["ex1"])
+    result = run(links=[linked(APPT, visit())], psa=[psa_item(APPT, visit())], deleted=["ex1"])
     op = only(result, o.MarkExchangeDeleted)
     assert op.link.state is LinkState.EXCHANGE_DELETED
 
 
 def test_psa_appointment_deleted_in_exchange_is_re_exported_on_its_next_psa_change() -> None:
-    gone = linked(APPT, VISIT, state=LinkState.EXCHANGE_DELETED)
-    assert run(links=[gone], psa=[psa_item(APPT, VISIT)]).ops == ()
-    edited = dataclasses.replace(VISIT, subject="Visit (moved)")
+    gone = linked(APPT, visit(), state=LinkState.EXCHANGE_DELETED)
+    assert run(links=[gone], psa=[psa_item(APPT, visit())]).ops == ()
+    edited = dataclasses.replace(visit(), subject="Visit (moved)")
     op = only(run(links=[gone], psa=[psa_item(APPT, edited)]), o.CreateInExchange)
     assert op.record == edited
 
@@ -189,11 +197,14 @@ def test_free_time_appointment_is_not_imported_when_free_time_is_off(show_as: Sh
 
 
 IMPORTED = key(50)
-LUNCH = calendar("Lunch", body="Menu")
 
 
-def imported_link(record=LUNCH, **changes):  # type: ignore[no-untyped-def]
-    item = foreign(record)
+def lunch() -> CalendarRecord:
+    return calendar("Lunch", body="Menu")
+
+
+def imported_link(record=None, **changes):  # type: ignore[no-untyped-def]
+    item = foreign(record or lunch())
     psa_record = import_record(item, OPTIONS)
     link = linked(IMPORTED, psa_record, record, exchange_id="ex9", change_key="ck9")
     return dataclasses.replace(link, origin=Side.EXCHANGE, **changes), psa_item(
@@ -203,7 +214,7 @@ def imported_link(record=LUNCH, **changes):  # type: ignore[no-untyped-def]
 
 def test_exchange_changes_of_an_imported_appointment_flow_to_the_psa() -> None:
     link, item = imported_link()
-    changed = moved(dataclasses.replace(LUNCH, subject="Team lunch"))
+    changed = moved(dataclasses.replace(lunch(), subject="Team lunch"))
     op = only(
         run(links=[link], psa=[item], items=[foreign(changed, change_key="ck10")]), o.UpdatePsa
     )
@@ -225,7 +236,7 @@ def test_psa_change_of_an_exchange_appointment_the_resource_organizes_flows_to_e
 
 
 def test_psa_time_change_of_a_detail_less_import_writes_only_times_back() -> None:
-    private = dataclasses.replace(LUNCH, is_private=True)
+    private = dataclasses.replace(lunch(), is_private=True)
     link, item = imported_link(private)
     assert item.record.subject == "Appointment"
     op = only(run(links=[link], psa=[dataclasses.replace(item, record=moved(item.record))]),
@@ -234,7 +245,7 @@ def test_psa_time_change_of_a_detail_less_import_writes_only_times_back() -> Non
 
 
 def test_attendee_only_appointment_is_read_only_and_psa_edits_do_not_flow() -> None:
-    meeting = foreign(LUNCH, is_organizer=False, has_attendees=True)
+    meeting = foreign(lunch(), is_organizer=False, has_attendees=True)
     assert only(run(items=[meeting]), o.CreateInPsa).read_only
     link, item = imported_link(is_organizer=False)
     edited = dataclasses.replace(item, record=moved(item.record))
@@ -267,27 +278,30 @@ def call_key(resource_id: int) -> PsaKey:
     return key(7, ItemKind.SERVICE_CALL, resource_id)
 
 
-CALL = calendar("Service call: Acme", body="Fix it", location="1 Main St")
+def acme_call() -> CalendarRecord:
+    return calendar("Service call: Acme", body="Fix it", location="1 Main St")
 
 
 @pytest.mark.parametrize("resource_id", [11, 12, 13])
 def test_service_call_gets_a_copy_in_each_assigned_resources_mailbox(resource_id: int) -> None:
-    op = only(run(psa=[psa_item(call_key(resource_id), CALL)]), o.CreateInExchange)
+    op = only(run(psa=[psa_item(call_key(resource_id), acme_call())]), o.CreateInExchange)
     assert op.tag.key.resource_id == resource_id
 
 
 def test_service_call_unassigned_from_a_resource_is_deleted_from_its_mailbox() -> None:
-    assert kinds(run(links=[linked(call_key(12), CALL)], psa=[])) == ["DeleteInExchange"]
+    assert kinds(run(links=[linked(call_key(12), acme_call())], psa=[])) == ["DeleteInExchange"]
 
 
 def test_service_call_exchange_edits_do_not_flow_back_and_are_overwritten_later() -> None:
     k = call_key(11)
-    outlook = moved(dataclasses.replace(CALL, subject="Mine now"))
+    outlook = moved(dataclasses.replace(acme_call(), subject="Mine now"))
     ignored = run(
-        links=[linked(k, CALL)], psa=[psa_item(k, CALL)], items=[ours(k, outlook, change_key="ck2")]
+        links=[linked(k, acme_call())],
+        psa=[psa_item(k, acme_call())],
+        items=[ours(k, outlook, change_key="ck2")],
     )
     assert ignored.writes == ()
-    edited = dataclasses.replace(CALL, body="Fix it today")
+    edited = dataclasses.replace(acme_call(), body="Fix it today")
     op = only(run(links=[ignored.ops[0].link], psa=[psa_item(k, edited)]), o.UpdateInExchange)
     assert op.record == edited and op.fields == ALL_GROUPS
 
@@ -295,24 +309,29 @@ def test_service_call_exchange_edits_do_not_flow_back_and_are_overwritten_later(
 # --- to-dos -----------------------------------------------------------------------------------
 
 TODO = key(3, ItemKind.TODO)
-CALL_BACK = calendar("Phone call: call back", body="Account: Acme")
+
+
+def call_back() -> CalendarRecord:
+    return calendar("Phone call: call back", body="Account: Acme")
 
 
 def test_todo_time_change_in_exchange_flows_back() -> None:
-    result = run(links=[linked(TODO, CALL_BACK)], psa=[psa_item(TODO, CALL_BACK)],
-                 items=[ours(TODO, moved(CALL_BACK))])  # fmt: skip
+    result = run(links=[linked(TODO, call_back())], psa=[psa_item(TODO, call_back())],
+                 items=[ours(TODO, moved(call_back()))])  # fmt: skip
     assert only(result, o.UpdatePsa).fields == TIMES
 
 
 def test_todo_other_edits_in_exchange_are_ignored() -> None:
-    edited = dataclasses.replace(CALL_BACK, subject="Done?", body="")
-    result = run(links=[linked(TODO, CALL_BACK)], psa=[psa_item(TODO, CALL_BACK)],
+    edited = dataclasses.replace(call_back(), subject="Done?", body="")
+    result = run(links=[linked(TODO, call_back())], psa=[psa_item(TODO, call_back())],
                  items=[ours(TODO, edited, change_key="ck2")])  # fmt: skip
     assert result.writes == ()
 
 
 def test_todo_delete_in_exchange_is_not_reflected() -> None:
-    result = run(links=[linked(TODO, CALL_BACK)], psa=[psa_item(TODO, CALL_BACK)], deleted=["ex1"])
+    result = run(
+        links=[linked(TODO, call_back())], psa=[psa_item(TODO, call_back())], deleted=["ex1"]
+    )
     assert kinds(result) == ["MarkExchangeDeleted"]
 
 
@@ -372,11 +391,11 @@ def test_items_outside_the_window_are_neither_exported_nor_imported() -> None:
     assert run(psa=[psa_item(APPT, old)], items=[foreign(old)]).ops == ()
 
 
-def occurrence(master: str, days: float, record=LUNCH, **changes):  # type: ignore[no-untyped-def]
+def occurrence(master: str, days: float, record=None, **changes):  # type: ignore[no-untyped-def]
     from exchange_ext.sync.records import CalendarItemType, occurrence_id
 
     start = at(days)
-    placed = dataclasses.replace(record, start=start, end=start + dt.timedelta(hours=1))
+    placed = dataclasses.replace(record or lunch(), start=start, end=start + dt.timedelta(hours=1))
     item = ExchangeItem(occurrence_id(master, start), "ck", placed,
                         calendar_item_type=CalendarItemType.OCCURRENCE)  # fmt: skip
     return dataclasses.replace(item, **changes)
@@ -400,9 +419,11 @@ def test_modified_and_deleted_occurrences_update_and_remove_their_psa_appointmen
         )
         links.append(link)
         items.append(psa_item(key(n), psa_record, Side.EXCHANGE))
-    modified = occurrence("M1", 2, dataclasses.replace(LUNCH, subject="Moved lunch"))
+    modified = occurrence("M1", 2, dataclasses.replace(lunch(), subject="Moved lunch"))
     view = ExchangeView((occurrence("M1", 1), modified), expanded_series=frozenset({"M1"}))
-    result = plan({link.key: link for link in links}, {i.key: i for i in items}, view, OPTIONS, NOW)
+    result = plan(
+        {link.key: link for link in links}, {i.key: i for i in items}, view, OPTIONS, clock.now()
+    )
     assert kinds(result) == ["UpdatePsa", "DeletePsa"]
     assert result.ops[0].key == key(2) and result.ops[1].key == key(3)
 
@@ -411,9 +432,9 @@ def test_modified_and_deleted_occurrences_update_and_remove_their_psa_appointmen
 
 
 def test_both_sides_changed_origin_side_wins_and_conflict_is_recorded() -> None:
-    psa_side = moved(VISIT, 1)
-    exchange_side = moved(VISIT, 3)
-    result = run(links=[linked(APPT, VISIT)], psa=[psa_item(APPT, psa_side)],
+    psa_side = moved(visit(), 1)
+    exchange_side = moved(visit(), 3)
+    result = run(links=[linked(APPT, visit())], psa=[psa_item(APPT, psa_side)],
                  items=[ours(APPT, exchange_side, change_key="ck2")])  # fmt: skip
     assert kinds(result) == ["RecordConflict", "UpdateInExchange"]
     conflict, update = result.ops
@@ -424,27 +445,27 @@ def test_both_sides_changed_origin_side_wins_and_conflict_is_recorded() -> None:
 def test_both_sides_changed_an_imported_appointment_exchange_wins() -> None:
     link, item = imported_link()
     result = run(links=[link], psa=[dataclasses.replace(item, record=moved(item.record, 1))],
-                 items=[foreign(moved(LUNCH, 3), change_key="ck10")])  # fmt: skip
+                 items=[foreign(moved(lunch(), 3), change_key="ck10")])  # fmt: skip
     assert kinds(result) == ["RecordConflict", "UpdatePsa"]
     assert result.ops[0].winner is Side.EXCHANGE
-    assert result.ops[1].record.start == moved(LUNCH, 3).start
+    assert result.ops[1].record.start == moved(lunch(), 3).start
 
 
 def test_changes_to_different_fields_on_both_sides_both_survive() -> None:
-    psa_side = dataclasses.replace(VISIT, subject="Visit Acme")
-    result = run(links=[linked(APPT, VISIT)], psa=[psa_item(APPT, psa_side)],
-                 items=[ours(APPT, moved(VISIT), change_key="ck2")])  # fmt: skip
+    psa_side = dataclasses.replace(visit(), subject="Visit Acme")
+    result = run(links=[linked(APPT, visit())], psa=[psa_item(APPT, psa_side)],
+                 items=[ours(APPT, moved(visit()), change_key="ck2")])  # fmt: skip
     assert kinds(result) == ["UpdatePsa", "UpdateInExchange"]
     to_psa, to_exchange = result.ops
-    assert to_psa.fields == TIMES and to_psa.record.start == moved(VISIT).start
+    assert to_psa.fields == TIMES and to_psa.record.start == moved(visit()).start
     assert to_exchange.fields == DETAILS and to_exchange.record.subject == "Visit Acme"
     # Should the Exchange write fail, the PSA's subject change must still look pending.
     assert to_psa.link.psa_digest.details != digest_record(psa_side).details
 
 
 def test_both_sides_changed_to_the_same_value_is_not_a_conflict() -> None:
-    same = moved(VISIT)
-    result = run(links=[linked(APPT, VISIT)], psa=[psa_item(APPT, same)],
+    same = moved(visit())
+    result = run(links=[linked(APPT, visit())], psa=[psa_item(APPT, same)],
                  items=[ours(APPT, same, change_key="ck2")])  # fmt: skip
     op = only(result, o.Relink)
     assert op.link.psa_digest == op.link.exchange_digest == digest_record(same)
@@ -454,42 +475,42 @@ def test_both_sides_changed_to_the_same_value_is_not_a_conflict() -> None:
 
 
 def test_tagged_item_without_link_is_adopted_not_duplicated() -> None:
-    result = run(psa=[psa_item(APPT, VISIT)], items=[ours(APPT, VISIT)], full=True)
+    result = run(psa=[psa_item(APPT, visit())], items=[ours(APPT, visit())], full=True)
     op = only(result, o.LinkItems)
-    assert (op.link.exchange_id, op.link.psa_digest) == ("ex1", digest_record(VISIT))
+    assert (op.link.exchange_id, op.link.psa_digest) == ("ex1", digest_record(visit()))
 
 
 def test_adopted_item_that_is_stale_is_brought_up_to_date() -> None:
-    edited = dataclasses.replace(VISIT, body="Edited after the crash")
-    result = run(psa=[psa_item(APPT, edited)], items=[ours(APPT, VISIT)], full=True)
+    edited = dataclasses.replace(visit(), body="Edited after the crash")
+    result = run(psa=[psa_item(APPT, edited)], items=[ours(APPT, visit())], full=True)
     assert kinds(result) == ["LinkItems", "UpdateInExchange"]
     assert result.ops[1].record == edited
 
 
 def test_tagged_item_of_another_installation_is_treated_as_foreign() -> None:
-    other = ExchangeItem("ex5", "ck5", VISIT, psa_tag=PsaTag("inst-2", APPT))
-    assert kinds(run(psa=[psa_item(APPT, VISIT)], items=[other])) == [
+    other = ExchangeItem("ex5", "ck5", visit(), psa_tag=PsaTag("inst-2", APPT))
+    assert kinds(run(psa=[psa_item(APPT, visit())], items=[other])) == [
         "CreateInExchange",
         "CreateInPsa",
     ]
 
 
 def test_duplicate_tagged_copies_are_reduced_to_one() -> None:
-    result = run(links=[linked(APPT, VISIT)], psa=[psa_item(APPT, VISIT)],
-                 items=[ours(APPT, VISIT), ours(APPT, VISIT, exchange_id="ex2")])  # fmt: skip
+    result = run(links=[linked(APPT, visit())], psa=[psa_item(APPT, visit())],
+                 items=[ours(APPT, visit()), ours(APPT, visit(), exchange_id="ex2")])  # fmt: skip
     op = only(result, o.DeleteInExchange)
     assert op.exchange_id == "ex2"
 
 
 def test_our_tagged_item_whose_psa_item_is_gone_is_deleted() -> None:
-    op = only(run(items=[ours(APPT, VISIT)]), o.DeleteInExchange)
+    op = only(run(items=[ours(APPT, visit())]), o.DeleteInExchange)
     assert op.exchange_id == "ex1"
 
 
 def test_item_moved_to_another_folder_is_relinked_by_its_tag() -> None:
-    twin = ours(APPT, VISIT, exchange_id="ex2", change_key="ck7")
+    twin = ours(APPT, visit(), exchange_id="ex2", change_key="ck7")
     result = run(
-        links=[linked(APPT, VISIT)], psa=[psa_item(APPT, VISIT)], items=[twin], deleted=["ex1"]
+        links=[linked(APPT, visit())], psa=[psa_item(APPT, visit())], items=[twin], deleted=["ex1"]
     )
     op = only(result, o.Relink)
     assert (op.link.exchange_id, op.link.change_key) == ("ex2", "ck7")
@@ -497,20 +518,20 @@ def test_item_moved_to_another_folder_is_relinked_by_its_tag() -> None:
 
 def test_lost_link_of_an_imported_appointment_is_refound_by_content() -> None:
     _, item = imported_link()
-    op = only(run(psa=[item], items=[foreign(LUNCH)], full=True), o.LinkItems)
+    op = only(run(psa=[item], items=[foreign(lunch())], full=True), o.LinkItems)
     assert op.link.exchange_id == "ex9" and op.link.origin is Side.EXCHANGE
 
 
 def test_echo_of_our_own_write_plans_nothing() -> None:
     result = run(
-        links=[linked(APPT, VISIT)], psa=[psa_item(APPT, VISIT)], items=[ours(APPT, VISIT)]
+        links=[linked(APPT, visit())], psa=[psa_item(APPT, visit())], items=[ours(APPT, visit())]
     )
     assert result.ops == ()
 
 
 def test_change_key_bump_without_content_change_only_refreshes_the_baseline() -> None:
-    result = run(links=[linked(APPT, VISIT)], psa=[psa_item(APPT, VISIT)],
-                 items=[ours(APPT, VISIT, change_key="ck2")])  # fmt: skip
+    result = run(links=[linked(APPT, visit())], psa=[psa_item(APPT, visit())],
+                 items=[ours(APPT, visit(), change_key="ck2")])  # fmt: skip
     assert only(result, o.Relink).link.change_key == "ck2"
 
 
@@ -529,7 +550,7 @@ def test_delete_of_an_unknown_id_is_a_no_op() -> None:
 
 def test_disabled_kind_stops_syncing_and_leaves_exchange_items_alone() -> None:
     options = dataclasses.replace(OPTIONS, export_kinds=frozenset({ItemKind.CONTACT}))
-    result = run(links=[linked(APPT, VISIT)], psa=[psa_item(key(2), VISIT)], options=options)
+    result = run(links=[linked(APPT, visit())], psa=[psa_item(key(2), visit())], options=options)
     assert result.ops == ()
 
 
@@ -543,13 +564,13 @@ def test_all_day_items_stay_all_day() -> None:
 
 def many(count: int) -> tuple[list[Link], list[PsaItem]]:
     keys = [key(n) for n in range(1, count + 1)]
-    links = [linked(k, VISIT, exchange_id=f"ex{k.psa_id}") for k in keys]
-    return links, [psa_item(k, VISIT) for k in keys]
+    links = [linked(k, visit(), exchange_id=f"ex{k.psa_id}") for k in keys]
+    return links, [psa_item(k, visit()) for k in keys]
 
 
 def test_mass_delete_guard_stops_destructive_ops() -> None:
     links, _ = many(30)
-    result = run(links=links, psa=[psa_item(key(99), VISIT)])  # the PSA looks empty
+    result = run(links=links, psa=[psa_item(key(99), visit())])  # the PSA looks empty
     assert result.guard_tripped
     assert kinds(result) == ["CreateInExchange"]  # the safe ops still go ahead
     assert len(result.withheld) == 30

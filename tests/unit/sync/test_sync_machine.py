@@ -33,7 +33,8 @@ from exchange_ext.sync.records import (
     Side,
 )
 from exchange_ext.sync.windows import is_in_window, window_for
-from tests.unit.sync.factories import NOW, OPTIONS
+from tests import clock
+from tests.unit.sync.factories import OPTIONS
 from tests.unit.sync.harness import Crash, SyncHarness
 
 MAILBOX = "tech@example.test"
@@ -51,7 +52,7 @@ class SyncMachine(RuleBasedStateMachine):
     @initialize()
     def start(self) -> None:
         self.h = SyncHarness(MemoryBackend([MAILBOX], page_size=4), MAILBOX, OPTIONS)
-        self.now = NOW
+        self.now = clock.now()  # the test's pinned clock; advance_clock moves it on from there
 
     # --- PSA edits ----------------------------------------------------------------------------
 
