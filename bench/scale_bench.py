@@ -335,7 +335,7 @@ def make_resources(count: int, items: int) -> tuple[list[int], list[str]]:
     """
     from django.contrib.auth.models import User
 
-    from exchange_ext.resource_enrollment import set_enabled_resources
+    from exchange_ext.web.enrollment import set_enabled_resources
     from psa.audit.origin import Origin
     from psa.resources.actions import do_create_resource
     from psa.scheduling.models import Appointment
@@ -413,7 +413,7 @@ def run_cycle(
     from django.db.models import Avg, F, Max
     from django.utils import timezone
 
-    from exchange_ext import dispatcher
+    from exchange_ext.jobs import dispatcher
     from exchange_ext.models import SyncRun
 
     sandbox.call("DELETE", "/faults")

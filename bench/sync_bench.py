@@ -133,7 +133,7 @@ def start_sandbox(workdir: Path, *, validate: bool) -> Sandbox:
     os.environ["GRAPH_AUTHORITY_URL"] = handle.base_url
     os.environ["GRAPH_BASE_URL"] = handle.base_url
     os.environ["EXCHANGE_RETRY_BUDGET_SECONDS"] = "30"
-    from exchange_ext.tls import install_exchangelib_trust
+    from exchange_ext.backends.tls import install_exchangelib_trust
 
     install_exchangelib_trust()
     sandbox = Sandbox(handle)
@@ -174,7 +174,7 @@ def make_mailbox(sandbox: Sandbox, name: str, items: int) -> int:
     """A resource with ``items`` upcoming appointments, enabled for sync; its settings id."""
     from django.contrib.auth.models import User
 
-    from exchange_ext.resource_enrollment import set_enabled_resources
+    from exchange_ext.web.enrollment import set_enabled_resources
     from psa.audit.origin import Origin
     from psa.resources.actions import do_create_resource
     from psa.scheduling.models import Appointment
@@ -271,10 +271,10 @@ def baseline_phase(sandbox: Sandbox, items: int, source_settings_id: int, name: 
     from exchangelib.items import SAVE_ONLY, SEND_TO_NONE
     from exchangelib.protocol import close_connections
 
-    from exchange_ext import psa_store
-    from exchange_ext.backends import ews_items
-    from exchange_ext.backends.ews import SessionCredentials
-    from exchange_ext.ews_endpoint import pinned_version
+    from exchange_ext.backends.ews import items as ews_items
+    from exchange_ext.backends.ews.backend import SessionCredentials
+    from exchange_ext.backends.ews.endpoint import pinned_version
+    from exchange_ext.engine import psa_store
     from exchange_ext.models import ExchangeConfig, MailboxSettings
     from exchange_ext.sync.records import PsaTag
     from exchange_ext.sync.windows import window_for
@@ -381,7 +381,7 @@ def memory_phase(sandbox: Sandbox, backend: str, items: int, workdir: Path, time
 
 def run_backend(sandbox: Sandbox, backend: str, args: argparse.Namespace) -> list[Phase]:
     """Small mailbox (export + steady state), large mailbox (baseline, export, steady state)."""
-    from exchange_ext.backends import graph_auth
+    from exchange_ext.backends.graph import auth as graph_auth
 
     configure(sandbox.handle.port, backend)
     graph_auth.forget_token_sources()

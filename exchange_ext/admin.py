@@ -13,7 +13,6 @@ from django import forms
 from django.contrib import admin, messages
 from django.http import HttpRequest
 
-from exchange_ext import config_changes
 from exchange_ext.models import (
     ExchangeConfig,
     FolderSyncState,
@@ -22,6 +21,7 @@ from exchange_ext.models import (
     SyncLogEntry,
     SyncRun,
 )
+from exchange_ext.web import config_changes
 
 SECRET_FIELDS = ("password", "client_secret", "client_certificate")
 STATUS_FIELDS = (

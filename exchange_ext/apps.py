@@ -14,7 +14,7 @@ class ExchangeExtConfig(AppConfig):
 
     def ready(self) -> None:
         from exchange_ext import checks, crypto  # noqa: F401  (checks registers itself)
-        from exchange_ext.prompt_sync import on_psa_item_changed
+        from exchange_ext.jobs.prompt_sync import on_psa_item_changed
         from psa.audit.signals import psa_item_changed
 
         if not settings.DEBUG:
@@ -27,7 +27,7 @@ class ExchangeExtConfig(AppConfig):
 
     def _register_pages(self) -> None:
         """List the admin tabs under Extensions & Integrations and add the profile tab."""
-        from exchange_ext.permissions import MANAGE_PERMISSION, has_resource
+        from exchange_ext.web.permissions import MANAGE_PERMISSION, has_resource
         from psa.extensions.registry import (
             ExtensionPage,
             ProfileTab,
@@ -57,6 +57,6 @@ class ExchangeExtConfig(AppConfig):
 
 
 def _ensure_schedules(using: str = "default", **kwargs: Any) -> None:
-    from exchange_ext.schedules import ensure_schedules
+    from exchange_ext.jobs.schedules import ensure_schedules
 
     ensure_schedules()

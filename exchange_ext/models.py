@@ -172,7 +172,7 @@ class MailboxSettings(models.Model):
         help_text="Set when a server change resets sync state: the next run re-reads everything.",
     )
 
-    # Operations (exchange_ext.dispatcher / notifications): back-off and alert bookkeeping.
+    # Operations (exchange_ext.jobs.dispatcher / notifications): back-off and alert bookkeeping.
     last_error_kind = models.CharField(
         max_length=40, blank=True, help_text="The error class of the last failed run."
     )
@@ -297,9 +297,9 @@ class ItemLink(models.Model):
 class PublicFolderState(models.Model):
     """The installation-wide public contacts folder job (row pk=1, see :meth:`load`).
 
-    Holds the job's lease (same fencing scheme as a mailbox's, :mod:`exchange_ext.leases`) and
-    its status. No sync state: EWS public folders have no change feed, every run reads the
-    whole folder (see :mod:`exchange_ext.public_folder`).
+    Holds the job's lease (same fencing scheme as a mailbox's,
+    :mod:`exchange_ext.engine.leases`) and its status. No sync state: EWS public folders have
+    no change feed, every run reads the whole folder (see :mod:`exchange_ext.engine.public_folder`).
     """
 
     # Lease: one worker at a time; the token fences stale commits.

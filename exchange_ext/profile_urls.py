@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from exchange_ext import views
+from exchange_ext.web import views
 
 app_name = "exchange_ext_profile"
 urlpatterns = [

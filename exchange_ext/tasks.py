@@ -22,7 +22,9 @@ import os
 from django.conf import settings
 from django.utils import timezone
 
-from exchange_ext import dispatcher, engine, notifications, public_folder
+from exchange_ext import engine
+from exchange_ext.engine import public_folder
+from exchange_ext.jobs import dispatcher, notifications
 from exchange_ext.models import MailboxSettings, SyncRun
 
 logger = logging.getLogger(__name__)

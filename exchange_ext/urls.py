@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.urls import path
 from django.views.generic import RedirectView
 
-from exchange_ext import views
+from exchange_ext.web import views
 
 app_name = "exchange_ext"
 urlpatterns = [

@@ -3,7 +3,7 @@
 - Basic auth (on-premises) → EWS with the sync account impersonating each mailbox when
   ``use_for_all_users``, else with the resource's own credentials (delegate access).
 - Office 365 without Graph → EWS with OAuth (client credentials, impersonation).
-- Office 365 with Graph → :class:`~exchange_ext.backends.graph.GraphBackend` (app-only,
+- Office 365 with Graph → :class:`~exchange_ext.backends.graph.backend.GraphBackend` (app-only,
   ``GRAPH_AUTHORITY_URL`` / ``GRAPH_BASE_URL`` for national clouds and the sandbox).
 """
 
@@ -15,19 +15,19 @@ from typing import Any
 from exchangelib import BASIC, DELEGATE, IMPERSONATION, OAUTH2
 
 from exchange_ext.backends.base import AuthFailed, ExchangeBackend
-from exchange_ext.backends.ews import (
+from exchange_ext.backends.ews.backend import (
     EwsBackend,
     EwsSettings,
     SessionCredentials,
     SessionOAuth2Credentials,
 )
-from exchange_ext.backends.graph import GraphBackend, GraphSettings
-from exchange_ext.backends.graph_auth import (
+from exchange_ext.backends.ews.endpoint import endpoint_url, login_name, pinned_version
+from exchange_ext.backends.graph.auth import (
     DEFAULT_AUTHORITY,
     DEFAULT_GRAPH_BASE,
     GraphCredentials,
 )
-from exchange_ext.ews_endpoint import endpoint_url, login_name, pinned_version
+from exchange_ext.backends.graph.backend import GraphBackend, GraphSettings
 from exchange_ext.models import ExchangeConfig, MailboxSettings
 from exchange_ext.secrets import Secret, UndecryptableSecret
 

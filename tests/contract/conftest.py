@@ -5,9 +5,10 @@ A driver offers the backend under test plus what a person in Outlook would do to
 so every contract test runs unchanged on:
 
 - ``memory``: :class:`~exchange_ext.backends.memory.MemoryBackend`;
-- ``ews``: :class:`~exchange_ext.backends.ews.EwsBackend` against the in-process sandbox over
-  real HTTPS with fatal schema validation, impersonating tech1 through ``svc-sync``. The
-  "Outlook" edits go through a separate exchangelib account (FailFast), as a user's client.
+- ``ews``: :class:`~exchange_ext.backends.ews.backend.EwsBackend` against the in-process
+  sandbox over real HTTPS with fatal schema validation, impersonating tech1 through
+  ``svc-sync``. The "Outlook" edits go through a separate exchangelib account (FailFast), as
+  a user's client.
 """
 
 from __future__ import annotations
@@ -79,8 +80,8 @@ class EwsDriver:
     def __init__(self, handle: Any, page_size: int | None = None) -> None:
         from exchangelib import BASIC, IMPERSONATION, Account, Configuration, EWSTimeZone, FailFast
 
-        from exchange_ext.backends.ews import EwsBackend, EwsSettings, SessionCredentials
-        from exchange_ext.ews_endpoint import pinned_version
+        from exchange_ext.backends.ews.backend import EwsBackend, EwsSettings, SessionCredentials
+        from exchange_ext.backends.ews.endpoint import pinned_version
 
         self.handle = handle
         self.mailbox = MAILBOX
@@ -115,7 +116,7 @@ class EwsDriver:
 
     def put(self, record: Record, folder: FolderKind = FolderKind.CALENDAR,
             tag: PsaTag | None = None) -> str:  # fmt: skip
-        from exchange_ext.backends import ews_items
+        from exchange_ext.backends.ews import items as ews_items
 
         ews_items.register_tag_property()
         item = ews_items.item_for(record, tag)
@@ -130,7 +131,7 @@ class EwsDriver:
         return item
 
     def edit(self, exchange_id: str, record: Record) -> None:
-        from exchange_ext.backends import ews_items
+        from exchange_ext.backends.ews import items as ews_items
 
         master_id = master_of(exchange_id)
         if master_id is not None:
@@ -167,7 +168,7 @@ class EwsDriver:
         record's zone, as Outlook makes it: the dates are local, the time of day is wall-clock)."""
         from exchangelib.recurrence import DailyPattern, Recurrence
 
-        from exchange_ext.backends import ews_items
+        from exchange_ext.backends.ews import items as ews_items
 
         dates = [_local(start, record.time_zone).date() for start in starts]
         days = (dates[1] - dates[0]).days if len(dates) > 1 else 1
@@ -182,7 +183,7 @@ class EwsDriver:
     def _occurrence(self, original: dt.datetime) -> Any:
         from exchangelib import EWSTimeZone
 
-        from exchange_ext.backends.ews_items import ews_datetime
+        from exchange_ext.backends.ews.items import ews_datetime
 
         utc = EWSTimeZone("UTC")
         view = self.outlook.calendar.view(
@@ -192,7 +193,7 @@ class EwsDriver:
         return next(o for o in view if o.original_start == original)
 
     def edit_occurrence(self, master_id: str, original: dt.datetime, record: Record) -> None:
-        from exchange_ext.backends import ews_items
+        from exchange_ext.backends.ews import items as ews_items
 
         occurrence = self._occurrence(original)
         fresh = ews_items.item_for(record)
@@ -245,7 +246,7 @@ def ews_driver(page_size: int | None = None) -> Iterator[EwsDriver]:
     """An EwsDriver on the shared sandbox, reset; fails on any response the schema rejects."""
     from exchangelib.protocol import close_connections
 
-    from exchange_ext.tls import CA_BUNDLE_ENV, install_exchangelib_trust
+    from exchange_ext.backends.tls import CA_BUNDLE_ENV, install_exchangelib_trust
 
     handle = shared_sandbox()
     handle.state.reset()

@@ -1,7 +1,7 @@
 """The backend contract suite (test_backend_contract.py) once more, for Graph on the sandbox.
 
 Every test of the suite is imported here and runs with ``subject`` bound to
-:class:`~exchange_ext.backends.graph.GraphBackend` against the shared sandbox's Graph side
+:class:`~exchange_ext.backends.graph.backend.GraphBackend` against the shared sandbox's Graph side
 (an app-only token from its Entra endpoint). The user's "Outlook" edits go through the EWS
 side of the same store, so each case also checks that items written and tagged over EWS read
 the same through Graph.
@@ -13,8 +13,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from exchange_ext.backends.graph import GraphBackend, GraphSettings
-from exchange_ext.backends.graph_auth import GraphCredentials
+from exchange_ext.backends.graph.auth import GraphCredentials
+from exchange_ext.backends.graph.backend import GraphBackend, GraphSettings
 
 from .conftest import ews_driver
 from .test_backend_contract import *  # noqa: F403 - the suite's tests run here on Graph

@@ -6,14 +6,14 @@ import datetime as dt
 
 import pytest
 
-from exchange_ext.config_changes import (
+from exchange_ext.models import ExchangeConfig, FolderSyncState, MailboxSettings
+from exchange_ext.web.config_changes import (
     SYNC_RUNNING_MESSAGE,
     SyncRunning,
     reset_sync_state,
     save_config,
     sync_running,
 )
-from exchange_ext.models import ExchangeConfig, FolderSyncState, MailboxSettings
 from tests import clock
 from tests.builders import make_resource
 

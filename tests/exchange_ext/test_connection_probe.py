@@ -17,14 +17,14 @@ import pytest
 from exchangelib import BASIC, Configuration, Credentials, FaultTolerance
 from exchangelib.protocol import BaseProtocol, CachingProtocol, Protocol, close_connections
 
-from exchange_ext.connection_test import (
+from exchange_ext.backends.ews.endpoint import pinned_version
+from exchange_ext.models import ExchangeConfig, MailboxSettings
+from exchange_ext.sandbox.server import SandboxHandle, load_config, start_sandbox
+from exchange_ext.web.connection_test import (
     SELF_SIGNED_MESSAGE,
     probe_config_connection,
     probe_mailbox_connection,
 )
-from exchange_ext.ews_endpoint import pinned_version
-from exchange_ext.models import ExchangeConfig, MailboxSettings
-from exchange_ext.sandbox.server import SandboxHandle, load_config, start_sandbox
 from tests.builders import make_resource
 
 TECH1 = "tech1@northwind.example"

@@ -9,10 +9,10 @@ import re
 
 import pytest
 
-from exchange_ext import views
-from exchange_ext.connection_test import ConnectionReport
 from exchange_ext.models import ExchangeConfig, MailboxSettings
-from exchange_ext.validators import IP_LITERAL_MESSAGE
+from exchange_ext.web import views
+from exchange_ext.web.connection_test import ConnectionReport
+from exchange_ext.web.validators import IP_LITERAL_MESSAGE
 from tests import clock
 from tests.builders import make_resource
 from tests.exchange_ext.pages import (

@@ -19,10 +19,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
-from exchange_ext.backends.graph_auth import certificate_thumbprint
-from exchange_ext.connection_test import probe_config_connection, probe_mailbox_connection
+from exchange_ext.backends.graph.auth import certificate_thumbprint
 from exchange_ext.models import ExchangeConfig, MailboxSettings
 from exchange_ext.sandbox.server import SandboxHandle, load_config, start_sandbox
+from exchange_ext.web.connection_test import probe_config_connection, probe_mailbox_connection
 from tests import clock
 from tests.builders import make_resource
 

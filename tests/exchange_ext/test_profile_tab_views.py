@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import pytest
 
-from exchange_ext import views
-from exchange_ext.connection_test import ConnectionReport
 from exchange_ext.models import MailboxSettings
+from exchange_ext.web import views
+from exchange_ext.web.connection_test import ConnectionReport
 from tests.builders import make_resource, make_user
 from tests.exchange_ext.pages import (
     client_for,

@@ -13,9 +13,9 @@ from aiosmtpd.controller import Controller
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
+from exchange_ext.jobs.notifications import SETUP_SUBJECT, send_setup_emails
 from exchange_ext.models import MailboxSettings
-from exchange_ext.notifications import SETUP_SUBJECT, send_setup_emails
-from exchange_ext.resource_enrollment import set_enabled_resources
+from exchange_ext.web.enrollment import set_enabled_resources
 from tests.builders import make_resource
 
 pytestmark = pytest.mark.django_db

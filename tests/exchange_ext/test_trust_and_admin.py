@@ -9,9 +9,9 @@ import pytest
 from django.core.exceptions import ImproperlyConfigured
 from exchangelib.protocol import BaseProtocol
 
+from exchange_ext.backends.tls import TrustedCAAdapter, ca_bundle_path, install_exchangelib_trust
 from exchange_ext.models import ExchangeConfig, MailboxSettings
 from exchange_ext.sandbox.certificates import ensure_certificates
-from exchange_ext.tls import TrustedCAAdapter, ca_bundle_path, install_exchangelib_trust
 from tests.builders import make_resource
 
 PLAINTEXT = "admin-must-not-see-this"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from django.core.exceptions import ImproperlyConfigured, ValidationError
 
-from exchange_ext.validators import (
+from exchange_ext.web.validators import (
     HOST_ONLY_MESSAGE,
     IP_LITERAL_MESSAGE,
     allowed_ports,

@@ -79,7 +79,7 @@ def make_enabled_resources(addresses: list[str], appointments: int = 2) -> list[
 
     Returns the MailboxSettings ids. Appointment titles carry the address (for checks).
     """
-    from exchange_ext.resource_enrollment import set_enabled_resources
+    from exchange_ext.web.enrollment import set_enabled_resources
     from tests import clock
     from tests.builders import make_appointment, make_resource
 

@@ -6,7 +6,7 @@ import datetime as dt
 
 import pytest
 
-from exchange_ext import engine, leases
+from exchange_ext import engine
 from exchange_ext.backends.base import (
     AuthFailed,
     FolderKind,
@@ -15,6 +15,7 @@ from exchange_ext.backends.base import (
     Unavailable,
 )
 from exchange_ext.backends.memory import MemoryBackend, MemorySession
+from exchange_ext.engine import cycle, leases
 from exchange_ext.models import (
     ExchangeConfig,
     FolderSyncState,
@@ -448,7 +449,7 @@ def test_a_budget_deadline_stops_between_pages_and_the_next_run_resumes(tech, ba
     for n in range(7):
         backend.put(tech.effective_mailbox, event(f"New {n}", day(1, "10:00")))
     clock = [0.0]
-    monkeypatch.setattr(engine.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(cycle.time, "monotonic", lambda: clock[0])
     real_read = MemorySession.read_changes
 
     def slow_read(self, *args):
@@ -526,11 +527,11 @@ def test_session_errors_become_the_run_outcome_and_the_mailbox_status(tech, erro
 
 
 def test_runs_are_pruned_to_the_newest(tech, backend, monkeypatch):
-    monkeypatch.setattr("exchange_ext.sync_runs.KEEP_RUNS", 3)
+    monkeypatch.setattr("exchange_ext.engine.runs.KEEP_RUNS", 3)
     for _ in range(5):
         sync(tech, backend)
     assert SyncRun.objects.count() <= 5  # the default keep applies per call
-    from exchange_ext.sync_runs import prune_runs
+    from exchange_ext.engine.runs import prune_runs
 
     prune_runs(tech.pk, keep=3)
     assert SyncRun.objects.count() == 3

@@ -31,9 +31,14 @@ from exchange_ext.backends.base import (
     Throttled,
     Unavailable,
 )
-from exchange_ext.backends.ews import EwsBackend, EwsSession, EwsSettings, SessionCredentials
+from exchange_ext.backends.ews.backend import (
+    EwsBackend,
+    EwsSession,
+    EwsSettings,
+    SessionCredentials,
+)
+from exchange_ext.backends.ews.endpoint import pinned_version
 from exchange_ext.backends.factory import backend_for
-from exchange_ext.ews_endpoint import pinned_version
 from exchange_ext.models import ExchangeConfig, MailboxSettings
 from exchange_ext.sync.records import (
     ALL_GROUPS,
@@ -248,7 +253,7 @@ def test_exchangelib_alone_would_accept_that_truncated_page(sandbox):
     from exchangelib.items import ID_ONLY
     from exchangelib.services import SyncFolderItems
 
-    from exchange_ext.tls import install_exchangelib_trust
+    from exchange_ext.backends.tls import install_exchangelib_trust
 
     _ews, state = _items_then_state(sandbox)
     add_fault(sandbox, kind="truncate", operation="SyncFolderItems", bytes=1500)
@@ -432,7 +437,7 @@ def test_the_factory_uses_oauth_for_office_365_without_graph():
 
 
 def test_the_factory_gives_office_365_with_graph_the_graph_backend():
-    from exchange_ext.backends.graph import GraphBackend
+    from exchange_ext.backends.graph.backend import GraphBackend
 
     graph = backend_for(
         _config(

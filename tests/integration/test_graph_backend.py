@@ -16,7 +16,6 @@ from typing import Any
 import pytest
 import requests
 
-from exchange_ext.backends import graph_auth
 from exchange_ext.backends.base import (
     BackendError,
     ConflictError,
@@ -27,16 +26,17 @@ from exchange_ext.backends.base import (
     Throttled,
     Unavailable,
 )
-from exchange_ext.backends.ews import EwsBackend, EwsSettings, SessionCredentials
-from exchange_ext.backends.graph import (
+from exchange_ext.backends.ews.backend import EwsBackend, EwsSettings, SessionCredentials
+from exchange_ext.backends.ews.endpoint import pinned_version
+from exchange_ext.backends.graph import auth as graph_auth
+from exchange_ext.backends.graph.auth import GraphCredentials
+from exchange_ext.backends.graph.backend import (
     RANGE_STEP_DAYS,
     GraphBackend,
     GraphSession,
     GraphSettings,
     delta_range,
 )
-from exchange_ext.backends.graph_auth import GraphCredentials
-from exchange_ext.ews_endpoint import pinned_version
 from exchange_ext.sandbox.server import SandboxHandle, load_config, start_sandbox
 from exchange_ext.sync.records import (
     ALL_GROUPS,

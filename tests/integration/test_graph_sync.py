@@ -12,11 +12,11 @@ from typing import Any
 import pytest
 
 from exchange_ext import engine
-from exchange_ext.backends import graph_auth
-from exchange_ext.backends.ews import EwsBackend, EwsSettings, SessionCredentials
-from exchange_ext.backends.graph import GraphBackend, GraphSettings
-from exchange_ext.backends.graph_auth import GraphCredentials
-from exchange_ext.ews_endpoint import pinned_version
+from exchange_ext.backends.ews.backend import EwsBackend, EwsSettings, SessionCredentials
+from exchange_ext.backends.ews.endpoint import pinned_version
+from exchange_ext.backends.graph import auth as graph_auth
+from exchange_ext.backends.graph.auth import GraphCredentials
+from exchange_ext.backends.graph.backend import GraphBackend, GraphSettings
 from exchange_ext.models import ExchangeConfig, ItemLink, MailboxSettings, SyncRun
 from exchange_ext.sandbox.server import SandboxHandle, load_config, start_sandbox
 from tests import clock

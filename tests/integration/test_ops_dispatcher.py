@@ -14,10 +14,11 @@ import pytest
 from django.core.checks import run_checks
 from django_q.models import OrmQ, Schedule
 
-from exchange_ext import dispatcher, tasks
+from exchange_ext import tasks
+from exchange_ext.jobs import dispatcher
+from exchange_ext.jobs.schedules import DISPATCH_SCHEDULE, ensure_schedules
 from exchange_ext.models import ExchangeConfig, MailboxSettings, SyncRun
-from exchange_ext.resource_enrollment import set_enabled_resources
-from exchange_ext.schedules import DISPATCH_SCHEDULE, ensure_schedules
+from exchange_ext.web.enrollment import set_enabled_resources
 from psa.audit.origin import Origin
 from psa.scheduling.actions import do_update_appointment
 from tests.builders import make_appointment, make_resource

@@ -19,7 +19,8 @@ import pytest
 from aiosmtpd.controller import Controller
 from exchangelib.protocol import close_connections
 
-from exchange_ext import dispatcher, notifications, tasks
+from exchange_ext import tasks
+from exchange_ext.jobs import dispatcher, notifications
 from exchange_ext.models import MailboxSettings, ServerOutage
 from tests import clock
 from tests.integration.ops_support import (

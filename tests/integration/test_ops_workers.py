@@ -56,7 +56,7 @@ if sys.argv[5] in ("driver", "queue"):  # the test is the dispatcher: no real sc
     import datetime as dt
     from django.utils import timezone
     from django_q.models import Schedule
-    from exchange_ext import dispatcher
+    from exchange_ext.jobs import dispatcher
     Schedule.objects.update(next_run=timezone.now() + dt.timedelta(days=1))
     if sys.argv[5] == "queue":
         dispatcher.queue_due()
@@ -72,7 +72,7 @@ import django
 django.setup()
 from django.db.models import Q
 from django.utils import timezone
-from exchange_ext import dispatcher
+from exchange_ext.jobs import dispatcher
 from exchange_ext.models import ExchangeConfig, MailboxSettings, SyncRun
 
 cycles, deadline = int(sys.argv[1]), time.monotonic() + float(sys.argv[2])

@@ -8,10 +8,12 @@ from dataclasses import replace
 import pytest
 from django_q.models import OrmQ
 
-from exchange_ext import dispatcher, engine, leases, public_folder, tasks
+from exchange_ext import engine, tasks
 from exchange_ext.backends import factory
 from exchange_ext.backends.base import FolderKind, Unavailable
 from exchange_ext.backends.memory import MemoryBackend
+from exchange_ext.engine import leases, public_folder
+from exchange_ext.jobs import dispatcher
 from exchange_ext.models import (
     ExchangeConfig,
     ItemLink,
@@ -179,7 +181,7 @@ def test_a_backend_without_public_folders_is_a_quiet_no_op(config, caplog):
     contacts(2)
     graph_like = MemoryBackend([SYNC_ACCOUNT])
     graph_like.supports_public_folders = False
-    with caplog.at_level("INFO", logger="exchange_ext.public_folder"):
+    with caplog.at_level("INFO", logger="exchange_ext.engine.public_folder"):
         assert sync(graph_like) is None
     assert "has no public folders" in caplog.text
     config.use_basic_auth, config.use_graph = False, True  # Office 365 with Graph

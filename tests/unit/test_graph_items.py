@@ -7,7 +7,6 @@ import email.utils
 
 import pytest
 
-from exchange_ext.backends import graph_items
 from exchange_ext.backends.base import (
     AuthFailed,
     FolderKind,
@@ -16,9 +15,10 @@ from exchange_ext.backends.base import (
     SyncStateExpired,
     Unavailable,
 )
-from exchange_ext.backends.graph import GraphBackend, GraphSettings, delta_range
-from exchange_ext.backends.graph_auth import GraphCredentials
-from exchange_ext.backends.graph_http import (
+from exchange_ext.backends.graph import items as graph_items
+from exchange_ext.backends.graph.auth import GraphCredentials
+from exchange_ext.backends.graph.backend import GraphBackend, GraphSettings, delta_range
+from exchange_ext.backends.graph.http import (
     GraphHttp,
     GraphReply,
     retry_after_seconds,

@@ -6,7 +6,7 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from exchange_ext import psa_store
+from exchange_ext.engine import psa_store
 from exchange_ext.models import ExchangeConfig, MailboxSettings
 from exchange_ext.sync.records import ImportMode, ItemKind
 from exchange_ext.sync.windows import window_for

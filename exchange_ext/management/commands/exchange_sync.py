@@ -15,8 +15,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from exchange_ext import public_folder
-from exchange_ext.engine import run_sync
+from exchange_ext.engine import public_folder, run_sync
 from exchange_ext.models import ExchangeConfig, MailboxSettings, SyncRun
 
 FAILED = (SyncRun.Outcome.FAILED, SyncRun.Outcome.GUARD_TRIPPED)

@@ -21,13 +21,13 @@ from tests.integration.sync_rules.rules import Harness
 
 
 def graph_backend_available() -> bool:
-    return importlib.util.find_spec("exchange_ext.backends.graph") is not None
+    return importlib.util.find_spec("exchange_ext.backends.graph.backend") is not None
 
 
 @pytest.fixture(params=["ews", "graph"])
 def backend_kind(request: pytest.FixtureRequest) -> str:
     if request.param == "graph" and not graph_backend_available():
-        pytest.skip("exchange_ext.backends.graph is not in this installation yet (issue 7)")
+        pytest.skip("exchange_ext.backends.graph.backend is not in this installation yet (issue 7)")
     return str(request.param)
 
 
@@ -47,7 +47,7 @@ def rules(
     """The product configured for ``backend_kind`` against a freshly reset sandbox."""
     from exchangelib.protocol import close_connections
 
-    from exchange_ext.backends import graph_auth
+    from exchange_ext.backends.graph import auth as graph_auth
 
     sandbox.state.reset()
     graph_auth.forget_token_sources()

@@ -23,7 +23,7 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def backend_kind() -> str:
     if not graph_backend_available():
-        pytest.skip("exchange_ext.backends.graph is not in this installation yet (issue 7)")
+        pytest.skip("exchange_ext.backends.graph.backend is not in this installation yet (issue 7)")
     return "graph"
 
 

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
+from exchange_ext.engine.public_folder import run_public_folder_sync
 from exchange_ext.models import PublicFolderLink, SyncRun
-from exchange_ext.public_folder import run_public_folder_sync
 from exchange_ext.sandbox import items_xml
 from psa.crm.actions import do_update_account, do_update_contact
 from tests import clock

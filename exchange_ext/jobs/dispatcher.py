@@ -31,9 +31,9 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from exchange_ext import mailbox_status
+from exchange_ext.engine import status as mailbox_status
+from exchange_ext.engine.public_folder import enqueue_public_folder
 from exchange_ext.models import ExchangeConfig, MailboxSettings, SyncRun
-from exchange_ext.public_folder import enqueue_public_folder
 
 SYNC_TASK = "exchange_ext.tasks.sync_mailbox"
 DISPATCH_TASK = "exchange_ext.tasks.dispatch"
@@ -147,7 +147,7 @@ def after_config_saved(changed: Iterable[str]) -> int:
     requests — but queues at most one task each. A changed connection or credential counts as
     "the settings were saved again" for mailboxes stopped by a permanent error.
     """
-    from exchange_ext.config_changes import CREDENTIAL_FIELDS, RESYNC_FIELDS
+    from exchange_ext.web.config_changes import CREDENTIAL_FIELDS, RESYNC_FIELDS
 
     now = timezone.now()
     if set(changed) & {*CREDENTIAL_FIELDS, *RESYNC_FIELDS}:

@@ -3,8 +3,8 @@
 Both live in one :class:`SyncRetryPolicy`, because exchangelib hands every HTTP response to
 ``retry_policy.raise_response_errors(response)`` before parsing it (``util.post_ratelimited``),
 and the policy belongs to one ``Configuration`` — so unlike the class-global
-``BaseProtocol.HTTP_ADAPTER_CLS`` (owned by :mod:`exchange_ext.tls`), nothing here changes how
-other exchangelib users in the process behave.
+``BaseProtocol.HTTP_ADAPTER_CLS`` (owned by :mod:`exchange_ext.backends.tls`), nothing here
+changes how other exchangelib users in the process behave.
 
 Traps handled (research/reliability.md §0):
 

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from django.db import connection, transaction
 from django.utils import timezone
 
-from exchange_ext import mailbox_status
+from exchange_ext.engine import status as mailbox_status
 from exchange_ext.models import MailboxSettings
 from psa.resources.models import Resource
 

@@ -23,7 +23,7 @@ from exchange_ext.backends.base import (
     Throttled,
     Unavailable,
 )
-from exchange_ext.backends.ews_guard import IncompleteResponse
+from exchange_ext.backends.ews.guard import IncompleteResponse
 
 DEFAULT_RETRY_AFTER = 60.0
 

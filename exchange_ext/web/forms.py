@@ -20,7 +20,7 @@ from django.core.exceptions import ValidationError
 from django.forms.boundfield import BoundField
 
 from exchange_ext.models import ExchangeConfig, ImportMode, MailboxSettings
-from exchange_ext.validators import (
+from exchange_ext.web.validators import (
     MAX_PASSWORD_LENGTH,
     validate_credentials_domain,
     validate_notification_emails,

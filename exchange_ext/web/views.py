@@ -2,7 +2,7 @@
 
 One view per page and per button: each button of a page is its own ``<form>`` posting to its own
 view (Save, Test connection, Sync now), so no view dispatches on which button was pressed. Who
-may do what lives in :mod:`exchange_ext.permissions`. Every successful POST redirects (PRG).
+may do what lives in :mod:`exchange_ext.web.permissions`. Every successful POST redirects (PRG).
 """
 
 from __future__ import annotations
@@ -21,16 +21,22 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
-from exchange_ext import dispatcher, mailbox_status
-from exchange_ext.config_changes import SyncRunning, save_config
-from exchange_ext.connection_test import probe_config_connection, probe_mailbox_connection
-from exchange_ext.forms import GeneralForm, MailboxSettingsForm, ResourcesForm, SynchronizationForm
+from exchange_ext.engine import status as mailbox_status
+from exchange_ext.engine.runs import recent_runs
+from exchange_ext.jobs import dispatcher
+from exchange_ext.jobs.notifications import send_setup_emails
 from exchange_ext.models import ExchangeConfig, MailboxSettings, SyncRun
-from exchange_ext.notifications import send_setup_emails
-from exchange_ext.permissions import manager_required
-from exchange_ext.resource_enrollment import set_enabled_resources
-from exchange_ext.status import status_page
-from exchange_ext.sync_runs import recent_runs
+from exchange_ext.web.config_changes import SyncRunning, save_config
+from exchange_ext.web.connection_test import probe_config_connection, probe_mailbox_connection
+from exchange_ext.web.enrollment import set_enabled_resources
+from exchange_ext.web.forms import (
+    GeneralForm,
+    MailboxSettingsForm,
+    ResourcesForm,
+    SynchronizationForm,
+)
+from exchange_ext.web.permissions import manager_required
+from exchange_ext.web.status_page import status_page
 from psa.resources.models import Resource
 from psa.resources.permissions import own_resource
 from psa.scheduling.selection import fallback_zone_name

@@ -33,13 +33,13 @@ from exchange_ext.backends.base import (
     Throttled,
 )
 from exchange_ext.backends.factory import graph_authority_url, graph_base_url
-from exchange_ext.backends.graph_auth import (
+from exchange_ext.backends.graph.auth import (
     GraphCredentials,
     TokenRefused,
     TokenSource,
     certificate_thumbprint,
 )
-from exchange_ext.backends.graph_http import PERMISSION_ADVICE, BatchRequest, GraphHttp
+from exchange_ext.backends.graph.http import PERMISSION_ADVICE, BatchRequest, GraphHttp
 from exchange_ext.models import ExchangeConfig
 from exchange_ext.secrets import Secret, UndecryptableSecret
 

@@ -50,7 +50,6 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlencode
 
-from exchange_ext.backends import graph_items
 from exchange_ext.backends.base import (
     BackendError,
     ChangePage,
@@ -69,8 +68,9 @@ from exchange_ext.backends.base import (
     Unavailable,
     WriteResult,
 )
-from exchange_ext.backends.graph_auth import GraphCredentials, token_source
-from exchange_ext.backends.graph_http import (
+from exchange_ext.backends.graph import items as graph_items
+from exchange_ext.backends.graph.auth import GraphCredentials, token_source
+from exchange_ext.backends.graph.http import (
     BATCH_LIMIT,
     RETRIED_STATUSES,
     BatchRequest,

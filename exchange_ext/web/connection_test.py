@@ -35,11 +35,12 @@ from exchangelib import (
 from exchangelib import errors as ews_errors
 from exchangelib.protocol import Protocol
 
-from exchange_ext import graph_probe, validators
-from exchange_ext.ews_endpoint import endpoint_url, login_name, pinned_version
+from exchange_ext.backends.ews.endpoint import endpoint_url, login_name, pinned_version
+from exchange_ext.backends.graph import probe as graph_probe
+from exchange_ext.backends.tls import CA_BUNDLE_ENV, install_exchangelib_trust
 from exchange_ext.models import ExchangeConfig, MailboxSettings
 from exchange_ext.secrets import Secret, UndecryptableSecret
-from exchange_ext.tls import CA_BUNDLE_ENV, install_exchangelib_trust
+from exchange_ext.web import validators
 
 logger = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ https://learn.microsoft.com/entra/identity-platform/certificate-credentials
   input — for the sandbox or a private proxy it would only send the host name to Microsoft and
   fail offline.
 - TLS to the authority is verified like everything else (``http_client`` is a requests
-  Session whose ``verify`` is :func:`exchange_ext.tls.ca_bundle_path`).
+  Session whose ``verify`` is :func:`exchange_ext.backends.tls.ca_bundle_path`).
 - Tokens: msal keeps them in the application's in-memory cache and returns the cached one
   until shortly before ``expires_in`` (msal refreshes ahead of expiry). Applications are kept
   per (authority, tenant, client, credential digest) for the life of the process, so many
@@ -36,7 +36,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 
 from exchange_ext.backends.base import AuthFailed, Unavailable
-from exchange_ext.backends.graph_http import TimeoutSession
+from exchange_ext.backends.graph.http import TimeoutSession
 
 DEFAULT_AUTHORITY = "https://login.microsoftonline.com"
 DEFAULT_GRAPH_BASE = "https://graph.microsoft.com"

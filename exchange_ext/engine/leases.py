@@ -52,7 +52,7 @@ def claim(
         return None
     free = Q(lease_expires_at__isnull=True) | Q(lease_expires_at__lte=now)
     # The queued task is now running: a change from here on may queue the next one
-    # (exchange_ext.dispatcher); cleared in the same UPDATE so no observer sees neither.
+    # (exchange_ext.jobs.dispatcher); cleared in the same UPDATE so no observer sees neither.
     # (Only models with a queued mark: the public folder job is queued by interval.)
     queued = {"queued_at": None} if _has_field(model, "queued_at") else {}
     taken = model._default_manager.filter(free, pk=mailbox_id, lease_token=token).update(

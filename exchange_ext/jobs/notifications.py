@@ -32,7 +32,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from exchange_ext.backends.base import AuthFailed, BackendError, Throttled
-from exchange_ext.ews_endpoint import endpoint_url
+from exchange_ext.backends.ews.endpoint import endpoint_url
 from exchange_ext.models import ExchangeConfig, MailboxSettings, ServerOutage
 from exchange_ext.secrets import Secret
 

@@ -3,7 +3,7 @@
 Rules (research/protocols.md §3.5–3.7, https://learn.microsoft.com/graph/throttling,
 https://learn.microsoft.com/graph/errors):
 
-- TLS is verified against :func:`exchange_ext.tls.ca_bundle_path` (certifi + the operator's
+- TLS is verified against :func:`exchange_ext.backends.tls.ca_bundle_path` (certifi + the operator's
   ``EXCHANGE_CA_BUNDLE``); redirects are never followed, and ``@odata.nextLink``/``deltaLink``
   URLs are only fetched when they point at the configured Graph host (a token never travels to
   another host).
@@ -43,7 +43,7 @@ from exchange_ext.backends.base import (
     Throttled,
     Unavailable,
 )
-from exchange_ext.tls import ca_bundle_path
+from exchange_ext.backends.tls import ca_bundle_path
 
 logger = logging.getLogger(__name__)
 

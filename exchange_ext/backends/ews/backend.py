@@ -2,8 +2,9 @@
 
 How it is configured (SPEC §5, research/protocols.md §1): the configured endpoint (never
 autodiscover), a pinned server version and auth type (so the first request is the real
-operation, no probing), TLS trust through :func:`exchange_ext.tls.install_exchangelib_trust`,
-impersonation with the sync account or the resource's own credentials (delegate).
+operation, no probing), TLS trust through
+:func:`exchange_ext.backends.tls.install_exchangelib_trust`, impersonation with the sync
+account or the resource's own credentials (delegate).
 
 Traps handled (research/reliability.md §0, DESIGN §4):
 
@@ -59,7 +60,6 @@ from exchangelib.services import CreateItem, DeleteItem, GetItem, SyncFolderItem
 from exchangelib.services.common import folder_ids_element
 from exchangelib.util import create_element
 
-from exchange_ext.backends import ews_items
 from exchange_ext.backends.base import (
     BackendError,
     ChangePage,
@@ -74,13 +74,15 @@ from exchange_ext.backends.base import (
     Unavailable,
     WriteResult,
 )
-from exchange_ext.backends.ews_errors import (
+from exchange_ext.backends.ews import items as ews_items
+from exchange_ext.backends.ews.errors import (
     SESSION_LEVEL_ITEM_ERRORS,
     conflict,
     item_error,
     session_error,
 )
-from exchange_ext.backends.ews_guard import IncompleteResponse, SyncRetryPolicy
+from exchange_ext.backends.ews.guard import IncompleteResponse, SyncRetryPolicy
+from exchange_ext.backends.tls import install_exchangelib_trust
 from exchange_ext.sync.records import (
     CalendarItemType,
     ExchangeItem,
@@ -89,7 +91,6 @@ from exchange_ext.sync.records import (
     occurrence_id,
 )
 from exchange_ext.sync.windows import SyncWindow
-from exchange_ext.tls import install_exchangelib_trust
 
 logger = logging.getLogger(__name__)
 

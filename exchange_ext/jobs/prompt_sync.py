@@ -14,7 +14,7 @@ import contextlib
 import logging
 from typing import Any
 
-from exchange_ext import dispatcher
+from exchange_ext.jobs import dispatcher
 from exchange_ext.models import ItemLink, MailboxSettings, SyncRun
 
 logger = logging.getLogger(__name__)

@@ -22,14 +22,18 @@ import logging
 
 from django.utils import timezone
 
-from exchange_ext import leases
 from exchange_ext.backends.base import BackendError
+from exchange_ext.engine import leases
+from exchange_ext.engine.runs import RunLog, finish_run, skipped_run, start_run
 from exchange_ext.models import MailboxSettings, SyncRun
-from exchange_ext.sync_runs import RunLog, finish_run, skipped_run, start_run
 
 logger = logging.getLogger(__name__)
 
 UNEXPECTED_ERROR = "The sync stopped on an unexpected error."
+#: A run's time budget; shorter than the worker's task timeout, itself shorter than its retry.
+DEFAULT_BUDGET_SECONDS = 240.0
+#: A feed that keeps returning "more" without moving is a server bug (docs/reliability.md).
+MAX_PAGES_PER_FOLDER = 1000
 Outcome = SyncRun.Outcome
 
 

@@ -26,7 +26,7 @@ Design decisions:
   mailbox's contact links. Items carry the same tag as a mailbox's contacts; tags are looked
   up per folder, so they cannot be confused.
 - **Its own lease** on :class:`~exchange_ext.models.PublicFolderState` with a fencing token
-  (:mod:`exchange_ext.leases`): one worker at a time; the one commit is fenced.
+  (:mod:`exchange_ext.engine.leases`): one worker at a time; the one commit is fenced.
 - **Errors.** One boundary here, as in :func:`exchange_ext.engine.run_sync`: backend errors
   become the run's outcome and ``PublicFolderState.last_error``; per-item failures become log
   entries; the mass-delete guard stops a run that would empty the folder (a PSA that suddenly
@@ -54,7 +54,6 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from exchange_ext import leases, psa_store
 from exchange_ext.backends.base import (
     BackendError,
     ExchangeBackend,
@@ -62,15 +61,12 @@ from exchange_ext.backends.base import (
     MailboxSession,
     WriteResult,
 )
-from exchange_ext.engine import (
-    DEFAULT_BUDGET_SECONDS,
-    MAX_PAGES_PER_FOLDER,
-    ExchangeWriter,
-    LinkBook,
-)
-from exchange_ext.links import load_public_baseline, save_public_links
+from exchange_ext.engine import leases, psa_store
+from exchange_ext.engine.links import load_public_baseline, save_public_links
+from exchange_ext.engine.runner import DEFAULT_BUDGET_SECONDS, MAX_PAGES_PER_FOLDER, Job, run_job
+from exchange_ext.engine.runs import RunLog
+from exchange_ext.engine.writes import ExchangeWriter, LinkBook
 from exchange_ext.models import ExchangeConfig, MailboxSettings, PublicFolderState, SyncRun
-from exchange_ext.runner import Job, run_job
 from exchange_ext.sync import ops as o
 from exchange_ext.sync.planner import plan
 from exchange_ext.sync.records import (
@@ -83,7 +79,6 @@ from exchange_ext.sync.records import (
     SyncOptions,
 )
 from exchange_ext.sync.windows import window_for
-from exchange_ext.sync_runs import RunLog
 
 logger = logging.getLogger(__name__)
 
