@@ -10,7 +10,6 @@ outcome) and exits non-zero when any run failed or stopped at the mass-delete gu
 
 from __future__ import annotations
 
-import importlib.util
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
@@ -67,8 +66,6 @@ def check_setup(config: ExchangeConfig) -> None:
     missing = not config.tenant_id if config.backend_name == "graph" else not config.server_address
     if missing:
         raise CommandError("The Exchange server is not configured yet (General tab).")
-    if importlib.util.find_spec("exchange_ext.backends.factory") is None:
-        raise CommandError("No Exchange backend is available in this installation yet.")
 
 
 def mailboxes_for(resource_id: int | None, *, every: bool) -> list[MailboxSettings]:
