@@ -230,7 +230,6 @@ _shared: list[Any] = []
 
 def shared_sandbox() -> Any:
     """One sandbox per test process (fatal schema validation), started on first use."""
-    pytest.importorskip("exchange_ext.sandbox.operations")
     if not _shared:
         from exchange_ext.sandbox.server import load_config, start_sandbox
 
@@ -246,7 +245,8 @@ def ews_driver(page_size: int | None = None) -> Iterator[EwsDriver]:
     """An EwsDriver on the shared sandbox, reset; fails on any response the schema rejects."""
     from exchangelib.protocol import close_connections
 
-    from exchange_ext.backends.tls import CA_BUNDLE_ENV, install_exchangelib_trust
+    from exchange_ext.backends.ews.tls import install_exchangelib_trust
+    from exchange_ext.backends.tls import CA_BUNDLE_ENV
 
     handle = shared_sandbox()
     handle.state.reset()

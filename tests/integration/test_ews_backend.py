@@ -53,8 +53,6 @@ from tests import clock
 
 TECH1 = "tech1@northwind.example"
 
-pytest.importorskip("exchange_ext.sandbox.operations")
-
 
 @pytest.fixture(scope="module")
 def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
@@ -248,12 +246,12 @@ def test_a_truncated_sync_page_is_unavailable_and_returns_no_state(sandbox, decl
 
 
 def test_exchangelib_alone_would_accept_that_truncated_page(sandbox):
-    """The trap the guard exists for (reliability.md E1), shown on this sandbox."""
+    """The trap the guard exists for (docs/reliability.md, "#E1"), shown on this sandbox."""
     from exchangelib import Account, Configuration, EWSTimeZone, FailFast
     from exchangelib.items import ID_ONLY
     from exchangelib.services import SyncFolderItems
 
-    from exchange_ext.backends.tls import install_exchangelib_trust
+    from exchange_ext.backends.ews.tls import install_exchangelib_trust
 
     _ews, state = _items_then_state(sandbox)
     add_fault(sandbox, kind="truncate", operation="SyncFolderItems", bytes=1500)

@@ -115,8 +115,7 @@ def start(sandbox_cert_dir: Path) -> Callable[..., SandboxHandle]:
 
 @pytest.fixture
 def sandbox(start: Callable[..., SandboxHandle]) -> SandboxHandle:
-    """A sandbox with the default config and the real operations (engineer B's dispatch)."""
-    pytest.importorskip("exchange_ext.sandbox.operations")
+    """A sandbox with the default config and its real EWS operations (``sandbox.operations``)."""
     return start(config=load_config())
 
 

@@ -49,7 +49,8 @@ class Harness:
     # --- configuration ----------------------------------------------------------------------
 
     def configure(self, kind: str) -> None:
-        """The General tab as an administrator fills it in for ``kind`` (SPEC §5)."""
+        """The General tab as an administrator fills it in for ``kind`` (docs/sync-rules.md,
+        "Backends")."""
         config = self.config
         config.server_address = f"localhost:{self.sandbox.port}"
         config.exchange_version = "2016"
