@@ -133,7 +133,7 @@ def start_sandbox(workdir: Path, *, validate: bool) -> Sandbox:
     os.environ["GRAPH_AUTHORITY_URL"] = handle.base_url
     os.environ["GRAPH_BASE_URL"] = handle.base_url
     os.environ["EXCHANGE_RETRY_BUDGET_SECONDS"] = "30"
-    from exchange_ext.backends.tls import install_exchangelib_trust
+    from exchange_ext.backends.ews.tls import install_exchangelib_trust
 
     install_exchangelib_trust()
     sandbox = Sandbox(handle)

@@ -1,4 +1,5 @@
-"""System check: sync budget < task timeout < lease < retry (DESIGN §4, reliability #32, #35).
+"""System check: sync budget < task timeout < lease < retry (docs/sync-rules.md, "Scheduling,
+leases and budgets"; docs/reliability.md, "#3", "#32", "#35").
 
 Registered by :mod:`exchange_ext.apps`; ``manage.py check``, ``runserver`` and ``qcluster``
 (every management command that runs checks) fail with a clear message when the settings

@@ -1,7 +1,8 @@
 """The extension's configuration, per-resource mailbox settings and sync bookkeeping.
 
-Field names are those of SPEC §3 — the forms use them verbatim, and operators' scripts rely on
-them. Secrets live in :class:`~exchange_ext.secrets.EncryptedSecretField` columns.
+Field names are the tabs' form field names (README, "Configuring the MS Exchange extension"):
+the forms use them verbatim, and operators' scripts rely on them. Secrets live in
+:class:`~exchange_ext.secrets.EncryptedSecretField` columns.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ class ImportMode(models.TextChoices):
 class ExchangeConfig(models.Model):
     """The one configuration of this installation (row pk=1, see :meth:`load`)."""
 
-    # General tab (SPEC §3.1)
+    # General tab (README, "Configuring the MS Exchange extension")
     enabled = models.BooleanField("Enable MS Exchange integration", default=True)
     profile_name = models.CharField("Profile name", max_length=100, blank=True)
     hosted_by_third_party = models.BooleanField(
@@ -71,7 +72,7 @@ class ExchangeConfig(models.Model):
     client_certificate = EncryptedSecretField("Certificate and private key (PEM)", blank=True)
     notification_emails = models.TextField("Send email notifications to", blank=True)
 
-    # Synchronization tab (SPEC §3.2)
+    # Synchronization tab (docs/sync-rules.md, "What syncs", "Import modes", "Sync window")
     sync_appointments = models.BooleanField("Enable appointments", default=True)
     sync_contacts = models.BooleanField(
         "Share contacts where the resource is account manager or opportunity owner", default=True
@@ -127,7 +128,8 @@ class ExchangeConfig(models.Model):
 
     @property
     def backend_name(self) -> str:
-        """``ews`` or ``graph`` (SPEC §5: basic auth → EWS; Office 365 + Graph → Graph)."""
+        """``ews`` or ``graph``: basic auth → EWS; Office 365 + Graph → Graph (docs/sync-rules.md,
+        "Backends")."""
         return "graph" if (not self.use_basic_auth and self.use_graph) else "ews"
 
 
@@ -459,7 +461,8 @@ class SyncLogEntry(models.Model):
 
 
 class ServerOutage(models.Model):
-    """A server-wide outage: many resources failing to reach Exchange at once (SPEC §7).
+    """A server-wide outage: many resources failing to reach Exchange at once
+    (docs/sync-rules.md, "Notifications").
 
     While one is open (``ended_at`` null), resources that fail to reach the server are covered
     by its single email instead of one email each.

@@ -48,6 +48,18 @@ class Secret:
         raise TypeError("Secret values cannot be pickled")
 
 
+def reveal(value: Secret | str | None) -> str:
+    """The plaintext of a stored :class:`Secret`, of a str an unsaved form put on a model
+    instance, or ``""`` for no secret.
+
+    Raises :class:`~exchange_ext.crypto.SecretDecryptionError` for an
+    :class:`UndecryptableSecret` (the caller decides what that means to its user).
+    """
+    if isinstance(value, Secret):
+        return value.reveal()
+    return value or ""
+
+
 class UndecryptableSecret(Secret):
     """A stored secret no configured key can open: present, but unusable until re-entered.
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from types import TracebackType
 from typing import Any, ClassVar
@@ -262,6 +262,45 @@ class WriteResult:
         return self.error is None
 
 
+@dataclass(frozen=True)
+class ProbeResult:
+    """What :meth:`ExchangeBackend.probe` found, in words an administrator can act on.
+
+    - ``ok``: the server was reached and accepted everything tested.
+    - ``message``: one sentence for the page, success or failure (never a secret).
+    - ``field_errors``: for a failure, each setting a fix would change → what is wrong with it
+      (often ``message`` again). Names are the configuration's form fields as the General tab
+      names them — ``server_address``, ``virtual_directory``, ``username``, ``password``,
+      ``use_for_all_users``, ``tenant_id``, ``client_id``, ``client_secret``,
+      ``client_certificate`` — plus ``mailbox`` for the mailbox probed. With a resource's own
+      credentials (EWS delegate access), ``username`` and ``password`` are that resource's.
+      Which of them a page shows, and on which of its fields, is the caller's business.
+    - ``error``: the typed error behind a failure (:class:`AuthFailed`,
+      :class:`MailboxNotFound`, :class:`ImpersonationDenied`, :class:`Throttled`,
+      :class:`Unavailable`); ``None`` on success and when none applies (a failure found
+      before any request, one item of a request refused).
+    """
+
+    ok: bool
+    message: str
+    field_errors: Mapping[str, str] = field(default_factory=dict)
+    error: BackendError | None = None
+
+    @classmethod
+    def passed(cls, message: str) -> ProbeResult:
+        return cls(True, message)
+
+    @classmethod
+    def failed(
+        cls,
+        message: str,
+        field_errors: Mapping[str, str] | None = None,
+        *,
+        error: BackendError | None = None,
+    ) -> ProbeResult:
+        return cls(False, message, dict(field_errors or {}), error)
+
+
 # --- the interface ----------------------------------------------------------------------------
 
 
@@ -363,6 +402,22 @@ class ExchangeBackend(abc.ABC):
         versions or autodiscover.
         """
 
+    @abc.abstractmethod
+    def probe(self, mailbox: str | None) -> ProbeResult:
+        """Test the connection now, for an administrator waiting on a page ("Test connection").
+
+        Signs in afresh and, with ``mailbox``, checks the access a sync of that mailbox needs
+        (impersonation or delegate access, the mailbox's existence); without it, only the
+        sign-in — or, where the backend cannot test anything without a mailbox (app-only
+        EWS), a failure saying so. Fails fast: short timeouts and no retries, so a dead or
+        silent server costs a few seconds, not a retry budget. Shares no connection, retry
+        policy or cached token with the sync, and leaves nothing cached behind.
+
+        Never raises for a server, network, TLS, trust-configuration or credential problem:
+        each is a failed :class:`ProbeResult` naming the settings to fix. Secrets never appear
+        in a result or a log line.
+        """
+
 
 #: The errors a whole call may raise (everything else is a per-item :class:`ItemError`).
 SESSION_ERRORS: tuple[type[BackendError], ...] = (
@@ -391,6 +446,7 @@ __all__ = [
     "MailboxNotFound",
     "MailboxSession",
     "NewItem",
+    "ProbeResult",
     "SyncStateExpired",
     "SyncWindow",
     "Throttled",

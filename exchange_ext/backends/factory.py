@@ -1,4 +1,4 @@
-"""Which backend a configuration gets (SPEC §5).
+"""Which backend a configuration gets (docs/sync-rules.md, "Backends").
 
 - Basic auth (on-premises) → EWS with the sync account impersonating each mailbox when
   ``use_for_all_users``, else with the resource's own credentials (delegate access).
@@ -10,29 +10,22 @@
 from __future__ import annotations
 
 import os
-from typing import Any
-
-from exchangelib import BASIC, DELEGATE, IMPERSONATION, OAUTH2
 
 from exchange_ext.backends.base import AuthFailed, ExchangeBackend
-from exchange_ext.backends.ews.backend import (
-    EwsBackend,
-    EwsSettings,
-    SessionCredentials,
-    SessionOAuth2Credentials,
-)
-from exchange_ext.backends.ews.endpoint import endpoint_url, login_name, pinned_version
+from exchange_ext.backends.ews.backend import EwsBackend, close_all_connections
+from exchange_ext.backends.ews.endpoint import settings_for
 from exchange_ext.backends.graph.auth import (
     DEFAULT_AUTHORITY,
     DEFAULT_GRAPH_BASE,
     GraphCredentials,
 )
 from exchange_ext.backends.graph.backend import GraphBackend, GraphSettings
+from exchange_ext.crypto import SecretDecryptionError
 from exchange_ext.models import ExchangeConfig, MailboxSettings
-from exchange_ext.secrets import Secret, UndecryptableSecret
+from exchange_ext.secrets import reveal
 
 #: Seconds one backend call may spend waiting for throttling before raising Throttled; keep it
-#: well under the task timeout (DESIGN §4: budget < timeout < retry).
+#: well under the task timeout (docs/sync-rules.md, "Scheduling, leases and budgets").
 RETRY_BUDGET_ENV = "EXCHANGE_RETRY_BUDGET_SECONDS"
 DEFAULT_RETRY_BUDGET = 120.0
 GRAPH_AUTHORITY_ENV = "GRAPH_AUTHORITY_URL"
@@ -45,11 +38,17 @@ def backend_for(
 ) -> ExchangeBackend:
     """The backend for ``config`` (and, with per-resource credentials, for that resource).
 
+    The same backend serves the sync and the connection test (:meth:`ExchangeBackend.probe`).
     Raises :class:`AuthFailed` when the credentials needed are missing or cannot be
-    decrypted.
+    decrypted. No I/O.
     """
     builder = _BUILDERS[config.backend_name]
-    return builder(config, mailbox_settings)
+    try:
+        return builder(config, mailbox_settings)
+    except SecretDecryptionError:
+        raise AuthFailed(
+            "a stored secret cannot be decrypted (the keys changed): enter it again"
+        ) from None
 
 
 def _graph_backend(
@@ -67,9 +66,11 @@ def _graph_backend(
 
 
 def graph_credentials(config: ExchangeConfig) -> GraphCredentials:
-    """The app registration of ``config``; :class:`AuthFailed` when a part is missing."""
+    """The app registration of ``config``; :class:`AuthFailed` when a part is missing,
+    :class:`~exchange_ext.crypto.SecretDecryptionError` when a stored one cannot be decrypted
+    (:func:`backend_for` reports that as AuthFailed)."""
     tenant_id, client_id = config.tenant_id.strip(), config.client_id.strip()
-    secret, certificate = _reveal(config.client_secret), _reveal(config.client_certificate)
+    secret, certificate = reveal(config.client_secret), reveal(config.client_certificate)
     if not tenant_id or not client_id or not (secret or certificate):
         raise AuthFailed(
             "Microsoft Graph needs the tenant ID, the application (client) ID and a client "
@@ -96,52 +97,25 @@ def graph_base_url() -> str:
 
 
 def _ews_backend(config: ExchangeConfig, mailbox_settings: MailboxSettings | None) -> EwsBackend:
-    common: dict[str, Any] = {
-        "endpoint": endpoint_url(config),
-        "version": pinned_version(config.exchange_version),
-        "retry_budget_seconds": retry_budget_seconds(),
-        "public_folder_name": os.environ.get(PUBLIC_FOLDER_ENV, "").strip() or "PSA contacts",
-    }
-    if not config.use_basic_auth:
-        return EwsBackend(EwsSettings(**common, **_oauth(config)))
-    if config.use_for_all_users or mailbox_settings is None:
-        username, password, access_type = config.username, config.password, IMPERSONATION
-    else:
-        username, password = mailbox_settings.username, mailbox_settings.password
-        access_type = DELEGATE
-    if not username.strip():
-        raise AuthFailed("no Exchange username is configured for this mailbox")
-    login, plaintext = login_name(username, config.domain), _reveal(password)
     return EwsBackend(
-        EwsSettings(
-            **common,
-            make_credentials=lambda: SessionCredentials(login, plaintext),
-            auth_type=BASIC,
-            access_type=access_type,
+        settings_for(
+            config,
+            mailbox_settings,
+            retry_budget_seconds=retry_budget_seconds(),
+            public_folder_name=os.environ.get(PUBLIC_FOLDER_ENV, "").strip() or "PSA contacts",
+            authority_url=os.environ.get(GRAPH_AUTHORITY_ENV, ""),
         )
     )
 
 
-def _oauth(config: ExchangeConfig) -> dict[str, Any]:
-    client_id, tenant_id = config.client_id.strip(), config.tenant_id.strip()
-    secret = _reveal(config.client_secret)
-    authority = os.environ.get(GRAPH_AUTHORITY_ENV, "")
-    return {
-        "make_credentials": lambda: SessionOAuth2Credentials(
-            client_id=client_id, client_secret=secret, tenant_id=tenant_id, authority=authority
-        ),
-        "auth_type": OAUTH2,
-        # App-only tokens must impersonate the mailbox (protocols.md §1.4).
-        "access_type": IMPERSONATION,
-    }
+def forget_connections() -> None:
+    """Close every connection to Exchange cached in this process, so none outlives the
+    endpoint or credentials it was opened with (the General tab's settings changed).
 
-
-def _reveal(value: Secret | str | None) -> str:
-    if isinstance(value, UndecryptableSecret):
-        raise AuthFailed("a stored secret cannot be decrypted (the keys changed): enter it again")
-    if isinstance(value, Secret):
-        return value.reveal()
-    return value or ""
+    Graph sessions keep no connection between runs, and its cached tokens are keyed by the
+    credentials they were issued for: only EWS connections are cached across sessions.
+    """
+    close_all_connections()
 
 
 def retry_budget_seconds() -> float:

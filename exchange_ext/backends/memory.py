@@ -18,11 +18,13 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 from exchange_ext.backends.base import (
+    AuthFailed,
     BackendError,
     ChangePage,
     ConflictError,
     ExchangeBackend,
     FolderKind,
+    ImpersonationDenied,
     ItemChange,
     ItemDeletion,
     ItemNotFound,
@@ -30,6 +32,7 @@ from exchange_ext.backends.base import (
     MailboxNotFound,
     MailboxSession,
     NewItem,
+    ProbeResult,
     SyncStateExpired,
     WriteResult,
 )
@@ -157,6 +160,33 @@ class MemoryBackend(ExchangeBackend):
         if found is None:
             raise MailboxNotFound(f"no mailbox {mailbox}")
         return MemorySession(self, found)
+
+    def probe(self, mailbox: str | None) -> ProbeResult:
+        """Succeed, unless a fault is armed for ``"probe"`` (:meth:`fail_next`) or ``mailbox``
+        is unknown.
+
+        A fault's error fails the probe with its plain words, on ``username``/``password``
+        for :class:`AuthFailed`, on ``mailbox`` for :class:`MailboxNotFound` and
+        :class:`ImpersonationDenied`, on no field otherwise.
+        """
+        try:
+            self.check_fault("probe")
+        except BackendError as error:
+            message = error.plain or error.message
+            fields: tuple[str, ...] = ()
+            if isinstance(error, AuthFailed):
+                fields = ("username", "password")
+            elif isinstance(error, MailboxNotFound | ImpersonationDenied):
+                fields = ("mailbox",)
+            return ProbeResult.failed(message, dict.fromkeys(fields, message), error=error)
+        if mailbox is None:
+            return ProbeResult.passed("Connected to the memory server and signed in.")
+        if mailbox.lower() not in self.mailboxes:
+            message = f"The mailbox {mailbox} does not exist on the memory server."
+            return ProbeResult.failed(
+                message, {"mailbox": message}, error=MailboxNotFound(f"no mailbox {mailbox}")
+            )
+        return ProbeResult.passed(f"Connected to the memory server and opened {mailbox}.")
 
     # --- test controls ------------------------------------------------------------------------
 

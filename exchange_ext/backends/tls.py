@@ -1,14 +1,16 @@
-"""Which certificate authorities the extension trusts when it talks to Exchange (SPEC §8).
+"""Which certificate authorities the extension trusts when it talks to Exchange
+(docs/reliability.md, "#S5").
 
 Trusted: certifi's CA bundle plus the PEM file named by ``EXCHANGE_CA_BUNDLE`` (an operator's
 private CA; also how tests and the demo trust the local sandbox) — and nothing else. There is no
 switch that turns verification off, and host names are always checked.
 
-exchangelib never passes ``verify`` to requests, so requests would fall back to its defaults —
-and to ``REQUESTS_CA_BUNDLE``, which some machines (this one included) set to the system
-bundle, and which would replace certifi for the whole process. Instead a transport adapter,
-installed as exchangelib's class-global ``BaseProtocol.HTTP_ADAPTER_CLS``, sets ``verify`` on
-every request it sends: the token endpoint of OAuth goes through it too.
+requests would otherwise fall back to its defaults — and to ``REQUESTS_CA_BUNDLE``, which some
+machines (this one included) set to the system bundle, and which would replace certifi for the
+whole process. The Graph backend's sessions pass :func:`ca_bundle_path` as ``verify``;
+exchangelib never passes ``verify``, so :class:`TrustedCAAdapter` sets it on every request
+exchangelib sends, once :func:`exchange_ext.backends.ews.tls.install_exchangelib_trust` has
+installed it (exchangelib is imported under ``backends/ews/`` only).
 """
 
 from __future__ import annotations
@@ -91,16 +93,3 @@ class TrustedCAAdapter(requests.adapters.HTTPAdapter):
 
     def cert_verify(self, conn: Any, url: str, verify: Any, cert: Any) -> None:
         super().cert_verify(conn, url, ca_bundle_path(), cert)
-
-
-def install_exchangelib_trust() -> None:
-    """Make exchangelib verify TLS with :class:`TrustedCAAdapter`; idempotent, cheap to repeat.
-
-    Also checks the bundle now, so a broken ``EXCHANGE_CA_BUNDLE`` is reported as such (an
-    ImproperlyConfigured) instead of surfacing deep inside exchangelib.
-    """
-    from exchangelib.protocol import BaseProtocol
-
-    ca_bundle_path()
-    if BaseProtocol.HTTP_ADAPTER_CLS is not TrustedCAAdapter:
-        BaseProtocol.HTTP_ADAPTER_CLS = TrustedCAAdapter

@@ -1,4 +1,4 @@
-"""The per-mailbox lease with a fencing token (research/reliability.md #32, #37).
+"""The per-mailbox lease with a fencing token (docs/reliability.md, "#32" and "#37").
 
 A run claims the mailbox with a compare-and-set UPDATE that bumps ``lease_token``; every commit
 it makes re-checks the token inside its transaction, so a worker whose lease was taken over

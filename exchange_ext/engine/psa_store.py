@@ -58,7 +58,7 @@ _APPOINTMENT_FIELDS = {
     FieldGroup.TIMES: ("start", "end", "all_day"),
     FieldGroup.DETAILS: ("title", "description", "location", "show_as", "private"),
 }
-# To-dos take only their times back from Exchange (SPEC §4.1).
+# To-dos take only their times back from Exchange (docs/sync-rules.md, "Directions").
 _TODO_FIELDS = {FieldGroup.TIMES: ("start", "end"), FieldGroup.DETAILS: ()}
 
 

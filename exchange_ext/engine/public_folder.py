@@ -1,12 +1,12 @@
 """The public contacts folder job: every active PSA contact in one public folder (EWS only).
 
-SPEC §3.2 ``public_contacts_folder`` and §4.1 "All contacts (public folder)": one-way
-PSA → Exchange, nothing flows back. One installation-wide job, not a per-mailbox one:
-:func:`run_public_folder_sync` reads every active contact of every account, plans with the same
-pure planner as the mailboxes (kind ``contact``, so the contact rule applies: creates, updates,
-deletes; Outlook edits are acknowledged and overwritten on the next PSA change; an Outlook
-delete is re-exported on the next PSA change), writes through the backend and records a
-:class:`~exchange_ext.models.SyncRun` whose ``mailbox_settings`` is null.
+The Synchronization tab's ``public_contacts_folder`` (docs/sync-rules.md, "Public contacts
+folder"): one-way PSA → Exchange, nothing flows back. One installation-wide job, not a
+per-mailbox one: :func:`run_public_folder_sync` reads every active contact of every account,
+plans with the same pure planner as the mailboxes (kind ``contact``, so the contact rule
+applies: creates, updates, deletes; Outlook edits are acknowledged and overwritten on the next
+PSA change; an Outlook delete is re-exported on the next PSA change), writes through the
+backend and records a :class:`~exchange_ext.models.SyncRun` whose ``mailbox_settings`` is null.
 
 Design decisions:
 
@@ -33,7 +33,7 @@ Design decisions:
   looks empty never wipes it).
 - **Off means off.** With the option off, the integration off, or a backend without public
   folders (Microsoft Graph), the job is a no-op that logs why and returns ``None`` (no run,
-  no error email). Items already in the folder stay (SPEC "Disabling").
+  no error email). Items already in the folder stay (docs/sync-rules.md, "Deletes").
 
 The Exchange writes and the link bookkeeping reuse the engine's pieces (``ExchangeWriter``,
 ``LinkBook``), which need of a cycle only ``require_session``, ``deadline``, ``log`` and

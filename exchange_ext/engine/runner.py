@@ -32,7 +32,7 @@ logger = logging.getLogger(__name__)
 UNEXPECTED_ERROR = "The sync stopped on an unexpected error."
 #: A run's time budget; shorter than the worker's task timeout, itself shorter than its retry.
 DEFAULT_BUDGET_SECONDS = 240.0
-#: A feed that keeps returning "more" without moving is a server bug (docs/reliability.md).
+#: A feed that keeps returning "more" without moving is a server bug (docs/reliability.md, "#14").
 MAX_PAGES_PER_FOLDER = 1000
 Outcome = SyncRun.Outcome
 

@@ -150,8 +150,9 @@ class LinkBook:
         """An update found the Exchange copy of a PSA item deleted although the feed never said
         so (a delete right after our create: the feed coalesces create + delete into nothing).
         Record it as an Exchange delete, as if the feed had reported it: not reflected, and the
-        PSA change re-exports the item on the next run (SPEC §4.1). Imported items keep the
-        error: their feed reports the delete, which then deletes them in the PSA."""
+        PSA change re-exports the item on the next run (docs/sync-rules.md, "Deletes"). Imported
+        items keep the error: their feed reports the delete, which then deletes them in the PSA.
+        """
         if not isinstance(op, o.UpdateInExchange) or not isinstance(result.error, ItemNotFound):
             return False
         link = self.changes.get(op.key, self.baseline.get(op.key))

@@ -1,4 +1,5 @@
-"""Which mailboxes are due for a sync, and queuing them (SPEC §6).
+"""Which mailboxes are due for a sync, and queuing them (docs/sync-rules.md, "Scheduling,
+leases and budgets").
 
 Every enabled resource has fixed slots, one per interval (General tab, ≥ 10 minutes), at a
 stable offset of its own: ``epoch + offset + k × interval``. The offsets come from the golden
@@ -7,10 +8,10 @@ evenly over the interval (no thundering herd at :00) and each keeps its place ac
 
 A mailbox is due when a slot passed since it was last queued or attempted (or it never ran, or
 someone pressed "Sync now"). "Last queued" is the dispatcher's own clock, so a worker host's
-clock that runs behind does not make a slot look unserved (reliability #37). After consecutive
-failures it skips slots: 1, 2, 4 … up to :data:`MAX_BACKOFF_SLOTS` intervals between attempts,
-so a server in trouble is not hammered and a fixed one is retried within the hour. Disabled
-mailboxes (a permanent error) wait for their settings to be saved again.
+clock that runs behind does not make a slot look unserved (docs/reliability.md, "#37"). After
+consecutive failures it skips slots: 1, 2, 4 … up to :data:`MAX_BACKOFF_SLOTS` intervals
+between attempts, so a server in trouble is not hammered and a fixed one is retried within the
+hour. Disabled mailboxes (a permanent error) wait for their settings to be saved again.
 
 At most one task is queued per mailbox: ``queued_at`` is claimed with a compare-and-set UPDATE
 before the task is sent and cleared by the run's lease claim (in the same UPDATE, so the mailbox

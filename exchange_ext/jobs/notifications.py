@@ -1,9 +1,10 @@
-"""Emails the extension sends: the setup email (SPEC §3.3) and the admins' alerts (SPEC §7).
+"""Emails the extension sends: the setup email and the admins' alerts (docs/sync-rules.md,
+"Notifications").
 
-Alerts follow state transitions, not runs (reliability #58): :func:`evaluate`, called by the
-every-minute dispatcher, compares each enabled mailbox's status with what the admins were last
-told (``notified_state``) and sends at most one email of each sort per call, each listing
-every resource concerned:
+Alerts follow state transitions, not runs (docs/reliability.md, "#58"): :func:`evaluate`,
+called by the every-minute dispatcher, compares each enabled mailbox's status with what the
+admins were last told (``notified_state``) and sends at most one email of each sort per call,
+each listing every resource concerned:
 
 - **failing** — a resource newly failing: at once for a permanent error (disabled), after
   :data:`FAILURES_BEFORE_ALERT` consecutive failed runs for a transient one, and for
@@ -100,7 +101,7 @@ def _send_one(connection: object, message: EmailMultiAlternatives) -> bool:
     return True
 
 
-# --- alerts to the admins (SPEC §7) -------------------------------------------------------
+# --- alerts to the admins (docs/sync-rules.md, "Notifications") ---------------------------
 
 Status = MailboxSettings.Status
 FAILURES_BEFORE_ALERT = 2

@@ -1,4 +1,4 @@
-"""The extension's django-q2 schedules, upserted by name (reliability #33).
+"""The extension's django-q2 schedules, upserted by name (docs/reliability.md, "#33").
 
 :func:`ensure_schedules` runs after every ``migrate`` (a ``post_migrate`` receiver in
 :mod:`exchange_ext.apps`), so a fresh install, ``make run`` and every deploy have the schedule

@@ -1,7 +1,7 @@
-"""The sync rules of SPEC §4.1 as data: per kind and origin, what flows which way.
+"""The sync rules as data: per kind and origin, what flows which way.
 
-Read the table as the spec's table. The planner never branches on a kind; it asks
-:func:`rule_for` and follows the answer.
+Read the table as the "Directions" table of docs/sync-rules.md. The planner never branches on
+a kind; it asks :func:`rule_for` and follows the answer.
 """
 
 from __future__ import annotations
@@ -54,8 +54,9 @@ _PSA_MASTER = Rule(
     on_psa_delete=OnPsaDelete.DELETE_IN_EXCHANGE,
 )
 
-#: SPEC §4.1, one row per (kind, origin). Exchange-origin rows assume the resource organizes
-#: the item; :func:`rule_for` narrows them for attendees and detail-less imports.
+#: One row per (kind, origin), as in docs/sync-rules.md, "Directions". Exchange-origin rows
+#: assume the resource organizes the item; :func:`rule_for` narrows them for attendees and
+#: detail-less imports.
 POLICY: dict[tuple[ItemKind, Side], Rule] = {
     # Date/time changes made in Outlook flow back; subject/body edits wait to be overwritten.
     (ItemKind.APPOINTMENT, Side.PSA): replace(_PSA_MASTER, exchange_to_psa=TIMES_ONLY),

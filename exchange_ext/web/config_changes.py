@@ -1,4 +1,5 @@
-"""Saving the General tab: refusal while a sync runs, and the resync reset (SPEC §3.1).
+"""Saving the General tab: refusal while a sync runs, and the resync reset (docs/sync-rules.md,
+"Configuration changes").
 
 A change of version, server address, virtual directory or domain means every stored sync
 state points at another server (or another view of it): all folder states are dropped and each
@@ -16,6 +17,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
+from exchange_ext.backends import factory
 from exchange_ext.models import ExchangeConfig, FolderSyncState, MailboxSettings
 
 RESYNC_FIELDS = ("exchange_version", "server_address", "virtual_directory", "domain")
@@ -75,8 +77,8 @@ def save_config(new: ExchangeConfig, *, changed: Iterable[str]) -> SaveOutcome:
         if resync:
             FolderSyncState.objects.all().delete()
         if guarded:
-            # Protocols cached under the old endpoint/credentials must not outlive them.
-            transaction.on_commit(_close_exchange_connections)
+            # Connections cached under the old endpoint/credentials must not outlive them.
+            transaction.on_commit(factory.forget_connections)
     return SaveOutcome(resync_reset=resync, mailboxes_reset=mailboxes_reset)
 
 
@@ -119,9 +121,3 @@ def reset_sync_state(now: dt.datetime | None = None) -> int:
     with transaction.atomic():
         FolderSyncState.objects.all().delete()
         return MailboxSettings.objects.update(resync_requested_at=now)
-
-
-def _close_exchange_connections() -> None:
-    from exchangelib.protocol import close_connections
-
-    close_connections()

@@ -1,7 +1,8 @@
-"""Enabling and disabling resources for sync (Resources tab, SPEC §3.3).
+"""Enabling and disabling resources for sync: the Resources tab.
 
-Sync is never automatic: a resource syncs only once enabled here. The work is a fixed number
-of statements whatever the number of resources (a page may carry thousands of rows).
+Sync is never automatic: a resource syncs only once enabled here (README, "Configuring the MS
+Exchange extension"). The work is a fixed number of statements whatever the number of
+resources (a page may carry thousands of rows).
 """
 
 from __future__ import annotations

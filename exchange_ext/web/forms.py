@@ -1,6 +1,7 @@
 """The forms of the extension's tabs: General, Synchronization, Resources and mailbox settings.
 
-Field names are SPEC §3's (a contract). Rules every form here keeps:
+Field names are a contract: operators' scripts post them and the tabs' tests pin them (README,
+"Configuring the MS Exchange extension"). Rules every form here keeps:
 
 - Secrets (passwords, client secret, certificate) are write-only: never rendered, not even after
   a failed POST; a blank submission keeps the stored value.
@@ -118,7 +119,10 @@ def password_field() -> forms.CharField:
 
 
 class GeneralForm(SecretFieldsMixin, forms.ModelForm):
-    """SPEC §3.1. ``clean`` forces ``use_graph`` off with basic auth and checks credentials."""
+    """The General tab (README, "Configuring the MS Exchange extension").
+
+    ``clean`` forces ``use_graph`` off with basic auth and checks credentials.
+    """
 
     secret_fields = ("password", "client_secret", "client_certificate")
     BASIC_FIELDS = ("username", "password", "domain")
@@ -243,7 +247,10 @@ class GeneralForm(SecretFieldsMixin, forms.ModelForm):
 
 
 class SynchronizationForm(forms.ModelForm):
-    """SPEC §3.2. Free time is kept as stored with "do not import"; the public folder with Graph."""
+    """The Synchronization tab (docs/sync-rules.md, "Import modes", "Public contacts folder").
+
+    Free time is kept as stored with "do not import"; the public folder with Graph.
+    """
 
     bound_field_class = WarningBoundField
 
@@ -341,7 +348,8 @@ class ResourcesForm(forms.Form):
 
 
 class MailboxSettingsForm(SecretFieldsMixin, forms.ModelForm):
-    """SPEC §3.4, the same for the technician's profile tab and the admin's page.
+    """A resource's MS Exchange tab, the same on the technician's profile and the admin's page
+    (README, "Configuring the MS Exchange extension").
 
     ``config`` decides which fields are disabled: credentials when a shared sync account is
     used, each item type the administrator turned off, import with "do not import".

@@ -1,4 +1,5 @@
-"""Who may configure the extension and whose MS Exchange settings they may see (SPEC §1, §8).
+"""Who may configure the extension and whose MS Exchange settings they may see (README,
+"Configuring the MS Exchange extension"; docs/reliability.md, "#S7").
 
 - The admin tabs (General, Synchronization, Resources) and any resource's settings page: holders
   of ``exchange_ext.manage_extension`` only. Anyone else logged in gets a 403; anonymous users

@@ -1,4 +1,5 @@
-"""Validation of the General tab's values (SPEC §3.1), shared by forms and services.
+"""Validation of the General tab's values, shared by forms and services (README,
+"Configuring the MS Exchange extension").
 
 Every function either returns the normalized value or raises
 :class:`django.core.exceptions.ValidationError` with a message written for the admin.

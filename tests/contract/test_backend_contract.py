@@ -339,6 +339,34 @@ def test_an_unknown_mailbox_raises_mailbox_not_found(subject: Subject) -> None:
         opened.read_changes(FolderKind.CALENDAR, None, sync_window())
 
 
+# --- the connection test (probe) ------------------------------------------------------------
+
+
+def test_a_probe_of_a_reachable_mailbox_passes_and_names_it(subject: Subject) -> None:
+    result = subject.backend.probe(subject.mailbox)
+
+    assert result.ok, result
+    assert subject.mailbox in result.message
+    assert (dict(result.field_errors), result.error) == ({}, None)
+
+
+def test_a_probe_without_a_mailbox_tests_the_sign_in(subject: Subject) -> None:
+    result = subject.backend.probe(None)
+
+    assert result.ok, result
+    assert "signed in" in result.message.lower()
+
+
+def test_a_probe_of_an_unknown_mailbox_names_the_mailbox_field(subject: Subject) -> None:
+    result = subject.backend.probe("nobody@x.test")
+
+    assert not result.ok
+    assert isinstance(result.error, MailboxNotFound)
+    assert set(result.field_errors) == {"mailbox"}
+    assert result.field_errors["mailbox"] == result.message
+    assert "nobody@x.test" in result.message
+
+
 @pytest.mark.parametrize(
     ("error", "permanent"),
     [

@@ -1,4 +1,7 @@
-"""Saving the General tab: resync reset on server changes, refusal while a sync runs (SPEC §3.1)."""
+"""Saving the General tab: resync reset on server changes, refusal while a sync runs.
+
+The rules: docs/sync-rules.md, "Configuration changes".
+"""
 
 from __future__ import annotations
 

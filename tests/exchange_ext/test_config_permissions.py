@@ -1,6 +1,6 @@
-"""Who reaches which MS Exchange page (SPEC §1, §8): anonymous users log in, only holders of
-``exchange_ext.manage_extension`` reach the admin pages, a technician only their own tab, and
-every form carries a CSRF token that the server checks."""
+"""Who reaches which MS Exchange page (docs/reliability.md, "#S7", "#S8"): anonymous users log
+in, only holders of ``exchange_ext.manage_extension`` reach the admin pages, a technician only
+their own tab, and every form carries a CSRF token that the server checks."""
 
 from __future__ import annotations
 

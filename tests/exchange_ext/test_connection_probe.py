@@ -1,4 +1,5 @@
-"""The connection test against the in-process Exchange sandbox (SPEC §3.1 "Behaviour on save").
+"""The connection test against the in-process Exchange sandbox (what a save checks: README,
+"Configuring the MS Exchange extension").
 
 The product trusts the sandbox's CA only through ``EXCHANGE_CA_BUNDLE`` (as an operator would),
 and the sandbox listens on ``localhost:<port>`` — a host name, since IP literals are refused —
@@ -18,13 +19,10 @@ from exchangelib import BASIC, Configuration, Credentials, FaultTolerance
 from exchangelib.protocol import BaseProtocol, CachingProtocol, Protocol, close_connections
 
 from exchange_ext.backends.ews.endpoint import pinned_version
+from exchange_ext.backends.ews.probe import SELF_SIGNED_MESSAGE
 from exchange_ext.models import ExchangeConfig, MailboxSettings
 from exchange_ext.sandbox.server import SandboxHandle, load_config, start_sandbox
-from exchange_ext.web.connection_test import (
-    SELF_SIGNED_MESSAGE,
-    probe_config_connection,
-    probe_mailbox_connection,
-)
+from exchange_ext.web.connection_test import probe_config_connection, probe_mailbox_connection
 from tests.builders import make_resource
 
 TECH1 = "tech1@northwind.example"
@@ -249,7 +247,8 @@ def test_the_probe_neither_uses_nor_leaves_a_cached_protocol(sandbox):
     """A background sync's FaultTolerance Protocol (same endpoint and credentials) stays apart.
 
     If the probe shared it, a wrong password would be retried as "throttling" for up to
-    max_wait (reliability.md E2/E3); and the probe's FailFast/timeout must not leak to the sync.
+    max_wait (docs/reliability.md, "#E2", "#E3"); and the probe's FailFast/timeout must not leak
+    to the sync.
     """
     config = sync_config(sandbox, password=WRONG_PASSWORD)
     sync_protocol = Protocol(

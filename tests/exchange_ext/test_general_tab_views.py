@@ -1,4 +1,5 @@
-"""The General tab (SPEC §3.1): every field rule, write-only secrets, the connection test on save,
+"""The General tab (README, "Configuring the MS Exchange extension"; docs/sync-rules.md,
+"Configuration changes"): every field rule, write-only secrets, the connection test on save,
 the refusal while a sync runs and the resync reset. The connection test runs against the local
 sandbox end to end; failure rendering patches the one seam ``views.probe_config_connection``."""
 

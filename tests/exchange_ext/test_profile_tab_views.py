@@ -1,6 +1,7 @@
-"""A resource's MS Exchange settings (SPEC §3.4): the technician's /profile/exchange/ and the
-admin's /extensions/exchange/resources/<id>/ — one form and template; disabled fields keep
-their stored values whatever is posted; Test connection and Sync now are their own views."""
+"""A resource's MS Exchange settings (README, "Configuring the MS Exchange extension"): the
+technician's /profile/exchange/ and the admin's /extensions/exchange/resources/<id>/ — one form
+and template; disabled fields keep their stored values whatever is posted; Test connection and
+Sync now are their own views."""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""Enabling resources (Resources tab, SPEC §3.3) and the setup email, through a real SMTP server."""
+"""Enabling resources (Resources tab) and the setup email, through a real SMTP server.
+
+README, "Configuring the MS Exchange extension"; docs/sync-rules.md, "Notifications".
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
-"""The Resources tab (SPEC §3.3): list, search, pagination, enable/disable with setup emails,
-and a constant number of queries whatever the number of resources."""
+"""The Resources tab (README, "Configuring the MS Exchange extension"): list, search, pagination,
+enable/disable with setup emails, and a constant number of queries whatever the number of
+resources."""
 
 from __future__ import annotations
 

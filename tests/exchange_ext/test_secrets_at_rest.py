@@ -1,4 +1,5 @@
-"""Secrets at rest (SPEC §8): encrypted columns, values that never show themselves, key loss."""
+"""Secrets at rest (docs/reliability.md, "#S1", "#S2"; README, "Secrets"): encrypted columns,
+values that never show themselves, key loss."""
 
 from __future__ import annotations
 

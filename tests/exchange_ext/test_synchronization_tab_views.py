@@ -1,5 +1,6 @@
-"""The Synchronization tab (SPEC §3.2): its fields, day ranges, free time with "do not import",
-the public contacts folder with Graph, and saving while a sync runs."""
+"""The Synchronization tab (README, "Configuring the MS Exchange extension"): its fields, day
+ranges, free time with "do not import", the public contacts folder with Graph, and saving while
+a sync runs."""
 
 from __future__ import annotations
 

@@ -9,7 +9,8 @@ import pytest
 from django.core.exceptions import ImproperlyConfigured
 from exchangelib.protocol import BaseProtocol
 
-from exchange_ext.backends.tls import TrustedCAAdapter, ca_bundle_path, install_exchangelib_trust
+from exchange_ext.backends.ews.tls import install_exchangelib_trust
+from exchange_ext.backends.tls import TrustedCAAdapter, ca_bundle_path
 from exchange_ext.models import ExchangeConfig, MailboxSettings
 from exchange_ext.sandbox.certificates import ensure_certificates
 from tests.builders import make_resource

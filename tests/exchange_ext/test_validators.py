@@ -1,4 +1,5 @@
-"""The General tab's value rules (SPEC §3.1): server address, ports, notification emails, domain."""
+"""The General tab's value rules (README, "Configuring the MS Exchange extension"): server
+address, ports, notification emails, domain."""
 
 from __future__ import annotations
 

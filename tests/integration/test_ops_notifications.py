@@ -1,4 +1,5 @@
-"""Failure, outage, reminder and recovery emails through a real SMTP server (SPEC §7).
+"""Failure, outage, reminder and recovery emails through a real SMTP server
+(docs/sync-rules.md, "Notifications").
 
 Syncs run in-process against an in-process sandbox over HTTPS (the product's EWS backend), the
 alerts go out through Django's SMTP backend to an aiosmtpd server on loopback, and every test

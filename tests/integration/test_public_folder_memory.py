@@ -1,4 +1,7 @@
-"""The public contacts folder job over the ORM and a MemoryBackend (SPEC §3.2, §4.1)."""
+"""The public contacts folder job over the ORM and a MemoryBackend.
+
+The rules: docs/sync-rules.md, "Public contacts folder".
+"""
 
 from __future__ import annotations
 

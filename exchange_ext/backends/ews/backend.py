@@ -1,14 +1,14 @@
 """The EWS backend: :mod:`exchange_ext.backends.base` over exchangelib (pinned 5.6.0).
 
-How it is configured (SPEC §5, research/protocols.md §1): the configured endpoint (never
+How it is configured (docs/sync-rules.md, "Backends"): the configured endpoint (never
 autodiscover), a pinned server version and auth type (so the first request is the real
 operation, no probing), TLS trust through
-:func:`exchange_ext.backends.tls.install_exchangelib_trust`, impersonation with the sync
+:func:`exchange_ext.backends.ews.tls.install_exchangelib_trust`, impersonation with the sync
 account or the resource's own credentials (delegate).
 
-Traps handled (research/reliability.md §0, DESIGN §4):
+Traps handled (docs/reliability.md, "#E1", "#E2", "#E3", "#S3"):
 
-- E1 (truncated responses) and E2 (401 under fault tolerance): :mod:`.ews_guard`.
+- E1 (truncated responses) and E2 (401 under fault tolerance): :mod:`.guard`.
 - E3 (process-wide Protocol cache): every session builds credentials equal only to themselves,
   so it gets a Protocol of its own (its own retry policy, budget, pool and back-off clock —
   one throttled mailbox does not stall the others); ``close()`` removes it from the cache and
@@ -55,7 +55,7 @@ from exchangelib.items import (
     SEND_TO_NONE,
 )
 from exchangelib.properties import DistinguishedFolderId, ItemId, Mailbox, RecurringMasterItemId
-from exchangelib.protocol import Protocol
+from exchangelib.protocol import Protocol, close_connections
 from exchangelib.services import CreateItem, DeleteItem, GetItem, SyncFolderItems, UpdateItem
 from exchangelib.services.common import folder_ids_element
 from exchangelib.util import create_element
@@ -71,6 +71,7 @@ from exchange_ext.backends.base import (
     ItemRejected,
     MailboxSession,
     NewItem,
+    ProbeResult,
     Unavailable,
     WriteResult,
 )
@@ -82,7 +83,7 @@ from exchange_ext.backends.ews.errors import (
     session_error,
 )
 from exchange_ext.backends.ews.guard import IncompleteResponse, SyncRetryPolicy
-from exchange_ext.backends.tls import install_exchangelib_trust
+from exchange_ext.backends.ews.tls import install_exchangelib_trust
 from exchange_ext.sync.records import (
     CalendarItemType,
     ExchangeItem,
@@ -130,7 +131,13 @@ class EwsSettings:
 
 
 class _SessionKey:
-    """Makes credentials equal only to themselves: one Protocol per session (trap E3)."""
+    """Makes credentials equal only to themselves: one Protocol per session or probe (trap E3).
+
+    exchangelib caches one Protocol per process under ``(endpoint, credentials)``, keeping the
+    retry policy, pool and timeout of whoever came first: a connection test sharing the sync's
+    key would inherit its fault tolerance (a wrong password then looks like throttling and
+    blocks for up to an hour, trap E2) or leave its own short timeout and FailFast to the sync.
+    """
 
     _session_key: str
 
@@ -173,24 +180,85 @@ class EwsBackend(ExchangeBackend):
 
     def open_session(self, mailbox: str) -> EwsSession:
         """Open a session for ``mailbox``; no request is sent until the first call."""
-        _keep_exchangelib_quiet()
+        keep_exchangelib_quiet()
         ews_items.register_tag_property()
         try:
             install_exchangelib_trust()
         except ImproperlyConfigured as error:
-            # An operator's setting (EXCHANGE_CA_BUNDLE): retrying without a fix won't help.
-            raise Unavailable(
-                f"the trusted CA file is misconfigured: {error}", permanent=True
-            ) from None
+            raise untrusted_ca_file(error) from None
         return EwsSession(self.settings, mailbox)
 
+    def probe(self, mailbox: str | None) -> ProbeResult:
+        """One fail-fast EWS request; see :mod:`exchange_ext.backends.ews.probe`."""
+        # Imported here: the probe module builds on this module's helpers.
+        from exchange_ext.backends.ews.probe import probe_ews
 
-def _keep_exchangelib_quiet() -> None:
-    # exchangelib logs Authorization headers and whole bodies at DEBUG (DESIGN §4).
+        return probe_ews(self.settings, mailbox)
+
+
+def untrusted_ca_file(error: ImproperlyConfigured) -> Unavailable:
+    """The error for a broken ``EXCHANGE_CA_BUNDLE`` (an operator's setting: retrying without
+    a fix won't help, so it is permanent)."""
+    return Unavailable(f"the trusted CA file is misconfigured: {error}", permanent=True)
+
+
+def keep_exchangelib_quiet() -> None:
+    """Keep exchangelib's loggers at INFO or above; idempotent.
+
+    exchangelib logs Authorization headers and whole request bodies at DEBUG: a DEBUG root
+    logger would write credentials to the log.
+    """
     for name in ("exchangelib", "exchangelib.util"):
         library_logger = logging.getLogger(name)
         if library_logger.getEffectiveLevel() <= logging.DEBUG:
             library_logger.setLevel(logging.INFO)
+
+
+def configuration(settings: EwsSettings, credentials: Any, retry_policy: Any) -> Configuration:
+    """The exchangelib Configuration for ``settings``: the configured endpoint, the pinned
+    version and auth type (no autodiscover, no version probing), one connection.
+
+    ``credentials`` should come from ``settings.make_credentials()`` (equal only to
+    themselves, so this Configuration gets a Protocol of its own: trap E3); release it with
+    :func:`forget_protocol`.
+    """
+    return Configuration(
+        service_endpoint=settings.endpoint,
+        credentials=credentials,
+        auth_type=settings.auth_type,
+        version=settings.version,
+        retry_policy=retry_policy,
+        max_connections=1,
+    )
+
+
+def open_account(config: Configuration, mailbox: str, access_type: str, timeout: Any) -> Account:
+    """An Account acting as ``mailbox`` (no request yet); ``timeout`` per HTTP request."""
+    account = Account(
+        mailbox,
+        config=config,
+        autodiscover=False,
+        access_type=access_type,
+        default_timezone=EWSTimeZone("UTC"),
+    )
+    account.protocol.TIMEOUT = timeout
+    return account
+
+
+def forget_protocol(config: Configuration) -> None:
+    """Remove ``config``'s Protocol from exchangelib's process-wide cache and close its
+    connections (trap E3); never raises."""
+    with contextlib.suppress(Exception):
+        protocol, _created = Protocol[config]
+        del Protocol[config]
+        if not isinstance(protocol, Exception):
+            protocol.close()
+
+
+def close_all_connections() -> None:
+    """Close and forget every EWS connection cached in this process (exchangelib's Protocol
+    cache), so none outlives the endpoint or credentials it was opened with."""
+    close_connections()
 
 
 # --- services that report every per-item error as a result -----------------------------------
@@ -263,22 +331,10 @@ class EwsSession(MailboxSession):
         self.settings = settings
         self.mailbox = mailbox.lower()
         self.policy = SyncRetryPolicy(settings.retry_budget_seconds)
-        self.config = Configuration(
-            service_endpoint=settings.endpoint,
-            credentials=settings.make_credentials(),
-            auth_type=settings.auth_type,
-            version=settings.version,
-            retry_policy=self.policy,
-            max_connections=1,
+        self.config = configuration(settings, settings.make_credentials(), self.policy)
+        self.account = open_account(
+            self.config, self.mailbox, settings.access_type, settings.timeout_seconds
         )
-        self.account = Account(
-            self.mailbox,
-            config=self.config,
-            autodiscover=False,
-            access_type=settings.access_type,
-            default_timezone=EWSTimeZone("UTC"),
-        )
-        self.account.protocol.TIMEOUT = settings.timeout_seconds
         self._folders: dict[FolderKind, Any] = {}
         # Our occurrence id → the occurrence's EWS ItemId, learnt from CalendarView reads.
         self._occurrences: dict[str, str] = {}
@@ -305,11 +361,7 @@ class EwsSession(MailboxSession):
         if self._closed:
             return
         self._closed = True
-        with contextlib.suppress(Exception):
-            protocol, _created = Protocol[self.config]
-            del Protocol[self.config]
-            if not isinstance(protocol, Exception):
-                protocol.close()
+        forget_protocol(self.config)
 
     def _folder(self, kind: FolderKind) -> Any:
         if kind not in self._folders:

@@ -1,19 +1,29 @@
-"""How the configuration maps onto an EWS client: endpoint URL, pinned version, login name.
+"""How the configuration maps onto an EWS client: endpoint URL, pinned version, login name,
+and the :class:`~exchange_ext.backends.ews.backend.EwsSettings` the factory builds from them.
 
-Pure functions (no network), shared by the connection test and the EWS backend.
+Pure functions (no network). The sync and the connection test use the same settings.
 """
 
 from __future__ import annotations
 
-from exchangelib import Build, Version
+from typing import Any
 
-from exchange_ext.models import ExchangeConfig, ExchangeVersion
+from exchangelib import BASIC, DELEGATE, IMPERSONATION, OAUTH2, Build, Version
+
+from exchange_ext.backends.base import AuthFailed
+from exchange_ext.backends.ews.backend import (
+    EwsSettings,
+    SessionCredentials,
+    SessionOAuth2Credentials,
+)
+from exchange_ext.models import ExchangeConfig, ExchangeVersion, MailboxSettings
+from exchange_ext.secrets import reveal
 
 DEFAULT_VIRTUAL_DIRECTORY = "/EWS/Exchange.asmx"
 
 # Pinning build and API version means exchangelib sends no version-guessing requests
-# (protocols.md §1.2). EWS has no "Exchange2019" RequestServerVersion: Exchange 2019 and
-# Exchange Online speak the Exchange2016 schema (types.xsd ExchangeVersionType;
+# (docs/sync-rules.md, "Backends"). EWS has no "Exchange2019" RequestServerVersion: Exchange
+# 2019 and Exchange Online speak the Exchange2016 schema (types.xsd ExchangeVersionType;
 # https://learn.microsoft.com/exchange/client-developer/web-service-reference/requestserverversion).
 _VERSIONS = {
     ExchangeVersion.EXCHANGE_2013: (Build(15, 0, 847, 0), "Exchange2013_SP1"),
@@ -54,3 +64,60 @@ def login_name(username: str, domain: str) -> str:
     if not domain or "\\" in username or "@" in username:
         return username
     return f"{domain}\\{username}"
+
+
+def settings_for(
+    config: ExchangeConfig,
+    mailbox_settings: MailboxSettings | None,
+    *,
+    retry_budget_seconds: float,
+    public_folder_name: str,
+    authority_url: str = "",
+) -> EwsSettings:
+    """The EWS settings for ``config`` (and, with per-resource credentials, that resource).
+
+    - Office 365 without Graph: OAuth (client credentials grant) with the app registration,
+      impersonating each mailbox (app-only EWS must); ``authority_url`` replaces
+      ``https://login.microsoftonline.com`` (national clouds, the sandbox).
+    - Basic auth with ``use_for_all_users``, or without ``mailbox_settings``: the sync
+      account (``DOMAIN\\user`` when the domain is separate), impersonating each mailbox.
+    - Basic auth otherwise: the resource's own username and password (delegate access).
+
+    Raises :class:`AuthFailed` when the username needed is blank, and
+    :class:`~exchange_ext.crypto.SecretDecryptionError` when a stored secret cannot be
+    decrypted (the factory reports that as AuthFailed).
+    """
+    common: dict[str, Any] = {
+        "endpoint": endpoint_url(config),
+        "version": pinned_version(config.exchange_version),
+        "retry_budget_seconds": retry_budget_seconds,
+        "public_folder_name": public_folder_name,
+    }
+    if not config.use_basic_auth:
+        client_id, tenant_id = config.client_id.strip(), config.tenant_id.strip()
+        secret = reveal(config.client_secret)
+        return EwsSettings(
+            **common,
+            make_credentials=lambda: SessionOAuth2Credentials(
+                client_id=client_id,
+                client_secret=secret,
+                tenant_id=tenant_id,
+                authority=authority_url,
+            ),
+            auth_type=OAUTH2,
+            access_type=IMPERSONATION,
+        )
+    if config.use_for_all_users or mailbox_settings is None:
+        username, password, access_type = config.username, config.password, IMPERSONATION
+    else:
+        username, password = mailbox_settings.username, mailbox_settings.password
+        access_type = DELEGATE
+    if not username.strip():
+        raise AuthFailed("no Exchange username is configured for this mailbox")
+    login, plaintext = login_name(username, config.domain), reveal(password)
+    return EwsSettings(
+        **common,
+        make_credentials=lambda: SessionCredentials(login, plaintext),
+        auth_type=BASIC,
+        access_type=access_type,
+    )

@@ -3,10 +3,10 @@
 Both live in one :class:`SyncRetryPolicy`, because exchangelib hands every HTTP response to
 ``retry_policy.raise_response_errors(response)`` before parsing it (``util.post_ratelimited``),
 and the policy belongs to one ``Configuration`` — so unlike the class-global
-``BaseProtocol.HTTP_ADAPTER_CLS`` (owned by :mod:`exchange_ext.backends.tls`), nothing here
+``BaseProtocol.HTTP_ADAPTER_CLS`` (owned by :mod:`exchange_ext.backends.ews.tls`), nothing here
 changes how other exchangelib users in the process behave.
 
-Traps handled (research/reliability.md §0):
+Traps handled (docs/reliability.md, "#E1", "#E2", "#1", "#3"):
 
 - **E1, truncated responses.** exchangelib parses with a *recovering* lxml parser: a cut
   SyncFolderItems response parses as a success, its new SyncState is kept and the changes after

@@ -1,8 +1,8 @@
 """The Microsoft Graph backend: :mod:`exchange_ext.backends.base` over Graph v1.0 (requests).
 
-For Exchange Online, where EWS is being switched off (research/protocols.md §0, SPEC §5).
-App-only tokens come from :mod:`.graph_auth`, HTTP rules (TLS, retries within the call's
-budget, error mapping) from :mod:`.graph_http`, JSON from :mod:`.graph_items`.
+For Exchange Online, where EWS is being switched off (docs/sync-rules.md, "Backends").
+App-only tokens come from :mod:`.auth`, HTTP rules (TLS, retries within the call's budget,
+error mapping) from :mod:`.http`, JSON from :mod:`.items`.
 
 How the interface maps onto Graph:
 
@@ -63,6 +63,7 @@ from exchange_ext.backends.base import (
     ItemRejected,
     MailboxSession,
     NewItem,
+    ProbeResult,
     SyncStateExpired,
     Throttled,
     Unavailable,
@@ -78,6 +79,7 @@ from exchange_ext.backends.graph.http import (
     GraphReply,
     retry_after_seconds,
 )
+from exchange_ext.backends.graph.probe import probe_graph
 from exchange_ext.sync.records import ExchangeItem, PsaTag, master_of, occurrence_id
 from exchange_ext.sync.windows import SyncWindow
 
@@ -114,6 +116,10 @@ class GraphBackend(ExchangeBackend):
     def open_session(self, mailbox: str) -> GraphSession:
         """A session for ``mailbox``; no request is sent until the first call."""
         return GraphSession(self.settings, mailbox)
+
+    def probe(self, mailbox: str | None) -> ProbeResult:
+        """Sign-in, permissions and ``mailbox``; see :mod:`exchange_ext.backends.graph.probe`."""
+        return probe_graph(self.settings.credentials, self.settings.base_url, mailbox)
 
 
 def delta_range(window: SyncWindow) -> tuple[dt.datetime, dt.datetime]:

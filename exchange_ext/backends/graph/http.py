@@ -1,6 +1,6 @@
 """HTTP to Microsoft Graph: one ``requests`` session, a per-call retry budget, typed errors.
 
-Rules (research/protocols.md §3.5–3.7, https://learn.microsoft.com/graph/throttling,
+Rules (docs/sync-rules.md, "Backends"; https://learn.microsoft.com/graph/throttling,
 https://learn.microsoft.com/graph/errors):
 
 - TLS is verified against :func:`exchange_ext.backends.tls.ca_bundle_path` (certifi + the operator's
@@ -171,7 +171,7 @@ class TimeoutSession(requests.Session):
 class GraphHttp:
     """Graph requests for one session: bearer token, budget, retries, error mapping.
 
-    ``token`` returns a current access token (cached by :mod:`.graph_auth`). ``budget`` is
+    ``token`` returns a current access token (cached by :mod:`.auth`). ``budget`` is
     the most seconds one public backend call waits for throttling; :meth:`start_call` opens a
     new budget. ``sleep``/``clock`` are seams for tests.
     """

@@ -23,8 +23,7 @@ import uuid
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from exchangelib.winzone import IANA_TO_MS_TIMEZONE_MAP, MS_TIMEZONE_TO_IANA_MAP
-
+from exchange_ext.backends.ews.zones import iana_zone_name, windows_zone_id
 from exchange_ext.backends.tag_property import PSA_TAG_PROPERTY_SET_ID, graph_property_id
 from exchange_ext.sync.digest import digest_record
 from exchange_ext.sync.records import (
@@ -104,16 +103,14 @@ def graph_zone_name(iana: str) -> str:
     """The zone name written to Graph: the Windows id when one is known, else the IANA name."""
     if iana.upper() in _UTC_NAMES:
         return "UTC"
-    windows = IANA_TO_MS_TIMEZONE_MAP.get(iana)
-    # exchangelib's map holds (Windows id, territory) pairs.
-    return str(windows[0] if isinstance(windows, tuple) else windows or iana)
+    return windows_zone_id(iana) or iana
 
 
 def zone_of(name: str | None) -> ZoneInfo:
     """A ZoneInfo for a Windows or IANA name; UTC for anything unknown (custom zones)."""
     if not name or name.upper() in _UTC_NAMES:
         return ZoneInfo("UTC")
-    iana = MS_TIMEZONE_TO_IANA_MAP.get(name, name)
+    iana = iana_zone_name(name) or name
     if iana.upper() in _UTC_NAMES:
         return ZoneInfo("UTC")
     try:

@@ -1,6 +1,7 @@
-"""The connection test for Microsoft Graph (General tab on save, profile tab), SPEC §3.1.
+"""The Microsoft Graph connection test (``GraphBackend.probe``; ``ExchangeBackend.probe``).
 
-Three steps, each with plain-words errors on the field to fix:
+Three steps with the backend's own app registration (as :mod:`exchange_ext.backends.factory`
+built it for syncing), each failing in plain words on the setting to fix:
 
 1. **Sign-in**: a fresh token request (not the sync's cached token), so a wrong tenant
    (``tenant_id``), unknown app (``client_id``), wrong or expired secret (``client_secret``)
@@ -10,19 +11,19 @@ Three steps, each with plain-words errors on the field to fix:
    ``Contacts.ReadWrite`` (application permissions with admin consent); a token without them
    points at ``client_id``. Read without verifying the signature: it only words the advice,
    the server still decides.
-3. **Mailbox**: one ``$batch`` reading one enabled mailbox's calendar and contacts
+3. **Mailbox** (when one is given): one ``$batch`` reading its calendar and contacts
    (https://learn.microsoft.com/graph/api/calendar-get). A mailbox outside the app's
-   application access policy / RBAC for Applications scope is named in the message.
+   application access policy / RBAC for Applications scope is named in the message; mailbox
+   problems are reported on the ``mailbox`` field.
 
-Secrets never appear in a message or a log line. Nothing is named ``test_*`` (pytest).
+Short timeouts and no retries (:data:`PROBE_TIMEOUT`, no throttling budget). Secrets never
+appear in a message or a log line. Nothing is named ``test_*`` (pytest).
 """
 
 from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Callable
-from typing import Any
 from urllib.parse import quote
 
 from exchange_ext.backends.base import (
@@ -30,40 +31,34 @@ from exchange_ext.backends.base import (
     BackendError,
     ImpersonationDenied,
     MailboxNotFound,
+    ProbeResult,
     Throttled,
 )
-from exchange_ext.backends.factory import graph_authority_url, graph_base_url
 from exchange_ext.backends.graph.auth import (
     GraphCredentials,
     TokenRefused,
     TokenSource,
     certificate_thumbprint,
 )
-from exchange_ext.backends.graph.http import PERMISSION_ADVICE, BatchRequest, GraphHttp
-from exchange_ext.models import ExchangeConfig
-from exchange_ext.secrets import Secret, UndecryptableSecret
+from exchange_ext.backends.graph.http import (
+    PERMISSION_ADVICE,
+    BatchRequest,
+    GraphHttp,
+    whole_call_error,
+)
 
 # (connect, read) seconds: a token request and one batch must stay under the 5 s a page waits.
 PROBE_TIMEOUT = (2.0, 2.0)
 REQUIRED_ROLES = ("Calendars.ReadWrite", "Contacts.ReadWrite")
+MAILBOX_FIELD = "mailbox"
 
 
-def probe_graph(
-    config: ExchangeConfig,
-    mailbox: str | None,
-    *,
-    mailbox_field: str = "",
-    report: Callable[..., Any],
-) -> Any:
-    """Test ``config``'s app registration and, when given, its access to ``mailbox``.
+def probe_graph(credentials: GraphCredentials, base_url: str, mailbox: str | None) -> ProbeResult:
+    """Test the app registration ``credentials`` and, when given, its access to ``mailbox``
+    through the Graph API at ``base_url`` (the sync's).
 
-    ``report(ok, message, field_errors)`` builds the caller's report type;
-    ``mailbox_field`` names the form field for mailbox problems ("" on the General tab).
+    Never raises; see the module for the steps and the fields each failure names.
     """
-    problems = credential_problems(config)
-    if problems:
-        return report(False, "Correct the marked fields, then save again.", problems)
-    credentials = _credentials(config)
     token_field = "client_certificate" if credentials.certificate_pem else "client_secret"
     try:
         token = TokenSource(credentials, PROBE_TIMEOUT).token()
@@ -76,56 +71,27 @@ def probe_graph(
             # The thumbprint the Entra portal lists, so the admin can compare the two.
             thumbprint = certificate_thumbprint(credentials.certificate_pem)
             message = f"{message} (this certificate's thumbprint: {thumbprint})"
-        return report(False, "Microsoft Graph refused the sign-in.", {field: message})
+        return ProbeResult.failed(
+            "Microsoft Graph refused the sign-in.", {field: message}, error=error
+        )
     except BackendError as error:
-        return report(False, f"The Microsoft sign-in service could not be reached: {error}", {})
+        return ProbeResult.failed(
+            f"The Microsoft sign-in service could not be reached: {error}", error=error
+        )
     missing = _missing_roles(token)
     if missing:
         message = f"The app lacks {', '.join(missing)}: {PERMISSION_ADVICE}."
-        return report(False, "Microsoft Graph permissions are missing.", {"client_id": message})
-    if not mailbox:
-        return report(
-            True,
-            "Signed in to Microsoft Graph. Mailbox access will be checked when a resource is "
-            "enabled.",
-            {},
+        return ProbeResult.failed(
+            "Microsoft Graph permissions are missing.",
+            {"client_id": message},
+            error=AuthFailed(message),
         )
-    return _probe_mailbox(credentials, token, mailbox, mailbox_field, report)
-
-
-def credential_problems(config: ExchangeConfig) -> dict[str, str]:
-    """Fields that are missing or unreadable before any request."""
-    problems = {
-        name: "This field is required for Microsoft Graph."
-        for name in ("tenant_id", "client_id")
-        if not getattr(config, name).strip()
-    }
-    for name in ("client_secret", "client_certificate"):
-        if isinstance(getattr(config, name), UndecryptableSecret):
-            problems[name] = (
-                "The stored secret cannot be decrypted (the keys changed): enter it again."
-            )
-    if not config.client_secret and not config.client_certificate:
-        problems["client_secret"] = "Enter a client secret or upload a certificate."
-    return problems
-
-
-def _reveal(value: Secret | str | None) -> str:
-    if isinstance(value, Secret):
-        return value.reveal()
-    return value or ""
-
-
-def _credentials(config: ExchangeConfig) -> GraphCredentials:
-    certificate = _reveal(config.client_certificate)
-    return GraphCredentials(
-        tenant_id=config.tenant_id.strip(),
-        client_id=config.client_id.strip(),
-        client_secret="" if certificate else _reveal(config.client_secret),
-        certificate_pem=certificate,
-        authority_url=graph_authority_url(),
-        graph_base_url=graph_base_url(),
-    )
+    if not mailbox:
+        return ProbeResult.passed(
+            "Signed in to Microsoft Graph. Mailbox access will be checked when a resource is "
+            "enabled."
+        )
+    return _probe_mailbox(base_url, token, mailbox)
 
 
 def _missing_roles(token: str) -> list[str]:
@@ -141,18 +107,11 @@ def _missing_roles(token: str) -> list[str]:
     return [role for role in REQUIRED_ROLES if role not in roles]
 
 
-def _probe_mailbox(
-    credentials: GraphCredentials,
-    token: str,
-    mailbox: str,
-    mailbox_field: str,
-    report: Callable[..., Any],
-) -> Any:
+def _probe_mailbox(base_url: str, token: str, mailbox: str) -> ProbeResult:
     user = f"/users/{quote(mailbox.strip().lower(), safe='@')}"
     http = GraphHttp(
-        credentials.graph_base_url, lambda: token, mailbox=mailbox,
-        budget_seconds=0.0, timeout=PROBE_TIMEOUT,
-    )  # fmt: skip
+        base_url, lambda: token, mailbox=mailbox, budget_seconds=0.0, timeout=PROBE_TIMEOUT
+    )
     try:
         replies = http.batch(
             [
@@ -162,32 +121,36 @@ def _probe_mailbox(
             replay_safe=True,
         )
     except BackendError as error:
-        return _mailbox_failure(error, mailbox, mailbox_field, report)
+        return _mailbox_failure(error, mailbox)
     finally:
         http.close()
     failed = next((reply for reply in replies if not reply.ok), None)
     if failed is not None:
         message = f"Microsoft Graph answered {failed.status} for {mailbox}: {failed.error_code}"
-        return report(False, message, {mailbox_field: message} if mailbox_field else {})
-    return report(True, f"Connected to Microsoft Graph; the mailbox {mailbox} is accessible.", {})
+        return ProbeResult.failed(
+            message, {MAILBOX_FIELD: message}, error=whole_call_error(failed, mailbox)
+        )
+    return ProbeResult.passed(f"Connected to Microsoft Graph; the mailbox {mailbox} is accessible.")
 
 
-def _mailbox_failure(
-    error: BackendError, mailbox: str, mailbox_field: str, report: Callable[..., Any]
-) -> Any:
+def _mailbox_failure(error: BackendError, mailbox: str) -> ProbeResult:
     if isinstance(error, ImpersonationDenied):
         message = (
             f"The app may not open the mailbox {mailbox}: it is outside the app's application "
             "access policy (RBAC for Applications scope) in Exchange Online. Add the mailbox "
             "to the group the policy names."
         )
-        return report(False, message, {mailbox_field: message} if mailbox_field else {})
+        return ProbeResult.failed(message, {MAILBOX_FIELD: message}, error=error)
     if isinstance(error, MailboxNotFound):
         message = f"There is no Exchange Online mailbox {mailbox}."
-        return report(False, message, {mailbox_field: message} if mailbox_field else {})
+        return ProbeResult.failed(message, {MAILBOX_FIELD: message}, error=error)
     if isinstance(error, AuthFailed):
         message = f"Microsoft Graph denied access to {mailbox}: {PERMISSION_ADVICE}."
-        return report(False, "Microsoft Graph permissions are missing.", {"client_id": message})
+        return ProbeResult.failed(
+            "Microsoft Graph permissions are missing.", {"client_id": message}, error=error
+        )
     if isinstance(error, Throttled):
-        return report(False, "Microsoft Graph is busy (throttling); try again in a minute.", {})
-    return report(False, f"Microsoft Graph could not be reached: {error}", {})
+        return ProbeResult.failed(
+            "Microsoft Graph is busy (throttling); try again in a minute.", error=error
+        )
+    return ProbeResult.failed(f"Microsoft Graph could not be reached: {error}", error=error)

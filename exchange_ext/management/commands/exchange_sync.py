@@ -2,10 +2,10 @@
 the foreground.
 
 Prints one summary line per resource (what was written on each side, conflicts, errors,
-outcome) and exits non-zero when any run failed or stopped at the mass-delete guard
-(SPEC §9). ``ID`` is the Resource id, as in the URL of the resource's settings page.
-``--all`` also syncs the public contacts folder when that option is on (EWS);
-``--public-folder`` syncs it alone.
+outcome) and exits non-zero when any run failed or stopped at the mass-delete guard. The
+name, options and exit code are what operators' scripts use (README, "How the sync works").
+``ID`` is the Resource id, as in the URL of the resource's settings page. ``--all`` also syncs
+the public contacts folder when that option is on (EWS); ``--public-folder`` syncs it alone.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""The planner, one test per SPEC §4.1 cell and per §4 "further rule" (plain data in, ops out)."""
+"""The planner, one test per cell of the "Directions" table of docs/sync-rules.md and per rule
+of its other sections (plain data in, ops out)."""
 
 from __future__ import annotations
 

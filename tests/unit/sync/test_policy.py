@@ -1,4 +1,4 @@
-"""The SPEC §4.1 table as data: one test per cell."""
+"""The "Directions" table of docs/sync-rules.md as data: one test per cell."""
 
 from __future__ import annotations
 
