@@ -144,13 +144,17 @@ bench-scale: $(TEST_STAMP)
 	$(BIN)/python bench/scale_bench.py \
 	  --json var/bench/scale-$$(date -u +%Y%m%dT%H%M%SZ).json $(BENCH_ARGS)
 
+# Style, the architecture's import boundaries (pyproject.toml, [tool.importlinter]) and strict
+# types on the pure core and the backend interface.
 lint: $(TEST_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
+	$(BIN)/mypy --strict exchange_ext/sync exchange_ext/backends/base.py
 
 format: $(TEST_STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
 clean:
-	rm -rf $(VENV) var .pytest_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) var .pytest_cache .ruff_cache .mypy_cache .import_linter_cache *.egg-info
