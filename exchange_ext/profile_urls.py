@@ -1,4 +1,8 @@
-"""The technician's My › Profile › MS Exchange tab, mounted at /profile/exchange/ (SPEC §9)."""
+"""The technician's My › Profile › MS Exchange tab, mounted at /profile/exchange/.
+
+The path is a contract: the README ("Configuring the MS Exchange extension") and the setup email
+name it.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,8 @@
-"""URLs of the extension's admin pages, mounted at /extensions/exchange/ (SPEC §9: a contract)."""
+"""URLs of the extension's admin pages, mounted at /extensions/exchange/.
+
+The paths are a contract: the README ("Configuring the MS Exchange extension") names them, and
+links in emails already sent must keep working.
+"""
 
 from __future__ import annotations
 

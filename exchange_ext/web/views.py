@@ -45,14 +45,33 @@ SAVED_MESSAGE = "MS Exchange configuration successfully updated."
 RESOURCES_PER_PAGE = 50
 
 
+@dataclass(frozen=True)
+class AdminTab:
+    """A tab of the admin pages' strip (``templates/_tabs.html``); the context's ``tab`` is the
+    current one's slug."""
+
+    slug: str
+    label: str
+    url_name: str
+
+
+ADMIN_TABS = (
+    AdminTab("general", "General", "exchange_ext:general"),
+    AdminTab("synchronization", "Synchronization", "exchange_ext:synchronization"),
+    AdminTab("resources", "Resources", "exchange_ext:resources"),
+    AdminTab("status", "Status", "exchange_ext:status"),
+)
+
+
 # ---- General tab -------------------------------------------------------------------------
 
 
 @manager_required
 def general(request: HttpRequest) -> HttpResponse:
-    """SPEC §3.1. When enabled, a save first tests the connection with the unsaved settings."""
+    """The General tab. When enabled, a save first tests the connection with the unsaved
+    settings (docs/sync-rules.md, "Configuration changes")."""
     form = GeneralForm(request.POST or None, instance=ExchangeConfig.load())
-    context: dict[str, Any] = {"tab": "general", "form": form}
+    context: dict[str, Any] = {"tab": "general", "admin_tabs": ADMIN_TABS, "form": form}
     if form.is_bound and form.is_valid():
         candidate = form.instance  # the stored row with the posted values, not saved yet
         report = probe_config_connection(candidate) if candidate.enabled else None
@@ -88,7 +107,8 @@ def _save_general(request: HttpRequest, form: GeneralForm) -> bool:
 
 @manager_required
 def synchronization(request: HttpRequest) -> HttpResponse:
-    """SPEC §3.2. Saves at any time, even while a sync runs (nothing here moves a mailbox)."""
+    """The Synchronization tab. Saves at any time, even while a sync runs: nothing here moves a
+    mailbox (docs/sync-rules.md, "Configuration changes")."""
     config = ExchangeConfig.load()
     form = SynchronizationForm(request.POST or None, instance=config)
     if form.is_bound and form.is_valid():
@@ -97,7 +117,7 @@ def synchronization(request: HttpRequest) -> HttpResponse:
         dispatcher.after_config_saved(form.changed_data)
         messages.success(request, SAVED_MESSAGE)
         return redirect("exchange_ext:synchronization")
-    context = {"tab": "synchronization", "form": form, "config": config}
+    context = {"tab": "synchronization", "admin_tabs": ADMIN_TABS, "form": form, "config": config}
     return render(request, "exchange_ext/synchronization.html", context, status=_status(form))
 
 
@@ -129,7 +149,8 @@ class ResourceRow:
 
 @manager_required
 def resources(request: HttpRequest) -> HttpResponse:
-    """SPEC §3.3: search (``q``), 50 per page, a constant number of queries per page."""
+    """The Resources tab (README, "Configuring the MS Exchange extension"): search (``q``), 50
+    per page, a constant number of queries per page."""
     query = request.GET.get("q", "").strip()
     if request.method == "POST":
         _save_enrollment(request, ResourcesForm(request.POST))
@@ -137,6 +158,7 @@ def resources(request: HttpRequest) -> HttpResponse:
     page = Paginator(_resource_rows(query), RESOURCES_PER_PAGE).get_page(request.GET.get("page"))
     context = {
         "tab": "resources",
+        "admin_tabs": ADMIN_TABS,
         "page": page,
         "rows": [ResourceRow(r, _loaded_settings(r)) for r in page.object_list],
         "query": query,
@@ -195,8 +217,14 @@ def _resources_url(query: str, page: Any) -> str:
 
 @manager_required
 def status(request: HttpRequest) -> HttpResponse:
-    """Failing resources, the latest runs and the queue depth (SPEC §6, issue 6)."""
-    context = {"tab": "status", "page": status_page(), "viewer_zone": _viewer_zone(request)}
+    """Failing resources, the latest runs and the queue depth (issue 6; README, "Background
+    sync and scale-out")."""
+    context = {
+        "tab": "status",
+        "admin_tabs": ADMIN_TABS,
+        "page": status_page(),
+        "viewer_zone": _viewer_zone(request),
+    }
     return render(request, "exchange_ext/status.html", context)
 
 
@@ -223,7 +251,8 @@ def resource_settings_sync(request: HttpRequest, resource_id: int) -> HttpRespon
 
 @login_required
 def profile_exchange(request: HttpRequest) -> HttpResponse:
-    """The technician's own tab (SPEC §3.4); a login without a resource gets an explanation."""
+    """The technician's own tab (README, "Configuring the MS Exchange extension"); a login without a
+    resource gets an explanation."""
     resource = own_resource(request.user)
     if resource is None:
         return _no_resource(request)
@@ -303,6 +332,7 @@ def _render_settings(
         "is_admin_page": admin,
         "base_template": "exchange_ext/_layout.html" if admin else "resources/profile_base.html",
         "tab": "resources",
+        "admin_tabs": ADMIN_TABS,
         "active_tab": "exchange",
         "sync_runs": recent_runs(form.instance),
         "viewer_zone": _viewer_zone(request),

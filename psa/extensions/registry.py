@@ -12,7 +12,7 @@ Profile tabs — the contract for an extension adding a tab to My › Profile:
 2. Its view checks its own permissions (a user only ever sees their own profile) and renders a
    template that ``{% extends "resources/profile_base.html" %}``, fills
    ``{% block profile_content %}`` and passes ``active_tab`` (its slug) in the context. The base
-   draws the tab strip (``templates/resources/_profile_tabs.html``, via the ``profile_tab_strip``
+   draws the tab strip (``templates/_tabs.html``, via the ``profile_tab_strip``
    tag of ``psa_nav``) from :func:`profile_tabs_for` with that tab highlighted.
 
 Extension pages appear on ``/extensions/`` (url name ``extensions``) for users holding their

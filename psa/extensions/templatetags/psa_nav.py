@@ -21,8 +21,9 @@ def nav_current(context: template.Context, prefix: str) -> SafeString | str:
     return ""
 
 
-@register.inclusion_tag("resources/_profile_tabs.html", takes_context=True)
+@register.inclusion_tag("_tabs.html", takes_context=True)
 def profile_tab_strip(context: template.Context) -> dict[str, Any]:
     """The profile tabs the current user sees; ``active_tab`` (a slug) marks the current one."""
     request = context["request"]
-    return {"tabs": profile_tabs_for(request.user), "active_tab": context.get("active_tab", "")}
+    tabs = profile_tabs_for(request.user)
+    return {"tabs": tabs, "current": context.get("active_tab", ""), "label": "Profile"}
