@@ -94,19 +94,27 @@ def settings_for(
         "public_folder_name": public_folder_name,
     }
     if not config.use_basic_auth:
-        client_id, tenant_id = config.client_id.strip(), config.tenant_id.strip()
-        secret = reveal(config.client_secret)
-        return EwsSettings(
-            **common,
-            make_credentials=lambda: SessionOAuth2Credentials(
-                client_id=client_id,
-                client_secret=secret,
-                tenant_id=tenant_id,
-                authority=authority_url,
-            ),
-            auth_type=OAUTH2,
-            access_type=IMPERSONATION,
-        )
+        return EwsSettings(**common, **_oauth_access(config, authority_url))
+    return EwsSettings(**common, **_basic_access(config, mailbox_settings))
+
+
+def _oauth_access(config: ExchangeConfig, authority_url: str) -> dict[str, Any]:
+    """App-only OAuth with the app registration, impersonating each mailbox."""
+    client_id, tenant_id = config.client_id.strip(), config.tenant_id.strip()
+    secret = reveal(config.client_secret)
+    return {
+        "make_credentials": lambda: SessionOAuth2Credentials(
+            client_id=client_id, client_secret=secret, tenant_id=tenant_id, authority=authority_url
+        ),
+        "auth_type": OAUTH2,
+        "access_type": IMPERSONATION,
+    }
+
+
+def _basic_access(
+    config: ExchangeConfig, mailbox_settings: MailboxSettings | None
+) -> dict[str, Any]:
+    """Basic auth: the sync account impersonating each mailbox, or the resource's own login."""
     if config.use_for_all_users or mailbox_settings is None:
         username, password, access_type = config.username, config.password, IMPERSONATION
     else:
@@ -115,9 +123,8 @@ def settings_for(
     if not username.strip():
         raise AuthFailed("no Exchange username is configured for this mailbox")
     login, plaintext = login_name(username, config.domain), reveal(password)
-    return EwsSettings(
-        **common,
-        make_credentials=lambda: SessionCredentials(login, plaintext),
-        auth_type=BASIC,
-        access_type=access_type,
-    )
+    return {
+        "make_credentials": lambda: SessionCredentials(login, plaintext),
+        "auth_type": BASIC,
+        "access_type": access_type,
+    }
