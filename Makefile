@@ -106,9 +106,10 @@ test-postgres: $(TEST_STAMP) browser-deps
 # America/New_York falls back, a leap day, New Year's Eve half an hour before midnight (UTC and
 # Europe/Berlin then disagree on the year), and 60 days from today. Every process gets the same
 # offset from the real clock (not a start time of its own, which each child would restart
-# from). The monotonic clock stays real; tests/faketime_shim/sitecustomize.py says why every
-# Python process of these runs sleeps with select(). The sync state machine explores 100
-# histories per date (500 in the runs above).
+# from). `-m`: libfaketime's thread-safe build (the other one crashed a threaded subprocess now
+# and then). The monotonic clock stays real; tests/faketime_shim/sitecustomize.py says why every
+# Python process of these runs sleeps with select(). The sync state machine replays the same
+# (derandomized) histories as the runs above, at each date.
 CLOCK_DATES ?= "2027-03-27 21:30" "2027-11-07 03:00" "2028-02-29 12:00" "2026-12-31 23:30" \
 	"+60 days"
 test-clock: $(TEST_STAMP) faketime-deps
@@ -116,8 +117,8 @@ test-clock: $(TEST_STAMP) faketime-deps
 	  offset=$$(( $$(date -u -d "$$when" +%s) - $$(date -u +%s) )); \
 	  echo "== test-clock: $$(date -u -d "$$when" '+%Y-%m-%d %H:%M UTC') (offset $${offset}s)"; \
 	  FAKETIME_DONT_FAKE_MONOTONIC=1 PYTHONPATH=$(CURDIR)/tests/faketime_shim \
-	    faketime -f "$$(printf '%+d' $$offset)" \
-	    env -u REDIS_URL -u DATABASE_URL SYNC_MACHINE_EXAMPLES=100 \
+	    faketime -m -f "$$(printf '%+d' $$offset)" \
+	    env -u REDIS_URL -u DATABASE_URL SYNC_MACHINE_EXAMPLES=$(SYNC_MACHINE_EXAMPLES) \
 	    $(BIN)/pytest -m "not browser" $(PYTEST_ARGS); rc=$$?; \
 	  if [ $$rc -ne 0 ] && [ $$rc -ne 5 ]; then exit $$rc; fi; \
 	done
