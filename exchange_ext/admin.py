@@ -22,6 +22,11 @@ from exchange_ext.models import (
     SyncRun,
 )
 from exchange_ext.web import config_changes
+from exchange_ext.web.validators import (
+    validate_credentials_domain,
+    validate_notification_emails,
+    validate_server_address,
+)
 
 SECRET_FIELDS = ("password", "client_secret", "client_certificate")
 STATUS_FIELDS = (
@@ -47,8 +52,20 @@ class ExchangeConfigAdminForm(forms.ModelForm):
             if f.editable and not f.primary_key and f.name not in SECRET_FIELDS
         ]
 
+    # The General tab's validators, so this page cannot store what the tab refuses.
+    def clean_server_address(self) -> str:
+        return validate_server_address(self.cleaned_data["server_address"])
+
+    def clean_notification_emails(self) -> str:
+        return "; ".join(validate_notification_emails(self.cleaned_data["notification_emails"]))
+
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()
+        if cleaned.get("use_basic_auth") and cleaned.get("username"):
+            try:
+                validate_credentials_domain(cleaned["username"], cleaned.get("domain", ""))
+            except forms.ValidationError as error:
+                self.add_error(None if hasattr(error, "error_dict") else "domain", error)
         guarded = set(config_changes.RESYNC_FIELDS) | set(config_changes.CREDENTIAL_FIELDS)
         if set(self.changed_data) & guarded and config_changes.sync_running():
             raise forms.ValidationError(config_changes.SYNC_RUNNING_MESSAGE)
@@ -82,13 +99,19 @@ class ExchangeConfigAdmin(admin.ModelAdmin):
 
 @admin.register(MailboxSettings)
 class MailboxSettingsAdmin(admin.ModelAdmin):
+    """Support view. Who syncs and which mailbox is decided on the extension's pages only
+    (enabling stores the mailbox; a change needs a connection test: docs/security.md, "Whose
+    mailbox"), so both are read-only here; the other fields keep the model's validators."""
+
     exclude = ("password",)
-    readonly_fields = STATUS_FIELDS
+    readonly_fields = ("resource", "sync_enabled", "mailbox", *STATUS_FIELDS)
     list_display = ("resource", "effective_mailbox", "sync_enabled", "status", "last_attempt_at")
     list_filter = ("sync_enabled", "status")
     list_select_related = ("resource",)
     search_fields = ("resource__first_name", "resource__last_name", "resource__email", "mailbox")
-    raw_id_fields = ("resource",)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # rows come from enabling a resource or saving its MS Exchange tab
 
 
 @admin.register(FolderSyncState)

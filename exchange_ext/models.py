@@ -8,6 +8,7 @@ the forms use them verbatim, and operators' scripts rely on them. Secrets live i
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
@@ -146,7 +147,13 @@ class MailboxSettings(models.Model):
         Resource, on_delete=models.CASCADE, related_name="exchange_settings"
     )
     sync_enabled = models.BooleanField(default=False, help_text="Set on the Resources tab.")
-    mailbox = models.EmailField("Mailbox address", blank=True)
+    # Stored when an administrator enables the resource and changed by administrators only
+    # (docs/security.md, "Whose mailbox"): the shared account opens whatever address is here.
+    mailbox = models.EmailField(
+        "Mailbox address",
+        blank=True,
+        help_text="Set when the resource is enabled; only an administrator changes it.",
+    )
     username = models.CharField(max_length=255, blank=True)
     password = EncryptedSecretField(blank=True)
     export_appointments = models.BooleanField("Sync PSA appointments to Exchange", default=True)
@@ -210,14 +217,37 @@ class MailboxSettings(models.Model):
                 ),
                 name="mailbox_settings_days_range",
             ),
+            # One mailbox belongs to one resource (stored lower-cased).
+            models.UniqueConstraint(
+                fields=["mailbox"], condition=~Q(mailbox=""), name="mailbox_settings_mailbox_unique"
+            ),
         ]
 
     def __str__(self) -> str:
         return f"{self.resource} <{self.effective_mailbox}>"
 
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        """Stores the address lower-cased; an enabled row without one takes the resource's
+        PSA email now, as enabling on the Resources tab does (a later change of that email
+        never moves the sync)."""
+        self.mailbox = self.mailbox.strip().lower()
+        if self.sync_enabled and not self.mailbox and self.resource_id:
+            self.mailbox = self.resource.email.strip().lower()
+            if kwargs.get("update_fields") is not None:
+                kwargs["update_fields"] = {*kwargs["update_fields"], "mailbox"}
+        super().save(*args, **kwargs)
+
     @property
     def effective_mailbox(self) -> str:
-        return (self.mailbox or self.resource.email).lower()
+        """The address the sync opens: the stored one only, never the resource's current PSA
+        email (blank until the resource is first enabled)."""
+        return self.mailbox.lower()
+
+    @property
+    def email_differs(self) -> bool:
+        """Whether the resource's PSA email is no longer the mailbox the sync opens (shown to
+        administrators on the resource's page)."""
+        return bool(self.mailbox) and self.mailbox != self.resource.email.strip().lower()
 
 
 class FolderSyncState(models.Model):

@@ -124,7 +124,8 @@ def probe_mailbox_connection(settings: MailboxSettings, config: ExchangeConfig) 
     ``password``; problems of the admin's settings are reported in the message only (the
     resource cannot fix them).
     """
-    address = settings.effective_mailbox
+    # Before the resource is first enabled nothing is stored: test what enabling would store.
+    address = settings.effective_mailbox or settings.resource.email.strip().lower()
     if config.backend_name == "graph":
         if _graph_problems(config):
             return ConnectionReport(False, ASK_ADMIN_MESSAGE)

@@ -14,6 +14,8 @@ Field names are a contract: operators' scripts post them and the tabs' tests pin
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Callable
 from typing import Any
 
 from django import forms
@@ -36,6 +38,16 @@ SHARED_ACCOUNT_HELP = (
 )
 TURNED_OFF_HELP = "Turned off by your administrator."
 PUBLIC_FOLDER_WARNING = "Every Exchange user in your organisation can read this folder."
+MAILBOX_READ_ONLY_HELP = (
+    "Set by your administrator when your sync was enabled; only an administrator changes it."
+)
+MAILBOX_ADMIN_HELP = (
+    "The mailbox this resource's sync opens. A new address is saved only after a connection "
+    "test of it passes."
+)
+MAILBOX_BEFORE_ENABLING_HELP = (
+    "Blank: the resource's PSA email when you enable it on the Resources tab."
+)
 
 
 def validate_interval(value: int) -> None:
@@ -353,6 +365,11 @@ class MailboxSettingsForm(SecretFieldsMixin, forms.ModelForm):
 
     ``config`` decides which fields are disabled: credentials when a shared sync account is
     used, each item type the administrator turned off, import with "do not import".
+
+    The mailbox address is the administrator's decision (docs/security.md, "Whose mailbox"):
+    read-only unless ``admin``; an administrator's change must be free (one mailbox belongs to
+    one resource) and pass a connection test of the new address (``probe``, called with the
+    unsaved settings) before it is saved.
     """
 
     secret_fields = ("password",)
@@ -393,14 +410,23 @@ class MailboxSettingsForm(SecretFieldsMixin, forms.ModelForm):
         ]
         labels = {"username": "Username", "password": "Password"}
 
-    def __init__(self, *args: Any, config: ExchangeConfig, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        config: ExchangeConfig,
+        admin: bool = False,
+        probe: Callable[[MailboxSettings], Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.warnings = {}
         self.config = config
-        self.fields["mailbox"].initial = self.instance.resource.email
+        self.admin = admin
+        self._probe = probe
+        self._stored_mailbox = self.instance.mailbox
         if not self.instance.mailbox:
-            self.initial["mailbox"] = self.instance.resource.email
-        self.fields["mailbox"].help_text = "Defaults to your PSA email address."
+            self.initial["mailbox"] = self.instance.resource.email.lower()
+        self._init_mailbox()
         self.fields["past_days"].help_text = f"Blank: {config.past_days} (organisation default)."
         self.fields[
             "recurring_days"
@@ -426,14 +452,63 @@ class MailboxSettingsForm(SecretFieldsMixin, forms.ModelForm):
         self.fields[name].disabled = True  # Django then ignores the posted value
         self.fields[name].help_text = why
 
+    def _init_mailbox(self) -> None:
+        field = self.fields["mailbox"]
+        if not self.admin:
+            field.disabled = True  # Django ignores a posted value: the stored one is kept
+            field.help_text = MAILBOX_READ_ONLY_HELP
+        elif self.instance.sync_enabled:
+            field.required = True
+            field.help_text = MAILBOX_ADMIN_HELP
+        else:
+            field.help_text = MAILBOX_BEFORE_ENABLING_HELP
+
     def clean_mailbox(self) -> str:
+        if not self.admin:
+            return self._stored_mailbox
         mailbox = self.cleaned_data["mailbox"].strip().lower()
-        # Storing blank keeps following the resource's email if it changes.
-        return "" if mailbox == self.instance.resource.email.lower() else mailbox
+        if mailbox == self._stored_mailbox:
+            return mailbox
+        if not self.instance.sync_enabled and mailbox == self.instance.resource.email.lower():
+            return ""  # not enabled yet: enabling stores the PSA email of that moment
+        owner = (
+            MailboxSettings.objects.filter(mailbox=mailbox)
+            .exclude(resource_id=self.instance.resource_id)
+            .select_related("resource")
+            .first()
+        )
+        if mailbox and owner is not None:
+            raise ValidationError(
+                f"{mailbox} is already the mailbox of {owner.resource}. One mailbox belongs to "
+                "one resource."
+            )
+        return mailbox
+
+    def _test_new_mailbox(self, cleaned: dict[str, Any]) -> None:
+        """An administrator's new address is saved only after it passed a connection test."""
+        mailbox = cleaned.get("mailbox")
+        if not mailbox or mailbox == self._stored_mailbox or self._probe is None:
+            return
+        trial = copy.copy(self.instance)
+        trial.mailbox = mailbox
+        report = self._probe(trial)
+        if not report.ok:
+            self.add_error(
+                "mailbox",
+                f"The connection test of {mailbox} failed, so the address was not changed: "
+                f"{report.message}",
+            )
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()
         for name in self._kept:
             cleaned[name] = getattr(self.instance, name)
         self._clean_secrets()
+        if not self.errors:
+            self._test_new_mailbox(cleaned)
         return cleaned
+
+    @property
+    def mailbox_changed(self) -> bool:
+        """Whether saving moves the sync to another mailbox (an administrator's change)."""
+        return bool(self._stored_mailbox) and self.cleaned_data["mailbox"] != self._stored_mailbox

@@ -28,7 +28,7 @@ from exchange_ext.jobs.notifications import send_setup_emails
 from exchange_ext.models import ExchangeConfig, MailboxSettings, SyncRun
 from exchange_ext.web.config_changes import SyncRunning, save_config
 from exchange_ext.web.connection_test import probe_config_connection, probe_mailbox_connection
-from exchange_ext.web.enrollment import set_enabled_resources
+from exchange_ext.web.enrollment import refused_enrollments, set_enabled_resources
 from exchange_ext.web.forms import (
     GeneralForm,
     MailboxSettingsForm,
@@ -196,7 +196,10 @@ def _save_enrollment(request: HttpRequest, form: ResourcesForm) -> None:
     disabled_ids = form.disabled_ids
     were_enabled = MailboxSettings.objects.filter(resource_id__in=disabled_ids, sync_enabled=True)
     disabled = were_enabled.count()
+    refused = refused_enrollments(form.cleaned_data["enabled"])
     enabled = set_enabled_resources(form.cleaned_data["enabled"], disabled_ids)
+    for reason in refused.values():
+        messages.error(request, f"Not enabled: {reason}")
     dispatcher.enqueue_syncs([s.pk for s in enabled], SyncRun.Trigger.SCHEDULED)
     failed = send_setup_emails(enabled)
     sent = sorted(s.resource.email for s in enabled if s.resource.email not in failed)
@@ -276,7 +279,13 @@ def profile_exchange_sync(request: HttpRequest) -> HttpResponse:
 def _settings_page(request: HttpRequest, resource: Resource, *, admin: bool) -> HttpResponse:
     config = ExchangeConfig.load()
     settings = _settings_of(resource)
-    form = MailboxSettingsForm(request.POST or None, instance=settings, config=config)
+    form = MailboxSettingsForm(
+        request.POST or None,
+        instance=settings,
+        config=config,
+        admin=admin,
+        probe=lambda trial: probe_mailbox_connection(trial, config),
+    )
     if form.is_bound and form.is_valid():
         form.save()
         mailbox_status.lift_stop(form.instance.pk)
@@ -291,7 +300,7 @@ def _test_connection(request: HttpRequest, resource: Resource, *, admin: bool) -
     config = ExchangeConfig.load()
     settings = _settings_of(resource)
     report = probe_mailbox_connection(settings, config)
-    form = MailboxSettingsForm(instance=settings, config=config)
+    form = MailboxSettingsForm(instance=settings, config=config, admin=admin)
     if report.ok:
         messages.success(request, f"Connection test passed. {report.message}".strip())
     else:
