@@ -142,6 +142,7 @@ class MailboxSettings(models.Model):
         OK = "ok", "OK"
         FAILING = "failing", "Failing"
         DISABLED = "disabled", "Disabled"
+        HELD = "held", "Held: deletions wait for an administrator"
 
     resource = models.OneToOneField(
         Resource, on_delete=models.CASCADE, related_name="exchange_settings"
@@ -261,6 +262,9 @@ class FolderSyncState(models.Model):
     # The day the recurring window was last expanded (one CalendarView a day when nothing
     # in the feed asks for one).
     window_read_on = models.DateField(null=True, blank=True)
+    # The mass-delete guard's base: the folder's synced items when the current pass of the
+    # change feed began (null between passes). docs/sync-rules.md, "Mass-delete guard".
+    pass_base = models.PositiveIntegerField(null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
@@ -272,6 +276,53 @@ class FolderSyncState(models.Model):
 
     def __str__(self) -> str:
         return f"{self.mailbox_settings_id}/{self.folder}"
+
+
+class HeldDeletion(models.Model):
+    """A destructive op the sync planned, kept until its pass of the change feed is complete
+    (``pending``) or until an administrator decides (``held`` by the mass-delete guard).
+
+    docs/sync-rules.md, "Mass-delete guard": deletions are counted over a whole pass and
+    applied only when the pass ends within the limit; otherwise they wait here, so the sync
+    state may advance while nothing is deleted.
+    """
+
+    class Op(models.TextChoices):
+        DELETE_IN_EXCHANGE = "delete_in_exchange", "Delete the Exchange copy"
+        DELETE_PSA = "delete_psa", "Delete the PSA item"
+        MARK_EXCHANGE_DELETED = "mark_exchange_deleted", "Exchange copy gone"
+        UNLINK = "unlink", "Unlink"
+
+    class State(models.TextChoices):
+        PENDING = "pending", "Pending until the pass ends"
+        HELD = "held", "Held by the mass-delete guard"
+        CONFIRMED = "confirmed", "Confirmed: apply at the next run"
+        RESTORED = "restored", "Restore: apply at the next run"
+
+    mailbox_settings = models.ForeignKey(
+        MailboxSettings, on_delete=models.CASCADE, related_name="held_deletions"
+    )
+    folder = models.CharField(max_length=50)
+    kind = models.CharField(max_length=20)
+    psa_id = models.BigIntegerField()
+    op = models.CharField(max_length=30, choices=Op.choices)
+    exchange_id = models.CharField(max_length=512, blank=True)
+    change_key = models.CharField(max_length=512, blank=True)
+    title = models.CharField(max_length=255, blank=True)
+    reason = models.CharField(max_length=255, blank=True)
+    state = models.CharField(max_length=10, choices=State.choices, default=State.PENDING)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["mailbox_settings", "kind", "psa_id"], name="held_deletion_unique_key"
+            )
+        ]
+        indexes = [models.Index(fields=["mailbox_settings", "folder", "state"])]
+
+    def __str__(self) -> str:
+        return f"{self.mailbox_settings_id}/{self.kind}:{self.psa_id} {self.op} ({self.state})"
 
 
 class ItemLink(models.Model):

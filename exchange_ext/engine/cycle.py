@@ -14,6 +14,12 @@ A full read is planned as a whole (every page first): "absent from the read mean
 only for the complete enumeration. Incremental pages are planned and committed one by one, so
 a budget deadline or a crash loses at most the page in hand.
 
+Deletions wait for the end of their pass (docs/sync-rules.md, "Mass-delete guard"): a page's
+destructive ops are stored as pending with its other effects and its state; when the feed is
+caught up, the pass's pending set is applied if it stays within the guard's limit of the
+folder's synced items at the start of the pass, else held for an administrator
+(:mod:`exchange_ext.engine.held`).
+
 Errors: backend session errors are caught here and only here (``run_sync``) and become the
 run's outcome and the mailbox's status; per-item failures become log entries.
 """
@@ -36,7 +42,7 @@ from exchange_ext.backends.base import (
     SyncStateExpired,
     WriteResult,
 )
-from exchange_ext.engine import leases, psa_store
+from exchange_ext.engine import held, leases, psa_store
 from exchange_ext.engine import status as mailbox_status
 from exchange_ext.engine.links import folder_of, load_baseline, save_links
 from exchange_ext.engine.runner import DEFAULT_BUDGET_SECONDS, MAX_PAGES_PER_FOLDER, Job, run_job
@@ -44,14 +50,16 @@ from exchange_ext.engine.runs import RunLog
 from exchange_ext.engine.writes import ExchangeWriter, LinkBook
 from exchange_ext.models import ExchangeConfig, FolderSyncState, MailboxSettings, SyncRun
 from exchange_ext.sync import ops as o
-from exchange_ext.sync.planner import plan
+from exchange_ext.sync.planner import guard_trips, plan
 from exchange_ext.sync.records import (
     CalendarItemType,
+    CalendarRecord,
     ExchangeItem,
     ExchangeView,
     ImportMode,
     ItemKind,
     Link,
+    LinkState,
     PsaKey,
     SyncOptions,
 )
@@ -212,7 +220,10 @@ class _Cycle:
             for folder in self.folders():
                 if self.out_of_time():
                     break
+                self.apply_decisions(folder)
                 self.sync_folder(folder)
+        if not self.guard_message and held.is_held(self.mailbox):
+            self.guard_message = held.message(held.held_count(self.mailbox))
 
     def folders(self) -> list[FolderKind]:
         kinds = self.options.export_kinds
@@ -246,12 +257,16 @@ class _Cycle:
         session = self.require_session()
         if state is None:
             self.sync_chunk(folder, self.read_everything(folder), row)
+            self.settle(folder)
             return
         for _ in range(MAX_PAGES_PER_FOLDER):
             page = session.read_changes(folder, state, self.window)
             chunk = _Chunk((*page.created, *page.updated), page.deleted, False, page.new_state)
             stuck = page.more_available and page.new_state == state
-            if not self.sync_chunk(folder, chunk, row) or not page.more_available or stuck:
+            committed = self.sync_chunk(folder, chunk, row)
+            if committed and (not page.more_available or stuck):
+                self.settle(folder)  # the pass is complete: its deletions are decided
+            if not committed or not page.more_available or stuck:
                 return
             state = page.new_state
             row = None  # reloaded on save
@@ -317,19 +332,29 @@ class _Cycle:
 
     # --- planning and applying --------------------------------------------------------------
 
+    @property
+    def plan_options(self) -> SyncOptions:
+        # The planner's own per-plan guard is off: this engine counts over the whole pass.
+        return replace(self.options, guard_overridden=True)
+
+    def folder_baseline(self, folder: FolderKind) -> dict[PsaKey, Link]:
+        return {k: v for k, v in load_baseline(self.mailbox).items() if _in(k, folder)}
+
     def sync_chunk(self, folder: FolderKind, chunk: _Chunk, row: Any) -> bool:
-        """Plan and apply one chunk; return False when the folder must stop (guard tripped)."""
-        baseline = {k: v for k, v in load_baseline(self.mailbox).items() if _in(k, folder)}
+        """Plan and apply one chunk, its deletions kept pending; return whether it committed
+        completely (False: the time budget ran out in its writes)."""
+        baseline = self.folder_baseline(folder)
         psa = psa_store.load_psa_items(self.mailbox, self.options, self.window)
         psa = {k: v for k, v in psa.items() if _in(k, folder)}
         view = self.view_of(folder, chunk, baseline, row)
-        result = plan(baseline, psa, view, self.options, self.now)
+        result = plan(baseline, psa, view, self.plan_options, self.now)
         result = self.with_tagged(folder, baseline, psa, view, result)
-        if result.guard_tripped:
-            self.guard_message = _guard_message(result)
-        written = ExchangeWriter(self, folder).write(result.ops)
-        self.commit(folder, chunk, result, written, baseline)
-        return not result.guard_tripped
+        destructive = tuple(op for op in result.ops if isinstance(op, o.DESTRUCTIVE))
+        kept = o.Plan(tuple(op for op in result.ops if not isinstance(op, o.DESTRUCTIVE)))
+        written = ExchangeWriter(self, folder).write(kept.ops)
+        linked = sum(1 for link in baseline.values() if link.state is LinkState.LINKED)
+        pending = _Pending(destructive, _titles(destructive, psa, view), linked)
+        return self.commit(folder, chunk, kept, written, baseline, pending)
 
     def with_tagged(
         self,
@@ -348,50 +373,147 @@ class _Cycle:
         if not found:
             return result
         tagged = tuple(item for items in found.values() for item in items)
-        return plan(baseline, psa, replace(view, tagged=tagged), self.options, self.now)
+        return plan(baseline, psa, replace(view, tagged=tagged), self.plan_options, self.now)
 
     def commit(
         self,
         folder: FolderKind,
-        chunk: _Chunk,
+        chunk: _Chunk | None,
         result: o.Plan,
         written: dict[int, WriteResult | None],
         baseline: dict[PsaKey, Link],
-    ) -> None:
-        """Apply the PSA ops and persist links (+ the state) in one fenced transaction."""
+        pending: _Pending | None = None,
+        settled: list[Any] | None = None,
+    ) -> bool:
+        """Apply the PSA ops and persist links (+ the pending deletions and the state) in one
+        fenced transaction; return whether every Exchange write was sent.
+
+        ``chunk``: the page whose state to store (None: applying stored deletions, no state).
+        ``settled``: stored deletions this commit carries out, dropped with it unless their
+        item failed.
+        """
         counted: list[tuple[o.Op, ItemKind]] = []
+        complete = all(w is not None for w in written.values())
         try:
             with transaction.atomic():
-                links = LinkBook(self, baseline, written, counted).replay(result.ops)
+                book = LinkBook(self, baseline, written, counted)
+                links = book.replay(result.ops)
                 save_links(self.mailbox, links)
+                held.forget_revived(self.mailbox, result.ops)
+                if settled is not None:
+                    held.drop([r for r in settled if not _failed(r, book.failed)])
                 self.log.flush()
-                complete = all(w is not None for w in written.values())
-                if complete and not result.guard_tripped:
-                    self.save_state(folder, chunk.new_state)
+                if chunk is not None and complete:
+                    assert pending is not None
+                    held.defer(self.mailbox, folder.value, pending.ops, pending.titles)
+                    self.save_state(folder, chunk.new_state, pass_base=pending.linked)
                 leases.check(self.mailbox.pk, self.token)
         except BaseException:
             self.log.discard()
             raise
         for op, kind in counted:
             self.log.count(op, kind)
-        if not all(w is not None for w in written.values()):
+        if not complete:
             self.out_of_time()
+        return complete
 
-    def save_state(self, folder: FolderKind, state: str) -> None:
+    def save_state(self, folder: FolderKind, state: str, *, pass_base: int) -> None:
+        """Store the page's state; a pass that begins here keeps the folder's synced items as
+        the guard's base until it ends (:meth:`settle`)."""
         values: dict[str, Any] = {"state": state}
         if folder in self.window_read:
             values["window_read_on"] = self.now.date()
-        FolderSyncState.objects.update_or_create(
-            mailbox_settings=self.mailbox, folder=folder.value, defaults=values
+        row, created = FolderSyncState.objects.get_or_create(
+            mailbox_settings=self.mailbox,
+            folder=folder.value,
+            defaults={**values, "pass_base": pass_base},
         )
+        if not created:
+            if row.pass_base is None:
+                values["pass_base"] = pass_base
+            FolderSyncState.objects.filter(pk=row.pk).update(**values)
+
+    # --- deletions: settled at the end of a pass, or as an administrator decided -------------
+
+    def settle(self, folder: FolderKind) -> None:
+        """The folder's pass of the change feed is complete: apply its pending deletions if
+        they stay within the guard's limit, else hold them (docs/sync-rules.md, "Mass-delete
+        guard"). The next pass starts counting afresh."""
+        states = FolderSyncState.objects.filter(mailbox_settings=self.mailbox, folder=folder)
+        base = states.values_list("pass_base", flat=True).first()
+        pending = held.rows(self.mailbox, folder.value, held.State.PENDING)
+        if pending:
+            baseline = self.folder_baseline(folder)
+            ops = held.to_ops(pending, baseline)
+            linked = base if base is not None else _linked(baseline)
+            if held.is_held(self.mailbox, folder.value) or guard_trips(ops, linked, self.options):
+                held.hold(pending)
+                self.guard_message = held.message(held.held_count(self.mailbox))
+            else:
+                self.apply_stored(folder, ops, baseline, pending)
+        states.update(pass_base=None)
+
+    def apply_decisions(self, folder: FolderKind) -> None:
+        """Carry out what an administrator chose for held deletions: Confirm applies exactly
+        the held set; Restore deletes nothing."""
+        confirmed = held.rows(self.mailbox, folder.value, held.State.CONFIRMED)
+        restored = held.rows(self.mailbox, folder.value, held.State.RESTORED)
+        if not (confirmed or restored):
+            return
+        baseline = self.folder_baseline(folder)
+        ops = held.to_ops(confirmed, baseline) + held.restore_ops(restored, baseline)
+        self.apply_stored(folder, ops, baseline, [*confirmed, *restored])
+
+    def apply_stored(
+        self,
+        folder: FolderKind,
+        ops: list[o.Op],
+        baseline: dict[PsaKey, Link],
+        rows: list[Any],
+    ) -> None:
+        written = ExchangeWriter(self, folder).write(ops)
+        self.commit(folder, None, o.Plan(tuple(ops)), written, baseline, settled=rows)
 
 
 def _in(key: PsaKey, folder: FolderKind) -> bool:
     return folder_of(key.kind) is folder
 
 
-def _guard_message(result: o.Plan) -> str:
-    return (
-        f"Stopped before deleting {len(result.withheld)} synced items: one side looks "
-        "suddenly empty. Check the mailbox and the server settings."
-    )
+@dataclass(frozen=True)
+class _Pending:
+    """A page's destructive ops, kept until its pass ends; ``linked``: the folder's synced
+    items before the page (the guard's base if the pass begins with it)."""
+
+    ops: tuple[o.Op, ...]
+    titles: dict[PsaKey, str]
+    linked: int
+
+
+def _linked(baseline: dict[PsaKey, Link]) -> int:
+    return sum(1 for link in baseline.values() if link.state is LinkState.LINKED)
+
+
+def _failed(row: Any, failed: set[PsaKey]) -> bool:
+    return any(key.kind.value == row.kind and key.psa_id == row.psa_id for key in failed)
+
+
+def _titles(ops: tuple[o.Op, ...], psa: dict[PsaKey, Any], view: ExchangeView) -> dict[PsaKey, str]:
+    """A title per destructive op, for the administrator: the PSA item's, else its Exchange
+    copy's (when this read saw it), else the key."""
+    by_id = {item.exchange_id: item for item in view.items}
+    titles: dict[PsaKey, str] = {}
+    for op in ops:
+        key = held.key_of(op)
+        exchange_id = getattr(op, "exchange_id", "") or getattr(
+            getattr(op, "link", None), "exchange_id", ""
+        )
+        record = psa[key].record if key in psa else getattr(by_id.get(exchange_id), "record", None)
+        titles[key] = _title(record) or str(key)
+    return titles
+
+
+def _title(record: Any) -> str:
+    if isinstance(record, CalendarRecord):
+        return record.subject
+    names = [getattr(record, name, "") for name in ("given_name", "surname")]
+    return " ".join(n for n in names if n)

@@ -36,8 +36,9 @@ def record_run(
     message: str = "",
     guard_tripped: bool = False,
 ) -> None:
-    """A run's end: ``ok`` when it completed (``message`` empty), ``failing`` when the guard
-    held deletions or the backend failed transiently, ``disabled`` for a permanent failure.
+    """A run's end: ``ok`` when it completed (``message`` empty), ``held`` while the guard
+    holds deletions, ``failing`` when the backend failed transiently, ``disabled`` for a
+    permanent failure.
 
     Fenced: a worker that lost its lease (``token``) writes nothing. Also keeps the operations'
     bookkeeping: the error kind, the count of consecutive failed runs (the dispatcher's
@@ -49,11 +50,16 @@ def record_run(
         values = {"status": Status.OK, "last_error": "", "last_error_kind": ""}
         values |= {"last_success_at": timezone.now(), "consecutive_failures": 0}
         values["failing_since"] = None
+    elif error is None:
+        # Held deletions wait for an administrator; everything else syncs on, so this is no
+        # failure for the back-off (docs/sync-rules.md, "Mass-delete guard").
+        values = {"status": Status.HELD, "last_error": message}
+        values |= {"last_error_kind": GuardTripped.kind, "consecutive_failures": 0}
+        values |= {"last_success_at": timezone.now(), "failing_since": None}
     else:
-        permanent = error is not None and error.permanent
-        kind = error.kind if error is not None else GuardTripped.kind
+        permanent = error.permanent
         status = Status.DISABLED if permanent else Status.FAILING
-        values = {"status": status, "last_error": message, "last_error_kind": kind}
+        values = {"status": status, "last_error": message, "last_error_kind": error.kind}
         values["consecutive_failures"] = F("consecutive_failures") + 1
         values["failing_since"] = Coalesce(F("failing_since"), Value(started))
     mine.update(**values)

@@ -29,7 +29,12 @@ from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from exchange_ext.sync.digest import digest_record
-from exchange_ext.sync.mapping import exchange_details, import_record, is_importable
+from exchange_ext.sync.mapping import (
+    exchange_details,
+    import_record,
+    is_importable,
+    storable_times,
+)
 from exchange_ext.sync.ops import (
     DESTRUCTIVE,
     CreateInExchange,
@@ -109,14 +114,27 @@ def guard_mass_delete(
     """
     ops = tuple(ops)
     linked = sum(1 for link in baseline.values() if link.state is LinkState.LINKED)
-    exchange_losses = sum(isinstance(op, DeleteInExchange | Unlink) for op in ops)
-    psa_losses = sum(isinstance(op, DeletePsa | MarkExchangeDeleted) for op in ops)
-    limit = max(options.guard_min_items, options.guard_ratio * linked)
-    if options.guard_overridden or max(exchange_losses, psa_losses) <= limit:
+    if options.guard_overridden or not guard_trips(ops, linked, options):
         return Plan(ops)
     kept = tuple(op for op in ops if not isinstance(op, DESTRUCTIVE))
     withheld = tuple(op for op in ops if isinstance(op, DESTRUCTIVE))
     return Plan(kept, guard_tripped=True, withheld=withheld)
+
+
+def losses(ops: Iterable[Op]) -> tuple[int, int]:
+    """(Exchange-side, PSA-side) losses among ``ops``: deletes and unlinks in Exchange; PSA
+    deletes and Exchange copies found gone."""
+    ops = tuple(ops)
+    exchange_losses = sum(isinstance(op, DeleteInExchange | Unlink) for op in ops)
+    psa_losses = sum(isinstance(op, DeletePsa | MarkExchangeDeleted) for op in ops)
+    return exchange_losses, psa_losses
+
+
+def guard_trips(ops: Iterable[Op], linked: int, options: SyncOptions) -> bool:
+    """Whether ``ops`` would lose too many of ``linked`` synced items on one side: more than
+    both ``guard_min_items`` and ``guard_ratio`` × ``linked``."""
+    limit = max(options.guard_min_items, options.guard_ratio * linked)
+    return max(losses(ops)) > limit
 
 
 # What became of a link's Exchange item: the item as read now, "gone", or UNCHANGED (None:
@@ -599,12 +617,15 @@ class _Merge:
 
 
 def _as_psa(current: ExchangeItem | None, link: Link, options: SyncOptions) -> Record | None:
-    """The Exchange item's content in PSA terms (imports are mapped per the import mode)."""
+    """The Exchange item's content in PSA terms (imports are mapped per the import mode), as
+    the PSA can store it (docs/sync-rules.md, "Items the PSA cannot store as they are")."""
     if current is None:
         return None
-    if link.origin is Side.EXCHANGE and isinstance(current.record, CalendarRecord):
+    if not isinstance(current.record, CalendarRecord):
+        return current.record
+    if link.origin is Side.EXCHANGE:
         return import_record(current, options)
-    return current.record
+    return storable_times(current.record, link.key.kind)
 
 
 def _names(groups: frozenset[FieldGroup]) -> str:

@@ -505,7 +505,7 @@ def test_the_mass_delete_guard_stops_and_applies_nothing_destructive(tech, backe
     assert run.outcome == SyncRun.Outcome.GUARD_TRIPPED
     assert len(in_exchange(backend, tech)) == 30
     settings = MailboxSettings.objects.get(pk=tech.pk)
-    assert settings.status == "failing" and "Stopped before deleting 30" in settings.last_error
+    assert settings.status == "held" and "Held 30 deletions" in settings.last_error
 
 
 @pytest.mark.parametrize(
