@@ -9,7 +9,7 @@ from __future__ import annotations
 from django.urls import path
 from django.views.generic import RedirectView
 
-from exchange_ext.web import views
+from exchange_ext.web import held_views, views
 
 app_name = "exchange_ext"
 urlpatterns = [
@@ -28,5 +28,15 @@ urlpatterns = [
         "resources/<int:resource_id>/sync/",
         views.resource_settings_sync,
         name="resource_settings_sync",
+    ),
+    path(
+        "resources/<int:resource_id>/held/confirm/",
+        held_views.confirm_deletions,
+        name="confirm_deletions",
+    ),
+    path(
+        "resources/<int:resource_id>/held/restore/",
+        held_views.restore_deletions,
+        name="restore_deletions",
     ),
 ]

@@ -21,6 +21,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
+from exchange_ext.engine import held
 from exchange_ext.engine import status as mailbox_status
 from exchange_ext.engine.runs import recent_runs
 from exchange_ext.jobs import dispatcher
@@ -344,6 +345,7 @@ def _render_settings(
         "admin_tabs": ADMIN_TABS,
         "active_tab": "exchange",
         "sync_runs": recent_runs(form.instance),
+        "held": held.summary(form.instance) if form.instance.pk else None,
         "viewer_zone": _viewer_zone(request),
     }
     return render(request, "exchange_ext/mailbox_settings.html", context, status=status)
