@@ -107,6 +107,8 @@ def make_environment(args: argparse.Namespace, workdir: Path) -> Environment:
         "DJANGO_SECRET_KEY": secrets.token_urlsafe(40),
         "EXCHANGE_SECRET_KEYS": Fernet.generate_key().decode(),
         "EXCHANGE_RETRY_BUDGET_SECONDS": "30",
+        # The sandbox is on loopback, which the product refuses unless listed.
+        "EXCHANGE_ALLOWED_NETWORKS": "127.0.0.0/8,::1/128",
     }
     return env
 
@@ -173,6 +175,7 @@ class SandboxProcess:
         info = json.loads(line)
         self.port: int = info["port"]
         self.ca_file: str = info["ca_file"]
+        self.token: str = info["token"]  # the control API's X-Sandbox-Token
         self.control = f"https://localhost:{self.port}/_sandbox"
         self.context = ssl.create_default_context(cafile=self.ca_file)
 
@@ -180,7 +183,7 @@ class SandboxProcess:
         body = json.dumps(data).encode() if data is not None else None
         request = urllib.request.Request(
             self.control + path, data=body, method=method,
-            headers={"Content-Type": "application/json"},
+            headers={"Content-Type": "application/json", "X-Sandbox-Token": self.token},
         )  # fmt: skip
         with urllib.request.urlopen(request, context=self.context, timeout=30) as response:
             return json.loads(response.read() or b"null")
@@ -197,7 +200,9 @@ class SandboxProcess:
 
 
 def sandbox_child(workdir: Path) -> int:
-    """In the child: start the sandbox (validation off), print its port and CA, wait."""
+    """In the child: start the sandbox (validation off), print its port, CA and token, wait.
+
+    The token goes to the parent over the stdout pipe only (no file, no command line)."""
     import django
 
     django.setup()
@@ -212,7 +217,8 @@ def sandbox_child(workdir: Path) -> int:
         stop["now"] = True
 
     signal.signal(signal.SIGTERM, stopping)
-    print(json.dumps({"port": handle.port, "ca_file": str(handle.ca_file)}), flush=True)
+    info = {"port": handle.port, "ca_file": str(handle.ca_file), "token": handle.control_token}
+    print(json.dumps(info), flush=True)
     try:
         deadline = time.monotonic() + 3600
         while not stop["now"] and time.monotonic() < deadline:

@@ -40,6 +40,10 @@ STATUS_FIELDS = (
     "lease_token",
     "lease_holder",
     "lease_expires_at",
+    # A removal request is made on the resource's page, which turns the sync off first.
+    "removal_kinds",
+    "removal_requested_at",
+    "removal_queued_at",
 )
 
 

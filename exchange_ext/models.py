@@ -13,6 +13,7 @@ from typing import Any
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
+from django.utils.translation import gettext_lazy as _
 
 from exchange_ext.secrets import EncryptedSecretField
 from psa.resources.models import Resource
@@ -155,6 +156,13 @@ class MailboxSettings(models.Model):
         blank=True,
         help_text="Set when the resource is enabled; only an administrator changes it.",
     )
+    # The address the sync used before an administrator changed it, until a run has moved the
+    # items to the new one (docs/sync-rules.md, "Mailbox moves"; exchange_ext/engine/moves.py).
+    previous_mailbox = models.EmailField(
+        "Previous mailbox address",
+        blank=True,
+        help_text="Set when the address changes; cleared once the next run moved the items.",
+    )
     username = models.CharField(max_length=255, blank=True)
     password = EncryptedSecretField(blank=True)
     export_appointments = models.BooleanField("Sync PSA appointments to Exchange", default=True)
@@ -206,6 +214,22 @@ class MailboxSettings(models.Model):
     lease_holder = models.CharField(max_length=100, blank=True)
     lease_expires_at = models.DateTimeField(null=True, blank=True)
 
+    # "Remove synced items" (docs/sync-rules.md, "Removing synced items"): the item kinds an
+    # administrator asked to remove from the mailbox, until a removal run has served them.
+    removal_kinds = models.CharField(
+        _("Item types to remove"),
+        max_length=100,
+        blank=True,
+        help_text=_("Item types waiting for Remove synced items, comma-separated."),
+    )
+    removal_requested_at = models.DateTimeField(_("Removal requested"), null=True, blank=True)
+    removal_queued_at = models.DateTimeField(
+        _("Removal queued"),
+        null=True,
+        blank=True,
+        help_text=_("A removal task is queued (at most one until it starts)."),
+    )
+
     class Meta:
         verbose_name = "mailbox settings"
         verbose_name_plural = "mailbox settings"
@@ -230,13 +254,47 @@ class MailboxSettings(models.Model):
     def save(self, *args: Any, **kwargs: Any) -> None:
         """Stores the address lower-cased; an enabled row without one takes the resource's
         PSA email now, as enabling on the Resources tab does (a later change of that email
-        never moves the sync)."""
+        never moves the sync). A changed address the sync has used is a mailbox move: the old
+        one is kept in ``previous_mailbox`` until a run has moved the items."""
         self.mailbox = self.mailbox.strip().lower()
+        update_fields = kwargs.get("update_fields")
         if self.sync_enabled and not self.mailbox and self.resource_id:
             self.mailbox = self.resource.email.strip().lower()
-            if kwargs.get("update_fields") is not None:
-                kwargs["update_fields"] = {*kwargs["update_fields"], "mailbox"}
+            if update_fields is not None:
+                kwargs["update_fields"] = update_fields = {*update_fields, "mailbox"}
+        saves_mailbox = update_fields is None or "mailbox" in update_fields
+        if saves_mailbox and self._note_move() and update_fields is not None:
+            kwargs["update_fields"] = {*update_fields, "previous_mailbox"}
         super().save(*args, **kwargs)
+        self._loaded_mailbox = self.mailbox
+
+    @classmethod
+    def from_db(cls, db: Any, field_names: Any, values: Any) -> MailboxSettings:
+        instance = super().from_db(db, field_names, values)
+        instance._loaded_mailbox = instance.__dict__.get("mailbox", "")  # deferred: unknown
+        return instance
+
+    def _note_move(self) -> bool:
+        """Record a change of the address the sync uses; whether ``previous_mailbox`` changed.
+
+        The oldest unmoved address is kept (A → B → C before any run: the items are in A); a
+        move back to it cancels the move. An address nothing was synced with yet (no link, no
+        sync state: a typo corrected before the first run) moves nothing.
+        """
+        loaded = getattr(self, "_loaded_mailbox", "")
+        if not loaded or loaded == self.mailbox:
+            return False
+        before = self.previous_mailbox
+        if not before and (self.links.exists() or self.folder_states.exists()):
+            self.previous_mailbox = loaded
+        if self.previous_mailbox == self.mailbox:
+            self.previous_mailbox = ""
+        return self.previous_mailbox != before
+
+    @property
+    def move_pending(self) -> bool:
+        """Whether the items still have to move from ``previous_mailbox`` to ``mailbox``."""
+        return bool(self.previous_mailbox) and self.previous_mailbox != self.mailbox
 
     @property
     def effective_mailbox(self) -> str:
@@ -265,6 +323,10 @@ class FolderSyncState(models.Model):
     # The mass-delete guard's base: the folder's synced items when the current pass of the
     # change feed began (null between passes). docs/sync-rules.md, "Mass-delete guard".
     pass_base = models.PositiveIntegerField(null=True, blank=True)
+    # When the folder's latest full read began: a resync requested before then is served by
+    # it (resumed, when a budget split it across runs) instead of starting over.
+    # docs/sync-rules.md, "Scheduling, leases and budgets".
+    full_read_since = models.DateTimeField(null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
@@ -276,6 +338,32 @@ class FolderSyncState(models.Model):
 
     def __str__(self) -> str:
         return f"{self.mailbox_settings_id}/{self.folder}"
+
+
+class FullReadSeen(models.Model):
+    """An Exchange id a full read in progress has listed (one row per id, per mailbox folder).
+
+    A full read split across runs plans each page as it comes; "absent from the full read
+    means gone" is decided when its last page is read, against these rows, which are then
+    dropped (docs/sync-rules.md, "Scheduling, leases and budgets").
+    """
+
+    mailbox_settings = models.ForeignKey(
+        MailboxSettings, on_delete=models.CASCADE, related_name="full_read_seen"
+    )
+    folder = models.CharField(max_length=50)
+    exchange_id = models.CharField(max_length=512)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["mailbox_settings", "folder", "exchange_id"],
+                name="full_read_seen_unique",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.mailbox_settings_id}/{self.folder}: {self.exchange_id}"
 
 
 class HeldDeletion(models.Model):
@@ -358,6 +446,11 @@ class ItemLink(models.Model):
     state = models.CharField(max_length=20, choices=State.choices, default=State.LINKED)
     exchange_start = models.DateTimeField(null=True, blank=True)
     is_organizer = models.BooleanField(default=True)
+    # The Exchange item's identity whatever its id (docs/sync-rules.md, "Re-identification"):
+    # its iCalendar UID (a series' for an occurrence) and an occurrence's original start.
+    # An imported item's row with an empty exchange_id awaits being found again by it.
+    ical_uid = models.CharField(max_length=1024, blank=True)
+    original_start = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -467,6 +560,7 @@ class SyncRun(models.Model):
         MANUAL = "manual", "Manual"
         SCHEDULED = "scheduled", "Scheduled"
         SYNC_NOW = "sync_now", "Sync now"
+        REMOVAL = "removal", _("Remove synced items")
 
     # Null: a run of the installation-wide public contacts folder job.
     mailbox_settings = models.ForeignKey(

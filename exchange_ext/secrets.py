@@ -2,7 +2,9 @@
 
 A :class:`Secret` prints as ``'********'`` in ``str``, ``repr``, f-strings, logs, tracebacks
 and templates; code that really needs the value calls :meth:`Secret.reveal`. The database
-column holds only the Fernet token.
+column holds only the Fernet token. Every value a Secret holds is also given to
+:func:`psa.log_redaction.remember_secret`, so that no log line shows it even when a library
+logs it (a request body, a header, an error message).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from typing import Any
 from django.db import models
 
 from exchange_ext import crypto
+from psa.log_redaction import remember_secret
 
 MASK = "********"
 
@@ -23,6 +26,7 @@ class Secret:
 
     def __init__(self, value: str) -> None:
         self._value = value
+        remember_secret(value)
 
     def reveal(self) -> str:
         return self._value

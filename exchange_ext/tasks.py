@@ -1,10 +1,17 @@
 """django-q2 entry points. Module-level functions with stable dotted names, taking ids only.
 
 - ``exchange_ext.tasks.dispatch`` — the ``exchange-sync-due`` schedule (every minute): queues
-  the due mailboxes, then sends the notifications their statuses call for.
+  the due mailboxes, marks those with no sync for too long (the watchdog), then sends the
+  notifications their statuses call for.
+- ``exchange_ext.tasks.watchdog`` — the ``exchange-watchdog`` schedule (every five minutes)
+  and ``manage.py exchange_watchdog`` (cron, outside the cluster): the watchdog on its own
+  (:mod:`exchange_ext.jobs.watchdog`).
 - ``exchange_ext.tasks.sync_mailbox(mailbox_settings_id, trigger)`` — one sync run.
 - ``exchange_ext.tasks.sync_public_folder(trigger)`` — one run of the public contacts folder
   job (queued by the dispatcher once per interval when the option is on).
+- ``exchange_ext.tasks.remove_synced_items(mailbox_settings_id)`` — serve the mailbox's
+  pending "Remove synced items" request (queued by the confirmation, and again by the
+  dispatcher while a sync holds the mailbox).
 
 Timing contract (checked at start-up, :mod:`exchange_ext.checks`): a run stops between pages
 at its *budget*; one backend call may still wait up to the backend's retry budget; the task
@@ -18,13 +25,16 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
+from collections.abc import Callable
+from typing import TypeVar
 
 from django.conf import settings
 from django.utils import timezone
 
 from exchange_ext import engine
-from exchange_ext.engine import public_folder
-from exchange_ext.jobs import dispatcher, notifications
+from exchange_ext.engine import public_folder, removal
+from exchange_ext.jobs import dispatcher, notifications, removals
+from exchange_ext.jobs import watchdog as sync_watchdog
 from exchange_ext.models import MailboxSettings, SyncRun
 
 logger = logging.getLogger(__name__)
@@ -85,18 +95,67 @@ def sync_public_folder(trigger: str = SyncRun.Trigger.SCHEDULED) -> str:
     return f"public contacts folder: {run.outcome} {run.error}".strip()
 
 
-def dispatch() -> str:
-    """The every-minute schedule: queue due syncs, then evaluate notifications.
+def remove_synced_items(mailbox_settings_id: int) -> str:
+    """Serve the mailbox's pending removal request once (same timing contract as a sync);
+    a run stopped by its budget queues the rest at once. Nothing requested: a no-op."""
+    started = timezone.now()
+    removals.mark_started(mailbox_settings_id, started)
+    if not MailboxSettings.objects.filter(pk=mailbox_settings_id).exists():
+        return f"mailbox settings {mailbox_settings_id} no longer exist"
+    close_abandoned_runs(mailbox_settings_id, started)
+    run = removal.run_removal(
+        mailbox_settings_id, budget_seconds=sync_budget_seconds(), lease_seconds=lease_seconds()
+    )
+    if run is None:
+        return f"mailbox {mailbox_settings_id}: no removal requested"
+    still_pending = MailboxSettings.objects.filter(
+        pk=mailbox_settings_id, removal_requested_at__isnull=False
+    ).exists()
+    if still_pending and run.outcome != SyncRun.Outcome.SKIPPED:
+        removals.enqueue_removal(mailbox_settings_id)  # the budget ran out: continue now
+    return f"mailbox {mailbox_settings_id} removal: {run.outcome} {run.error}".strip()
 
-    A failing email never stops the queuing (it ran first) nor fails the schedule.
+
+def dispatch() -> str:
+    """The every-minute schedule: queue due syncs and pending removals, then evaluate
+    notifications.
+
+    A failing email never stops the queuing (it ran first) nor fails the schedule; a failing
+    queuing never stops the watchdog and the alerts about what it leaves undone (each step is
+    guarded on its own).
     """
-    queued = dispatcher.queue_due()
-    try:
-        sent = notifications.evaluate()
-    except Exception:  # the mail server or a template: log it, sync goes on
-        logger.exception("exchange notifications could not be evaluated")
-        sent = []
+    queued = _guarded("queuing", dispatcher.queue_due, [])
+    _guarded("removals", removals.queue_pending_removals, [])
+    _guarded("watchdog", lambda: sync_watchdog.mark_overdue(timezone.now()), 0)
+    sent = _guarded("notifications", notifications.evaluate, [])
     return f"queued {len(queued)} syncs; {len(sent)} notification emails"
+
+
+def watchdog(now: dt.datetime | None = None) -> str:
+    """The ``exchange-watchdog`` schedule and ``manage.py exchange_watchdog``: put back lost
+    schedules, mark overdue mailboxes and, while the dispatcher does not fire (a cluster that
+    does not run, a schedule that was lost), send the alerts the dispatcher would have sent.
+
+    ``now``: the clock (tests time-travel it). Never raises: each step is guarded on its own.
+    """
+    now = now or timezone.now()
+    restored = _guarded("schedules", sync_watchdog.restore_schedules, False)
+    overdue = _guarded("watchdog", lambda: sync_watchdog.mark_overdue(now), 0)
+    stalled = _guarded("watchdog", lambda: sync_watchdog.dispatcher_stalled(now), "")
+    sent = _guarded("notifications", lambda: notifications.evaluate(now), []) if stalled else []
+    notes = ["schedules restored"] * restored + [stalled] * bool(stalled)
+    return "; ".join([f"{overdue} mailboxes overdue", f"{len(sent)} notification emails", *notes])
+
+
+_T = TypeVar("_T")
+
+
+def _guarded(step: str, call: Callable[[], _T], fallback: _T) -> _T:
+    try:
+        return call()
+    except Exception:  # logged with its traceback; the other steps still run
+        logger.exception("exchange %s step failed", step)
+        return fallback
 
 
 # --- the timing contract --------------------------------------------------------------------

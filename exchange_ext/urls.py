@@ -9,7 +9,7 @@ from __future__ import annotations
 from django.urls import path
 from django.views.generic import RedirectView
 
-from exchange_ext.web import held_views, views
+from exchange_ext.web import held_views, removal, views
 
 app_name = "exchange_ext"
 urlpatterns = [
@@ -38,5 +38,10 @@ urlpatterns = [
         "resources/<int:resource_id>/held/restore/",
         held_views.restore_deletions,
         name="restore_deletions",
+    ),
+    path(
+        "resources/<int:resource_id>/remove/",
+        removal.remove_synced_items,
+        name="remove_synced_items",
     ),
 ]

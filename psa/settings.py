@@ -7,12 +7,21 @@ console email, DEBUG on. Production sets ``DJANGO_SECRET_KEY``, ``DJANGO_DEBUG=f
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from psa.environment import env_bool, env_int, env_list, env_str
+from psa.environment import (
+    env_bool,
+    env_header_value,
+    env_int,
+    env_list,
+    env_meta_key,
+    env_networks,
+    env_str,
+)
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("PSA_VAR_DIR", str(BASE_DIR / "var")))
@@ -35,6 +44,7 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "axes",
     "django_q",
     "psa.audit",
     "psa.resources",
@@ -53,6 +63,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes requires: it turns a locked-out login into the lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "psa.urls"
@@ -100,6 +112,11 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+# django-axes first: it refuses a locked-out login before any password is checked.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "calendar"
 LOGOUT_REDIRECT_URL = "login"
@@ -118,6 +135,33 @@ SESSION_COOKIE_SECURE = not DEBUG
 CSRF_COOKIE_SECURE = not DEBUG
 X_FRAME_OPTIONS = "DENY"
 
+# Production HTTPS (README, "Production deployment"); `check --deploy` passes with the defaults.
+SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT", not DEBUG)
+# A load balancer's health check speaks plain HTTP to the server and must not get a redirect.
+SECURE_REDIRECT_EXEMPT = [r"^healthz/?$"]
+SECURE_PROXY_SSL_HEADER = env_header_value("DJANGO_SECURE_PROXY_SSL_HEADER")
+SECURE_HSTS_SECONDS = env_int("DJANGO_SECURE_HSTS_SECONDS", 0 if DEBUG else 31536000)
+# The PSA's own host name and the names below it; the parent domain is not affected.
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", True)
+# Preloading commits the whole registrable domain to HTTPS in every browser, for months, and is
+# the domain owner's decision, not the application's: off unless asked for, and its reminder
+# (security.W021) silenced. Every other deployment check stays on.
+SECURE_HSTS_PRELOAD = env_bool("DJANGO_SECURE_HSTS_PRELOAD", False)
+SILENCED_SYSTEM_CHECKS = ["security.W021"]
+
+# Login throttling (django-axes): a login (user name) from one client address is locked for
+# AXES_COOLOFF_TIME after AXES_FAILURE_LIMIT wrong passwords; administrators see and lift locks
+# in the Django admin ("Access attempts") or with `manage.py axes_reset`.
+AXES_FAILURE_LIMIT = 10
+AXES_COOLOFF_TIME = timedelta(minutes=15)
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+# Behind a proxy, the request.META key of the header carrying the client's address (e.g.
+# HTTP_X_FORWARDED_FOR). Unset: the connection's own address; a header is never trusted blindly.
+CLIENT_IP_HEADER = env_meta_key("DJANGO_CLIENT_IP_HEADER")
+AXES_CLIENT_IP_CALLABLE = "psa.client_address.client_address"
+
 # Email: console by default; Django's standard variables configure SMTP in production.
 EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
 EMAIL_HOST = env_str("EMAIL_HOST", "localhost")
@@ -130,6 +174,11 @@ DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "PSA <psa@localhost>")
 
 # Deep links ("Open in PSA") in items exported to Exchange.
 PSA_BASE_URL = env_str("PSA_BASE_URL", "http://127.0.0.1:8000").rstrip("/")
+
+# Networks the Exchange server's (and Graph's) host names may resolve into although they are
+# loopback, link-local, unspecified or multicast (README, "Where the extension connects").
+# Empty by default; the demo and the tests list loopback for the local sandbox.
+EXCHANGE_ALLOWED_NETWORKS = env_networks("EXCHANGE_ALLOWED_NETWORKS")
 
 # django-q2: ORM broker by default; REDIS_URL switches to Redis with no code change.
 # catch_up=False on schedules (set where schedules are created) keeps a stopped cluster from
@@ -153,14 +202,27 @@ if REDIS_URL:
 else:
     Q_CLUSTER["orm"] = "default"
 
+# No secret in any log line (SPEC §8; psa/log_redaction.py): every handler redacts what it
+# writes, whichever library logged it. Django's own loggers get no handlers of their own (theirs
+# would not redact): their records reach the root's. The chattiest libraries stay above DEBUG
+# whatever LOG_LEVEL says (they log tokens, secrets, Authorization headers and whole bodies).
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "filters": {"redact_secrets": {"()": "psa.log_redaction.RedactSecrets"}},
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "filters": ["redact_secrets"]},
+    },
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
     "loggers": {
-        # exchangelib logs Authorization headers and whole bodies at DEBUG: never below INFO.
+        "django": {"level": "INFO"},
         "exchangelib": {"level": "INFO"},
+        "requests_oauthlib": {"level": "INFO"},
+        "oauthlib": {"level": "INFO"},
+        "msal": {"level": "INFO"},
+        "urllib3": {"level": "INFO"},
         "django.db.backends": {"level": "INFO"},
+        # django-axes: failures and lockouts are warnings; its per-attempt chatter is INFO.
+        "axes": {"level": "WARNING"},
     },
 }

@@ -3,14 +3,30 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 
 import pytest
 from cryptography.fernet import Fernet
+from django.test import override_settings
 
+from psa.environment import env_networks
 from tests import clock
 
 # pytest-django runs with DEBUG=False, where secrets need explicit keys (as in production).
 os.environ.setdefault("EXCHANGE_SECRET_KEYS", Fernet.generate_key().decode())
+
+# The sandbox listens on 127.0.0.1, and the product refuses loopback addresses unless
+# EXCHANGE_ALLOWED_NETWORKS lists them (exchange_ext/backends/addresses.py). Set here for the
+# processes tests start; this process read its settings before this file, hence the override.
+SANDBOX_NETWORKS = "127.0.0.0/8,::1/128"
+os.environ.setdefault("EXCHANGE_ALLOWED_NETWORKS", SANDBOX_NETWORKS)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _sandbox_loopback_is_allowed() -> Iterator[None]:
+    networks = env_networks("EXCHANGE_ALLOWED_NETWORKS")
+    with override_settings(EXCHANGE_ALLOWED_NETWORKS=networks):
+        yield
 
 
 @pytest.fixture(autouse=True)

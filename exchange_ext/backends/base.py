@@ -62,6 +62,9 @@ class BackendError(Exception):
       are saved again; docs/sync-rules.md, "Errors");
     - ``outage``: the error is the server being unreachable (one outage email for all).
 
+    The credentials every mailbox shares being refused is a kind of its own,
+    :class:`SharedCredentialsRefused`: every mailbox using them stops at once.
+
     ``message`` is the server's own text when there is one (else ``kind``); ``detail`` is that
     text only.
     """
@@ -113,6 +116,39 @@ class AuthFailed(BackendError):
     permanent = True
 
 
+class SharedCredentialsRefused(AuthFailed):
+    """The server refused the sync account that every mailbox uses (EWS with "use these
+    credentials for all users"): not this mailbox's problem but everyone's.
+
+    Retrying it per mailbox would only lock the account out in the directory, so every mailbox
+    using it stops at once until the General tab is saved (docs/sync-rules.md, "Statuses").
+    Impersonation refused for one mailbox is :class:`ImpersonationDenied`, not this.
+    """
+
+    kind = "SharedCredentialsRefused"
+    plain = "The sync account's password was refused by Exchange."
+    alert = "The sync account's credentials were refused."
+    hint = "An administrator updates it on the General tab."
+
+    def stop_message(self) -> str:
+        """What every stopped mailbox shows: what went wrong and who fixes it where."""
+        return f"{self.plain} {self.hint}"
+
+
+class AppCredentialsRefused(SharedCredentialsRefused):
+    """The sign-in service refused the app registration every mailbox uses (Graph, app-only
+    EWS): a wrong or expired client secret or certificate, an unknown client id or tenant, or
+    a token Microsoft no longer accepts."""
+
+    kind = "AppCredentialsRefused"
+    alert = "The sync app's credentials were refused."
+    plain = (
+        "Microsoft's sign-in service refused the sync app's credentials (tenant, client ID, "
+        "client secret or certificate)."
+    )
+    hint = "An administrator updates them on the General tab."
+
+
 class MailboxNotFound(BackendError):
     """The mailbox does not exist or has no Exchange mailbox."""
 
@@ -162,6 +198,73 @@ class Unavailable(BackendError):
     outage = True
 
 
+class ItemUnreadable(Unavailable):
+    """Exchange answered, but could not read one of the items a read asked for (any per-item
+    error but "not found"). The read fails without moving the sync state; the next run reads
+    the item again. Never a deletion (docs/sync-rules.md, "Deletes")."""
+
+    kind = "ItemUnreadable"
+    plain = "Exchange could not read an item; the next run reads it again and deletes nothing."
+    alert = "Exchange could not read an item of this mailbox."
+    hint = (
+        "If this lasts, open the mailbox in Outlook and check the item named in the log; "
+        "Exchange may report it as corrupt."
+    )
+    outage = False
+
+
+class AddressRefused(BackendError):
+    """The server's name resolves to an address the extension never connects to.
+
+    Loopback, link-local (cloud metadata at 169.254.169.254 included), unspecified and
+    multicast addresses are refused unless ``EXCHANGE_ALLOWED_NETWORKS`` lists them; checked on
+    every new connection (:mod:`exchange_ext.backends.addresses`). The message names the host
+    name, the address and why; ``host`` is the name refused.
+    """
+
+    kind = "AddressRefused"
+    plain = "The Exchange server's address is refused."
+    alert = "The Exchange server's address resolves to a network the PSA does not connect to."
+    hint = (
+        "Check the server address on the General tab. If the server really is at that "
+        "address, the operator lists its network in EXCHANGE_ALLOWED_NETWORKS."
+    )
+    permanent = True
+
+    def __init__(self, message: str = "", *, host: str = "") -> None:
+        super().__init__(message)
+        self.host = host
+
+
+class ResponseTooLarge(Unavailable):
+    """A response larger or more deeply nested than the backend reads (SPEC §8: "bounded in
+    size and depth"): too many bytes on the wire, too many once gzip/deflate decoded (reading
+    stops at the limit, so a compression bomb never inflates in memory), or XML/JSON nested
+    past the depth limit (:mod:`exchange_ext.backends.limits`).
+
+    Like every :class:`Unavailable`, the call fails whole (no page, no sync state built from
+    the response) and the next run retries; unlike it, it is not an outage of the server.
+    ``read_bytes`` is how many decoded bytes had been read when reading stopped (0 when the
+    response was refused before reading, or for a depth failure).
+    """
+
+    kind = "ResponseTooLarge"
+    plain = (
+        "The Exchange server sent a response too large or too deeply nested to read safely; "
+        "nothing was changed and the next run retries."
+    )
+    alert = "The Exchange server keeps sending responses too large or too deeply nested to read."
+    hint = (
+        "Look in the mailbox for unusually large items (huge bodies) and check that nothing "
+        "between the PSA server and Exchange (a proxy) alters the responses."
+    )
+    outage = False
+
+    def __init__(self, message: str = "", *, read_bytes: int = 0) -> None:
+        super().__init__(message)
+        self.read_bytes = read_bytes
+
+
 class GuardTripped(BackendError):
     """The mass-delete guard stopped a run before it deleted many items at once.
 
@@ -171,6 +274,44 @@ class GuardTripped(BackendError):
     kind = "GuardTripped"
     alert = "The sync stopped before deleting many items at once."
     hint = "Check the mailbox in Exchange: the sync stopped before deleting items."
+
+
+class UnexpectedError(BackendError):
+    """A run stopped by something no backend reported: a bug, a database error, the worker's
+    timeout. Never raised: the runner records it (docs/sync-rules.md, "Errors") with the
+    exception's type only; its message and traceback go to the server log, never to a page
+    or an email."""
+
+    kind = "UnexpectedError"
+    plain = "An unexpected error stopped the sync."
+    alert = plain
+    hint = (
+        "The next run retries. If it keeps failing, the server log has the details for "
+        "whoever runs the PSA server."
+    )
+
+    @classmethod
+    def for_exception(cls, error: BaseException) -> UnexpectedError:
+        return cls(
+            f"An unexpected error stopped the sync: {type(error).__name__}. "
+            "The details are in the server log."
+        )
+
+    def in_plain_words(self) -> str:
+        return self.detail or self.plain
+
+
+class SyncOverdue(BackendError):
+    """No sync of the mailbox completed for six intervals (at least an hour) although nothing
+    failed: runs no longer happen (docs/sync-rules.md, "Notifications", the watchdog). Never
+    raised: the watchdog records it, with what it found, as a failing status."""
+
+    kind = "SyncOverdue"
+    alert = "No sync has completed for a long time."
+    hint = (
+        "Check that the background worker (manage.py qcluster) runs and takes tasks; the "
+        "Status tab shows the queue and the latest runs."
+    )
 
 
 class SyncStateExpired(BackendError):
@@ -421,6 +562,7 @@ class ExchangeBackend(abc.ABC):
 
 #: The errors a whole call may raise (everything else is a per-item :class:`ItemError`).
 SESSION_ERRORS: tuple[type[BackendError], ...] = (
+    AddressRefused,
     AuthFailed,
     MailboxNotFound,
     ImpersonationDenied,
@@ -431,6 +573,8 @@ SESSION_ERRORS: tuple[type[BackendError], ...] = (
 
 __all__ = [
     "SESSION_ERRORS",
+    "AddressRefused",
+    "AppCredentialsRefused",
     "AuthFailed",
     "BackendError",
     "ChangePage",
@@ -443,13 +587,18 @@ __all__ = [
     "ItemError",
     "ItemNotFound",
     "ItemRejected",
+    "ItemUnreadable",
     "MailboxNotFound",
     "MailboxSession",
     "NewItem",
     "ProbeResult",
+    "ResponseTooLarge",
+    "SharedCredentialsRefused",
+    "SyncOverdue",
     "SyncStateExpired",
     "SyncWindow",
     "Throttled",
     "Unavailable",
+    "UnexpectedError",
     "WriteResult",
 ]

@@ -2,16 +2,20 @@
 
 It keeps the contracts of :mod:`exchange_ext.backends.base` and adds what tests need around
 them: a backdoor to edit mailboxes as a user in Outlook would (:meth:`MemoryBackend.put`,
-``edit``, ``remove``, ``bump_change_key``, recurring series), fault hooks
+``edit``, ``remove``, ``bump_change_key``, recurring series and ``move_series``), to change
+what the server is (``reidentify``: another protocol's ids; ``copy_items``: a mailbox
+migrated; ``remove_mailbox``), fault hooks
 (:meth:`MemoryBackend.fail_next`, :meth:`MemoryBackend.expire_states`, ``reject_if``) and
 counters (writes per call, meeting messages — always zero, by construction).
 
 Sync states are opaque strings naming a position in a per-mailbox change log; expiring states
-bumps an epoch that every older state carries.
+bumps an epoch that every older state carries. Every calendar item has an iCalendar UID (its
+series' for an occurrence), which ``reidentify`` and ``copy_items`` keep, as Exchange does.
 """
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import itertools
 from collections.abc import Callable, Mapping, Sequence
@@ -68,6 +72,8 @@ class StoredItem:
     # An occurrence has its own change key (as a CalendarView read reports it), so editing
     # one occurrence does not make the others' keys stale.
     occurrence_keys: dict[dt.datetime, str] = field(default_factory=dict)
+    # The iCalendar UID: the same whatever id the item has (a series' occurrences share it).
+    uid: str = ""
 
     def change_key_of(self, exchange_id: str) -> str:
         original = _original_start(self, exchange_id)
@@ -79,7 +85,13 @@ class StoredItem:
         item_type = CalendarItemType.RECURRING_MASTER if self.is_master else None
         return self._item(self.exchange_id, self.record, item_type or CalendarItemType.SINGLE)
 
-    def _item(self, exchange_id: str, record: Record, item_type: CalendarItemType) -> ExchangeItem:
+    def _item(
+        self,
+        exchange_id: str,
+        record: Record,
+        item_type: CalendarItemType,
+        original_start: dt.datetime | None = None,
+    ) -> ExchangeItem:
         return ExchangeItem(
             exchange_id=exchange_id,
             change_key=self.change_key_of(exchange_id),
@@ -89,6 +101,8 @@ class StoredItem:
             has_attendees=bool(self.attendees),
             attendees=self.attendees,
             calendar_item_type=item_type,
+            ical_uid=self.uid if self.folder is FolderKind.CALENDAR else "",
+            original_start=original_start,
         )
 
     def expand(self) -> list[ExchangeItem]:
@@ -100,6 +114,7 @@ class StoredItem:
                 CalendarItemType.EXCEPTION
                 if original_start in self.modified
                 else CalendarItemType.OCCURRENCE,
+                original_start,
             )
             for original_start, record in sorted(self.occurrences.items())
             if record is not None
@@ -232,6 +247,9 @@ class MemoryBackend(ExchangeBackend):
     def new_change_key(self) -> str:
         return f"CQAAAB{next(self._counter):06d}"
 
+    def new_uid(self) -> str:
+        return f"040000008200E00074C5B7101A82E008{next(self._counter):08d}"
+
     def writes(self) -> int:
         """How many items were created, updated or deleted through sessions so far."""
         return sum(count for name, count in self.calls if name in ("create", "update", "delete"))
@@ -247,12 +265,15 @@ class MemoryBackend(ExchangeBackend):
         tag: PsaTag | str | None = None,
         is_organizer: bool = True,
         attendees: tuple[str, ...] = (),
+        uid: str | None = None,
     ) -> str:
-        """Create an item as a user would (or as a foreign tool, with its own tag)."""
+        """Create an item as a user would (or as a foreign tool, with its own tag); ``uid``:
+        its iCalendar UID (default: a new one, as Exchange gives every calendar item)."""
         stored = StoredItem(
             self.new_id(), self.new_change_key(), folder, record,
             str(tag) if tag is not None else None, is_organizer, attendees,
         )  # fmt: skip
+        stored.uid = uid or self.new_uid()
         self._store(mailbox, stored)
         return stored.exchange_id
 
@@ -268,9 +289,60 @@ class MemoryBackend(ExchangeBackend):
             self.new_id(), self.new_change_key(), FolderKind.CALENDAR, record,
             is_master=True, occurrences=occurrences,
             occurrence_keys={start: self.new_change_key() for start in starts},
+            uid=self.new_uid(),
         )  # fmt: skip
         self._store(mailbox, stored)
         return stored.exchange_id
+
+    def move_series(self, mailbox: str, master_id: str, delta: dt.timedelta) -> None:
+        """The organizer moves the whole series by ``delta``: every occurrence gets a new
+        original start, hence a new occurrence id; exceptions and deletions are dropped, as
+        Exchange drops them when a series' time changes. The UID stays."""
+        box = self.mailboxes[mailbox.lower()]
+        stored = box.items[master_id]
+        template = stored.record = _shifted(stored.record, delta)
+        assert isinstance(template, CalendarRecord)
+        length = template.end - template.start
+        stored.occurrences = {
+            start + delta: replace(template, start=start + delta, end=start + delta + length)
+            for start in stored.occurrences
+        }
+        stored.modified = set()
+        stored.occurrence_keys = {start: self.new_change_key() for start in stored.occurrences}
+        stored.change_key = self.new_change_key()
+        self._log(box, stored)
+
+    def reidentify(self, mailbox: str) -> dict[str, str]:
+        """Every item of ``mailbox`` under a new id, as another protocol names it (an EWS
+        ItemId is not a Graph event id): content, UIDs and tags stay. Sync states issued so
+        far expire (the other protocol knows none of them). Returns old id → new id."""
+        box = self.mailboxes[mailbox.lower()]
+        renamed: dict[str, str] = {}
+        for old_id, stored in list(box.items.items()):
+            del box.items[old_id]
+            stored.exchange_id = renamed[old_id] = self.new_id()
+            box.items[stored.exchange_id] = stored
+            self._log(box, stored)
+        self.expire_states()
+        return renamed
+
+    def copy_items(self, source: str, target: str, *, tagged: bool = True) -> list[str]:
+        """Copy every item of ``source`` into ``target`` under new ids, UIDs kept (a mailbox
+        migrated); items tagged by a sync are copied only with ``tagged``. Returns new ids."""
+        box = self.mailboxes[source.lower()]
+        copied: list[str] = []
+        for stored in list(box.items.values()):
+            if stored.tag is not None and not tagged:
+                continue
+            twin = copy.deepcopy(stored)
+            twin.exchange_id, twin.change_key = self.new_id(), self.new_change_key()
+            self._store(target, twin)
+            copied.append(twin.exchange_id)
+        return copied
+
+    def remove_mailbox(self, address: str) -> None:
+        """The mailbox no longer exists (sessions on it raise :class:`MailboxNotFound`)."""
+        self.mailboxes.pop(address.lower(), None)
 
     def edit(self, mailbox: str, exchange_id: str, record: Record) -> None:
         """Replace an item's (or an occurrence's) content, bumping its change key."""
@@ -348,6 +420,12 @@ def _original_start(stored: StoredItem, exchange_id: str) -> dt.datetime | None:
         if occurrence_id(stored.exchange_id, original_start) == exchange_id:
             return original_start
     return None
+
+
+def _id_number(exchange_id: str) -> int:
+    """The counter in a memory item id (``AAMkAD000042`` → 42): ids grow as items are made."""
+    digits = exchange_id.removeprefix("AAMkAD")
+    return int(digits) if digits.isdigit() else 0
 
 
 class MemorySession(MailboxSession):
@@ -453,14 +531,17 @@ class MemorySession(MailboxSession):
             raise SyncStateExpired("the sync state has expired")
         return parts[2], int(parts[3]), int(parts[4])
 
-    def _full_page(self, folder: FolderKind, position: int, offset: int) -> ChangePage:
-        # A full read lists the folder as it is now; changes made meanwhile come again
-        # afterwards from ``position`` (a replay the planner absorbs).
-        items = sorted(self._in(folder), key=lambda stored: stored.exchange_id)
-        page = items[offset : offset + self.backend.page_size]
-        more = offset + len(page) < len(items)
+    def _full_page(self, folder: FolderKind, position: int, after: int) -> ChangePage:
+        # A full read lists the folder as it is now, in id order, resuming after the last id
+        # listed (``after``: its number), as a server's cursor does: items created or deleted
+        # meanwhile never make it skip one. Changes made meanwhile come again afterwards from
+        # ``position`` (a replay the planner absorbs).
+        items = sorted(self._in(folder), key=lambda stored: _id_number(stored.exchange_id))
+        rest = [stored for stored in items if _id_number(stored.exchange_id) > after]
+        page = rest[: self.backend.page_size]
+        more = len(rest) > len(page)
         new_state = (
-            self._state("full", position, offset + len(page))
+            self._state("full", position, _id_number(page[-1].exchange_id))
             if more
             else self._state("inc", position)
         )
@@ -494,6 +575,12 @@ def _current_record(stored: StoredItem, exchange_id: str) -> Record:
     record = stored.occurrences[original]
     assert record is not None
     return record
+
+
+def _shifted(record: Record, delta: dt.timedelta) -> Record:
+    if not isinstance(record, CalendarRecord):
+        return record
+    return replace(record, start=record.start + delta, end=record.end + delta)
 
 
 def _in_window(item: ExchangeItem, window: SyncWindow) -> bool:

@@ -11,20 +11,39 @@ whole process. The Graph backend's sessions pass :func:`ca_bundle_path` as ``ver
 exchangelib never passes ``verify``, so :class:`TrustedCAAdapter` sets it on every request
 exchangelib sends, once :func:`exchange_ext.backends.ews.tls.install_exchangelib_trust` has
 installed it (exchangelib is imported under ``backends/ews/`` only).
+
+The same adapter is where the address a name resolves to is checked
+(:mod:`exchange_ext.backends.addresses`): its connections resolve the host name once, refuse
+it when any answer is off limits, and connect to the checked address, while TLS (SNI and the
+certificate's host name) and the Host header keep the name. Every new connection is checked,
+so a name re-pointed after the settings were saved (DNS rebinding) is refused too. Through a
+proxy (``HTTPS_PROXY``) the proxy connects and resolves on its own: the name is checked
+before each request, the proxy's own address is the operator's choice.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import socket
+import sys
 import threading
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import certifi
 import requests
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
+from requests.utils import select_proxy
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.exceptions import ConnectTimeoutError, NameResolutionError, NewConnectionError
+from urllib3.util import connection as urllib3_connection
+
+from exchange_ext.backends import addresses
+from exchange_ext.backends.limits import BoundedBodyAdapter
 
 CA_BUNDLE_ENV = "EXCHANGE_CA_BUNDLE"
 
@@ -77,8 +96,62 @@ def _write_combined_bundle(extra_path: str) -> str:
     return str(target)
 
 
-class TrustedCAAdapter(requests.adapters.HTTPAdapter):
-    """Verifies every connection against :func:`ca_bundle_path`, whatever the caller asked.
+class _VettedHTTPConnection(HTTPConnection):
+    """Resolves its host once, checks every address, and connects to a checked one.
+
+    Replaces urllib3's ``_new_conn`` (which would resolve the name again inside
+    ``create_connection``) and raises the same urllib3 errors for the same failures, so
+    requests and exchangelib report them as before.
+    """
+
+    def _new_conn(self) -> socket.socket:
+        try:
+            vetted = addresses.vetted_addresses(self._dns_host, self.port)
+        except socket.gaierror as error:
+            raise NameResolutionError(self.host, self, error) from error
+        failure: OSError | None = None
+        for address in vetted:
+            try:
+                sock = urllib3_connection.create_connection(
+                    (address, self.port),
+                    self.timeout,
+                    source_address=self.source_address,
+                    socket_options=self.socket_options,
+                )
+            except OSError as error:  # try the next address, as create_connection does
+                failure = error
+                continue
+            sys.audit("http.client.connect", self, self.host, self.port)
+            return sock
+        if isinstance(failure, TimeoutError):
+            raise ConnectTimeoutError(
+                self, f"Connection to {self.host} timed out. (connect timeout={self.timeout})"
+            ) from failure
+        raise NewConnectionError(
+            self, f"Failed to establish a new connection: {failure}"
+        ) from failure
+
+
+class _VettedHTTPSConnection(_VettedHTTPConnection, HTTPSConnection):
+    """HTTPS: ``connect`` wraps the vetted socket with SNI and the certificate check on the
+    host name (urllib3's ``HTTPSConnection.connect`` calls ``_new_conn``)."""
+
+
+class _VettedHTTPConnectionPool(HTTPConnectionPool):
+    ConnectionCls = _VettedHTTPConnection
+
+
+class _VettedHTTPSConnectionPool(HTTPSConnectionPool):
+    ConnectionCls = _VettedHTTPSConnection
+
+
+_VETTED_POOLS = {"http": _VettedHTTPConnectionPool, "https": _VettedHTTPSConnectionPool}
+
+
+class TrustedCAAdapter(BoundedBodyAdapter):  # bodies read within backends/limits.py
+    """Verifies every connection against :func:`ca_bundle_path`, whatever the caller asked, and
+    connects only to addresses :func:`~exchange_ext.backends.addresses.vetted_addresses` let
+    through (an :class:`~exchange_ext.backends.base.AddressRefused` otherwise).
 
     ``send`` passes the bundle as ``verify`` so the connection pool is keyed by it (requests'
     shared default SSL context is never touched); ``cert_verify`` repeats it for any path that
@@ -87,9 +160,26 @@ class TrustedCAAdapter(requests.adapters.HTTPAdapter):
     follow either (following is the Session's job, which exchangelib turns off).
     """
 
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = _VETTED_POOLS
+
     def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
         kwargs["verify"] = ca_bundle_path()
+        if select_proxy(str(request.url), kwargs.get("proxies")):
+            _check_proxied_target(str(request.url))
         return super().send(request, **kwargs)
 
     def cert_verify(self, conn: Any, url: str, verify: Any, cert: Any) -> None:
         super().cert_verify(conn, url, ca_bundle_path(), cert)
+
+
+def _check_proxied_target(url: str) -> None:
+    """Through a proxy, check the name as this machine resolves it (the proxy resolves it
+    again on its own; a name this machine cannot resolve is left to the proxy)."""
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        addresses.vetted_addresses(parts.hostname or "", port)
+    except socket.gaierror:
+        return

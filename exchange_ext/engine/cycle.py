@@ -10,9 +10,14 @@ follow; a crash between the two leaves tagged items that the next run adopts (ne
 duplicates). A sync state is stored only with the effects of the changes it covers, and never
 from a page the backend could not read completely (the backend raises instead).
 
-A full read is planned as a whole (every page first): "absent from the read means gone" holds
-only for the complete enumeration. Incremental pages are planned and committed one by one, so
-a budget deadline or a crash loses at most the page in hand.
+Every page is planned and committed on its own, a full read's too, so a budget deadline or a
+crash loses at most the page in hand and the next run continues at the next page (a full read's
+intermediate state resumes it: ``ChangePage.full_read``). "Absent from a full read means gone"
+holds only for the complete enumeration: the Exchange ids a full read split over pages has
+listed are kept (``FullReadSeen``, committed with each page), and its last page plans the
+linked items it never listed as gone, through the pending deletions below. The recurring
+window is expanded once per full read, with its last page. The run renews its lease between
+pages, so a long run never outlives it while another claims the mailbox.
 
 Deletions wait for the end of their pass (docs/sync-rules.md, "Mass-delete guard"): a page's
 destructive ops are stored as pending with its other effects and its state; when the feed is
@@ -42,13 +47,19 @@ from exchange_ext.backends.base import (
     SyncStateExpired,
     WriteResult,
 )
-from exchange_ext.engine import held, leases, psa_store
+from exchange_ext.engine import held, leases, moves, psa_store
 from exchange_ext.engine import status as mailbox_status
 from exchange_ext.engine.links import folder_of, load_baseline, save_links
 from exchange_ext.engine.runner import DEFAULT_BUDGET_SECONDS, MAX_PAGES_PER_FOLDER, Job, run_job
 from exchange_ext.engine.runs import RunLog
 from exchange_ext.engine.writes import ExchangeWriter, LinkBook
-from exchange_ext.models import ExchangeConfig, FolderSyncState, MailboxSettings, SyncRun
+from exchange_ext.models import (
+    ExchangeConfig,
+    FolderSyncState,
+    FullReadSeen,
+    MailboxSettings,
+    SyncRun,
+)
 from exchange_ext.sync import ops as o
 from exchange_ext.sync.planner import guard_trips, plan
 from exchange_ext.sync.records import (
@@ -62,6 +73,7 @@ from exchange_ext.sync.records import (
     LinkState,
     PsaKey,
     SyncOptions,
+    master_of,
 )
 from exchange_ext.sync.windows import SyncWindow, window_for
 
@@ -90,7 +102,7 @@ def run_sync(
     (default: the budget plus ``leases.GRACE``); a worker passes its task timeout and more, so
     no other worker can claim the mailbox while this process may still be alive.
     """
-    mailbox = MailboxSettings.objects.select_related("resource").get(pk=mailbox_settings_id)
+    mailbox = MailboxSettings.objects.select_related("resource__user").get(pk=mailbox_settings_id)
     job = _MailboxJob(mailbox, ExchangeConfig.load(), backend, now, budget_seconds, lease_seconds)
     return run_job(job, trigger=trigger)
 
@@ -119,8 +131,10 @@ class _MailboxJob(Job):
             return "The MS Exchange integration is turned off."
         if not self.mailbox.sync_enabled:
             return "Sync is not enabled for this resource."
+        if inactive := mailbox_status.inactive_reason(self.mailbox):
+            return inactive
         if mailbox_status.stopped(self.mailbox):
-            return "Sync stopped after a permanent error; save the resource's settings to retry."
+            return mailbox_status.stop_reason(self.mailbox)
         return ""
 
     def claim(self) -> int | None:
@@ -140,8 +154,14 @@ class _MailboxJob(Job):
             now=self.now or started,
             deadline=time.monotonic() + self.budget_seconds,
             resync=mailbox.resync_requested_at is not None,
+            started=started,
+            lease_seconds=self.lease_seconds or self.budget_seconds + leases.GRACE.total_seconds(),
         )
-        cycle.run(self.backend or _default_backend(self.config, mailbox))
+        backend = self.backend or _default_backend(self.config, mailbox)
+        # An administrator changed the address: the items move first (docs/sync-rules.md,
+        # "Mailbox moves"); the cycle then reads the new mailbox in full.
+        moves.finish_pending_move(mailbox, token, backend, cycle.options, log, cycle.window)
+        cycle.run(backend)
         if cycle.guard_message:
             mailbox_status.record_run(
                 mailbox.pk, token, started, message=cycle.guard_message, guard_tripped=True
@@ -188,12 +208,25 @@ def _served_requests(cycle: _Cycle, started: dt.datetime, *, complete: bool) -> 
 
 @dataclass(frozen=True)
 class _Chunk:
-    """What one plan covers: a page of an incremental read, or a whole full read."""
+    """What one plan covers: one page of the change feed. ``full_read``: a page of a full read
+    (it lists items, never changes); ``first``/``last``: the page begins/ends its read."""
 
     items: tuple[ExchangeItem, ...]
     deleted: tuple[str, ...]
     full_read: bool
     new_state: str
+    first: bool = False
+    last: bool = False
+
+    @property
+    def whole(self) -> bool:
+        """A full read in one page: every item is in it."""
+        return self.full_read and self.first and self.last
+
+    @property
+    def split(self) -> bool:
+        """A page of a full read that spans pages (its ids are kept until the read ends)."""
+        return self.full_read and not self.whole
 
 
 @dataclass
@@ -205,6 +238,8 @@ class _Cycle:
     now: dt.datetime
     deadline: float
     resync: bool
+    started: dt.datetime | None = None
+    lease_seconds: float | None = None
     guard_message: str = ""
     stop_message: str = ""
     session: MailboxSession | None = None
@@ -243,7 +278,8 @@ class _Cycle:
     def sync_folder(self, folder: FolderKind) -> None:
         stored = FolderSyncState.objects.filter(mailbox_settings=self.mailbox, folder=folder)
         row = stored.first()
-        state = None if (self.resync or row is None or not row.state) else row.state
+        resumes = row is not None and bool(row.state) and (not self.resync or self.served(row))
+        state = row.state if (resumes and row is not None) else None
         try:
             self.read_folder(folder, state, row)
         except SyncStateExpired:
@@ -253,37 +289,45 @@ class _Cycle:
             stored.delete()
             self.read_folder(folder, None, None)
 
+    def served(self, row: FolderSyncState) -> bool:
+        """Whether the resync requested is served by the folder's latest full read: it began
+        since (in progress, a budget split it across runs: it resumes; or done while another
+        folder is still to read)."""
+        requested = self.mailbox.resync_requested_at
+        since = row.full_read_since
+        return since is not None and requested is not None and since >= requested
+
     def read_folder(self, folder: FolderKind, state: str | None, row: FolderSyncState | None):
+        """Page by page from ``state`` (``None``: a full read), each page planned and
+        committed with its state, until the feed is caught up or the budget is spent."""
         session = self.require_session()
-        if state is None:
-            self.sync_chunk(folder, self.read_everything(folder), row)
-            self.settle(folder)
-            return
         for _ in range(MAX_PAGES_PER_FOLDER):
             page = session.read_changes(folder, state, self.window)
-            chunk = _Chunk((*page.created, *page.updated), page.deleted, False, page.new_state)
             stuck = page.more_available and page.new_state == state
+            last = not page.more_available or stuck
+            chunk = _Chunk(
+                (*page.created, *page.updated),
+                page.deleted,
+                page.full_read,
+                page.new_state,
+                first=state is None,
+                last=last,
+            )
             committed = self.sync_chunk(folder, chunk, row)
-            if committed and (not page.more_available or stuck):
+            if committed and last:
                 self.settle(folder)  # the pass is complete: its deletions are decided
-            if not committed or not page.more_available or stuck:
+            if not committed or last:
                 return
             state = page.new_state
             row = None  # reloaded on save
             if self.out_of_time():
                 return
+            self.renew_lease()
 
-    def read_everything(self, folder: FolderKind) -> _Chunk:
-        session = self.require_session()
-        items: list[ExchangeItem] = []
-        state: str | None = None
-        for _ in range(MAX_PAGES_PER_FOLDER):
-            page = session.read_changes(folder, state, self.window)
-            items += [*page.created, *page.updated]
-            if not page.more_available or page.new_state == state:
-                break
-            state = page.new_state
-        return _Chunk(tuple(items), (), True, page.new_state)
+    def renew_lease(self) -> None:
+        """Still making progress: the lease lasts another full length from now."""
+        if self.lease_seconds:
+            leases.renew(self.mailbox.pk, self.token, self.lease_seconds)
 
     def view_of(
         self, folder: FolderKind, chunk: _Chunk, baseline: dict[PsaKey, Link], row: Any
@@ -295,9 +339,15 @@ class _Cycle:
             for item in items
             if item.calendar_item_type is CalendarItemType.RECURRING_MASTER
         }
-        if folder is FolderKind.CALENDAR and (
-            masters or chunk.full_read or self.window_due(folder, baseline, row)
-        ):
+        # A full read expands the window once, with its last page (every master is read by
+        # then); its earlier pages expand nothing, so no series counts as expanded there.
+        if chunk.full_read:
+            expand = chunk.last
+        else:
+            expand = bool(masters) or self.window_due(folder, baseline, row)
+        if folder is not FolderKind.CALENDAR or not expand:
+            masters = set()
+        else:
             occurrences = [
                 item
                 for item in self.require_session().read_window(folder, self.window)
@@ -309,7 +359,7 @@ class _Cycle:
         return ExchangeView(
             items=tuple(items),
             deleted=frozenset(chunk.deleted),
-            full_read=chunk.full_read,
+            full_read=chunk.whole,
             expanded_series=frozenset(masters),
         )
 
@@ -346,6 +396,8 @@ class _Cycle:
         baseline = self.folder_baseline(folder)
         psa = psa_store.load_psa_items(self.mailbox, self.options, self.window)
         psa = {k: v for k, v in psa.items() if _in(k, folder)}
+        if chunk.split:
+            chunk = self.with_gaps(folder, chunk, baseline)
         view = self.view_of(folder, chunk, baseline, row)
         result = plan(baseline, psa, view, self.plan_options, self.now)
         result = self.with_tagged(folder, baseline, psa, view, result)
@@ -355,6 +407,39 @@ class _Cycle:
         linked = sum(1 for link in baseline.values() if link.state is LinkState.LINKED)
         pending = _Pending(destructive, _titles(destructive, psa, view), linked)
         return self.commit(folder, chunk, kept, written, baseline, pending)
+
+    def with_gaps(self, folder: FolderKind, chunk: _Chunk, baseline: dict[PsaKey, Link]) -> _Chunk:
+        """A page of a full read spanning pages, with what the read shows gone so far.
+
+        Its last page: every linked item the read never listed (an occurrence: when the read
+        never listed its master; otherwise a fresh expansion of its series decides). Any
+        page: a linked imported item not listed yet whose identity (iCalendar UID) an unlinked
+        item of this page carries, so the planner re-identifies it instead of importing a copy.
+        """
+        listed = {item.exchange_id for item in chunk.items}
+        if not chunk.first:
+            listed |= set(
+                FullReadSeen.objects.filter(
+                    mailbox_settings=self.mailbox, folder=folder.value
+                ).values_list("exchange_id", flat=True)
+            )
+        claimed = {link.exchange_id for link in baseline.values()}
+        identities = {
+            item.identity
+            for item in chunk.items
+            if item.psa_tag is None and item.exchange_id not in claimed and item.identity
+        }
+        gone: set[str] = set()
+        for link in baseline.values():
+            if not link.exchange_id or link.exchange_id in listed:
+                continue
+            master_id = master_of(link.exchange_id)
+            if master_id is not None:
+                if chunk.last and master_id not in listed:
+                    gone.add(master_id)
+            elif chunk.last or (link.identity is not None and link.identity in identities):
+                gone.add(link.exchange_id)
+        return replace(chunk, deleted=(*chunk.deleted, *sorted(gone)))
 
     def with_tagged(
         self,
@@ -406,7 +491,8 @@ class _Cycle:
                 if chunk is not None and complete:
                     assert pending is not None
                     held.defer(self.mailbox, folder.value, pending.ops, pending.titles)
-                    self.save_state(folder, chunk.new_state, pass_base=pending.linked)
+                    self.keep_listed(folder, chunk, links)
+                    self.save_state(folder, chunk, pass_base=pending.linked)
                 leases.check(self.mailbox.pk, self.token)
         except BaseException:
             self.log.discard()
@@ -417,10 +503,35 @@ class _Cycle:
             self.out_of_time()
         return complete
 
-    def save_state(self, folder: FolderKind, state: str, *, pass_base: int) -> None:
+    def keep_listed(
+        self, folder: FolderKind, chunk: _Chunk, links: dict[PsaKey, Link | None]
+    ) -> None:
+        """Keep the ids a full read spanning pages has listed (and the items this page linked:
+        created or moved meanwhile, they are alive), until its last page (:meth:`with_gaps`)."""
+        if not chunk.split:
+            return
+        kept = FullReadSeen.objects.filter(mailbox_settings=self.mailbox, folder=folder.value)
+        if chunk.first or chunk.last:
+            kept.delete()  # a read that began afresh, or the read is over
+        if chunk.last:
+            return
+        ids = {item.exchange_id for item in chunk.items}
+        ids |= {link.exchange_id for link in links.values() if link and link.exchange_id}
+        FullReadSeen.objects.bulk_create(
+            [
+                FullReadSeen(mailbox_settings=self.mailbox, folder=folder.value, exchange_id=i)
+                for i in sorted(ids)
+            ],
+            ignore_conflicts=True,
+        )
+
+    def save_state(self, folder: FolderKind, chunk: _Chunk, *, pass_base: int) -> None:
         """Store the page's state; a pass that begins here keeps the folder's synced items as
-        the guard's base until it ends (:meth:`settle`)."""
-        values: dict[str, Any] = {"state": state}
+        the guard's base until it ends (:meth:`settle`). A full read keeps when it began: a
+        resync requested before then is served by it, resumed if a budget split it."""
+        values: dict[str, Any] = {"state": chunk.new_state}
+        if chunk.full_read and chunk.first:
+            values["full_read_since"] = self.started
         if folder in self.window_read:
             values["window_read_on"] = self.now.date()
         row, created = FolderSyncState.objects.get_or_create(

@@ -79,6 +79,24 @@ def check(mailbox_id: int, token: int, *, model: type[Model] = MailboxSettings) 
         raise StaleLease("the sync lease was taken over by another worker")
 
 
+def renew(
+    mailbox_id: int, token: int, seconds: float, *, model: type[Model] = MailboxSettings
+) -> None:
+    """Extend the lease to ``seconds`` from now (never shorten it) while ``token`` holds it; a
+    run that is still making progress calls this between pages, so a long run (a foreground
+    ``exchange_sync``, a big full read) never outlives its lease while another claims it.
+
+    Raises :class:`StaleLease` when the lease was taken over: the run stops there.
+    """
+    until = timezone.now() + dt.timedelta(seconds=seconds)
+    mine = model._default_manager.filter(pk=mailbox_id, lease_token=token)
+    mine.filter(Q(lease_expires_at__isnull=True) | Q(lease_expires_at__lt=until)).update(
+        lease_expires_at=until
+    )
+    if not mine.exists():
+        raise StaleLease("the sync lease was taken over by another worker")
+
+
 def release(mailbox_id: int, token: int, *, model: type[Model] = MailboxSettings) -> None:
     """Give the lease back (only if still ours; a stale worker releases nothing)."""
     model._default_manager.filter(pk=mailbox_id, lease_token=token).update(

@@ -42,7 +42,8 @@ def save_links(mailbox: MailboxSettings, changes: Mapping[PsaKey, Link | None]) 
             unique_fields=["mailbox_settings", "kind", "psa_id"],
             update_fields=[
                 "folder", "exchange_id", "change_key", "psa_digest", "exchange_digest",
-                "origin", "state", "exchange_start", "is_organizer", "updated_at",
+                "origin", "state", "exchange_start", "is_organizer", "ical_uid",
+                "original_start", "updated_at",
             ],
         )  # fmt: skip
 
@@ -61,6 +62,8 @@ def _to_link(mailbox: MailboxSettings, row: ItemLink) -> Link:
         state=LinkState(row.state),
         exchange_start=row.exchange_start,
         is_organizer=row.is_organizer,
+        ical_uid=row.ical_uid,
+        original_start=row.original_start,
     )
 
 
@@ -78,6 +81,8 @@ def _to_row(mailbox: MailboxSettings, link: Link) -> ItemLink:
         state=link.state.value,
         exchange_start=link.exchange_start,
         is_organizer=link.is_organizer,
+        ical_uid=link.ical_uid,
+        original_start=link.original_start,
     )
 
 

@@ -59,9 +59,11 @@ from exchange_ext.backends.base import (
     ExchangeBackend,
     FolderKind,
     MailboxSession,
+    SharedCredentialsRefused,
     WriteResult,
 )
 from exchange_ext.engine import leases, psa_store
+from exchange_ext.engine import status as mailbox_status
 from exchange_ext.engine.links import load_public_baseline, save_public_links
 from exchange_ext.engine.runner import DEFAULT_BUDGET_SECONDS, MAX_PAGES_PER_FOLDER, Job, run_job
 from exchange_ext.engine.runs import RunLog
@@ -155,8 +157,7 @@ def sync_account_mailbox(config: ExchangeConfig) -> str:
     if "@" in username and "\\" not in username:
         return username.lower()
     first = (
-        MailboxSettings.objects.filter(sync_enabled=True, resource__active=True)
-        .exclude(status=MailboxSettings.Status.DISABLED)
+        MailboxSettings.objects.filter(mailbox_status.runnable())
         .select_related("resource")
         .order_by("pk")
         .first()
@@ -217,6 +218,10 @@ class _PublicFolderJob(Job):
         self.backend_name = backend.name if backend else config.backend_name
         self.state_pk = PublicFolderState.load().pk
 
+    def why_not_runnable(self) -> str:
+        # It signs in with the shared sync account: refused for the mailboxes, refused here.
+        return mailbox_status.SHARED_STOP_REASON if mailbox_status.shared_account_stopped() else ""
+
     def claim(self) -> int | None:
         return leases.claim(
             self.state_pk, self.budget_seconds, self.lease_seconds, model=PublicFolderState
@@ -246,6 +251,8 @@ class _PublicFolderJob(Job):
     def failed(self, token: int, error: BackendError, message: str, started: dt.datetime) -> None:
         logger.info("public contacts folder sync failed: %s", message)
         _mine(token).update(last_error=message)
+        if isinstance(error, SharedCredentialsRefused):
+            mailbox_status.stop_shared_account(error, started)
 
 
 def public_options(config: ExchangeConfig) -> SyncOptions:

@@ -10,8 +10,11 @@ keep their state; everything around that is here, once:
   or skipped with the reason;
 - **the one error boundary** (docs/sync-rules.md, "Errors"): a :class:`BackendError` becomes
   the run's outcome in plain words and the job records it on its state; a lost lease fails the
-  run; anything else (a bug, django-q's timeout, which is a ``SystemExit``) marks the run
-  failed and propagates with its traceback, after the lease is released.
+  run; anything else (a bug, a database error, django-q's timeout, which is a ``SystemExit``)
+  is recorded the same way as an :class:`UnexpectedError` — the run failed, the mailbox
+  failing with the exception's type only, a failure for the back-off and the alerts — its
+  traceback goes to the server log, and it propagates after the lease is released (django-q
+  marks the task failed).
 """
 
 from __future__ import annotations
@@ -22,14 +25,13 @@ import logging
 
 from django.utils import timezone
 
-from exchange_ext.backends.base import BackendError
+from exchange_ext.backends.base import BackendError, UnexpectedError
 from exchange_ext.engine import leases
 from exchange_ext.engine.runs import RunLog, finish_run, skipped_run, start_run
 from exchange_ext.models import MailboxSettings, SyncRun
 
 logger = logging.getLogger(__name__)
 
-UNEXPECTED_ERROR = "The sync stopped on an unexpected error."
 #: A run's time budget; shorter than the worker's task timeout, itself shorter than its retry.
 DEFAULT_BUDGET_SECONDS = 240.0
 #: A feed that keeps returning "more" without moving is a server bug (docs/reliability.md, "#14").
@@ -64,6 +66,10 @@ class Job(abc.ABC):
         """Do the work; return the run's ``(outcome, message)``. Raises :class:`BackendError`
         when the backend stops the whole run, :class:`leases.StaleLease` when fenced out."""
 
+    def describe_failure(self, error: BackendError) -> str:
+        """The run's error text when ``error`` stopped it (its plain words by default)."""
+        return error.in_plain_words()
+
     @abc.abstractmethod
     def failed(self, token: int, error: BackendError, message: str, started: dt.datetime) -> None:
         """Record a run the backend stopped (``message``: its plain words) on the job's state."""
@@ -73,10 +79,12 @@ def run_job(job: Job, *, trigger: str) -> SyncRun:
     """Run ``job`` once under its lease and return its recorded :class:`SyncRun`.
 
     Never raises for backend or per-item errors (they are the run's outcome); a bug or a kill
-    propagates after the run is marked failed and the lease released.
+    propagates after the run and the job's state are marked failed and the lease released.
     """
     reason = job.why_not_runnable()
     if reason:
+        target = f"mailbox {job.mailbox.pk}" if job.mailbox else "the public contacts folder"
+        logger.info("exchange sync of %s skipped: %s", target, reason)
         return skipped_run(job.mailbox, trigger=trigger, reason=reason)
     token = job.claim()
     if token is None:
@@ -93,12 +101,31 @@ def _run_claimed(job: Job, token: int, trigger: str) -> SyncRun:
     try:
         outcome, message = job.run(token, log, started)
     except BackendError as error:
-        message = error.in_plain_words()
+        message = job.describe_failure(error)
         job.failed(token, error, message, started)
         return finish_run(log, Outcome.FAILED, message)
     except leases.StaleLease as error:
         return finish_run(log, Outcome.FAILED, str(error))
-    except BaseException:
-        finish_run(log, Outcome.FAILED, UNEXPECTED_ERROR)
+    except BaseException as error:
+        _record_unexpected(job, token, error, log, started)
         raise
     return finish_run(log, outcome, message)
+
+
+def _record_unexpected(
+    job: Job, token: int, error: BaseException, log: RunLog, started: dt.datetime
+) -> None:
+    """A run stopped by something no backend reported: log its traceback here (its message
+    may hold anything), record only its type, and never hide it behind a second failure."""
+    target = job.mailbox.pk if job.mailbox is not None else "public folder"
+    logger.error("exchange sync of %s stopped on an unexpected error", target, exc_info=error)
+    unexpected = UnexpectedError.for_exception(error)
+    message = unexpected.in_plain_words()
+    try:
+        job.failed(token, unexpected, message, started)
+    except Exception:  # e.g. the database went away: the original error still propagates
+        logger.exception("the failure of the exchange sync of %s could not be recorded", target)
+    try:
+        finish_run(log, Outcome.FAILED, message)
+    except Exception:
+        logger.exception("the run of the exchange sync of %s could not be closed", target)

@@ -6,12 +6,15 @@ called by the every-minute dispatcher, compares each enabled mailbox's status wi
 admins were last told (``notified_state``) and sends at most one email of each sort per call,
 each listing every resource concerned:
 
-- **failing** — a resource newly failing: at once for a permanent error (disabled), after
-  :data:`FAILURES_BEFORE_ALERT` consecutive failed runs for a transient one, and for
+- **failing** — a resource newly failing: at once for a permanent error (disabled) and for
+  a sync the watchdog found overdue (:mod:`exchange_ext.jobs.watchdog`), after
+  :data:`FAILURES_BEFORE_ALERT` consecutive failed runs for a transient one or an unexpected
+  error (or sooner once it has completed no sync for the watchdog's six intervals), and for
   throttling only when it lasts :data:`THROTTLING_ALERT_AFTER` (one throttling episode is not
-  news); a **server-wide outage** (at least :data:`OUTAGE_MIN_RESOURCES` resources and half of
-  the enabled ones unable to reach the server) is one email, and resources that fail the same
-  way while it lasts join it silently;
+  news); the shared sync account refused, which stops every resource using it at once, is
+  one email of its own naming them all; a **server-wide outage** (at least
+  :data:`OUTAGE_MIN_RESOURCES` resources and half of the enabled ones unable to reach the
+  server) is one email, and resources that fail the same way while it lasts join it silently;
 - **reminder** — at most every :data:`REMINDER_EVERY` while it keeps failing;
 - **recovered** — when it works again (for an outage: once the server answers again).
 
@@ -32,8 +35,16 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
 
-from exchange_ext.backends.base import AuthFailed, BackendError, Throttled
+from exchange_ext.backends.base import (
+    AuthFailed,
+    BackendError,
+    SharedCredentialsRefused,
+    SyncOverdue,
+    Throttled,
+)
 from exchange_ext.backends.ews.endpoint import endpoint_url
+from exchange_ext.engine import status as mailbox_status
+from exchange_ext.jobs import watchdog
 from exchange_ext.models import ExchangeConfig, MailboxSettings, ServerOutage
 from exchange_ext.secrets import Secret
 
@@ -132,27 +143,34 @@ def evaluate(now: dt.datetime | None = None) -> list[str]:
     """
     now = now or timezone.now()
     config = ExchangeConfig.load()
-    # A resource taken out of sync (or the whole integration off) is nobody's alert any more.
-    MailboxSettings.objects.filter(sync_enabled=False).exclude(notified_state="").update(
+    # A resource taken out of sync — disabled, inactive in the PSA, its login disabled — (or
+    # the whole integration off) is nobody's alert any more.
+    in_service = mailbox_status.in_service()
+    MailboxSettings.objects.exclude(in_service).exclude(notified_state="").update(
         notified_state="", last_notified_at=None
     )
     if not config.enabled:
         return []
-    rows = list(MailboxSettings.objects.filter(sync_enabled=True).select_related("resource"))
+    rows = list(MailboxSettings.objects.filter(in_service).select_related("resource"))
     sent = _outage_step(config, rows, now)
     sent += _resource_step(config, [r for r in rows if r.notified_state != "outage"], now)
     return sent
 
 
-def alerting(row: MailboxSettings, now: dt.datetime) -> bool:
-    """True when the resource's failure is worth an email (see the module docstring)."""
+def alerting(row: MailboxSettings, now: dt.datetime, config: ExchangeConfig | None = None) -> bool:
+    """True when the resource's failure is worth an email (see the module docstring);
+    ``config``: for the watchdog's limit (default: loaded)."""
     if row.status == Status.DISABLED:
         return True
     if row.status != Status.FAILING:
         return False
     if row.last_error_kind == Throttled.kind:
         return row.failing_since is not None and row.failing_since <= now - THROTTLING_ALERT_AFTER
-    return row.consecutive_failures >= FAILURES_BEFORE_ALERT
+    if row.last_error_kind == SyncOverdue.kind:
+        return True
+    if row.consecutive_failures >= FAILURES_BEFORE_ALERT:
+        return True
+    return watchdog.is_overdue(row, now, config or ExchangeConfig.load())
 
 
 def _unreachable(rows: Sequence[MailboxSettings]) -> list[MailboxSettings]:
@@ -221,8 +239,9 @@ def _end_outage(
 def _resource_step(
     config: ExchangeConfig, rows: list[MailboxSettings], now: dt.datetime
 ) -> list[str]:
-    sent: list[str] = []
-    new = [r for r in rows if r.notified_state == "" and alerting(r, now)]
+    new = [r for r in rows if r.notified_state == "" and alerting(r, now, config)]
+    sent = _shared_step(config, [r for r in new if _shared_stop(r)], now)
+    new = [r for r in new if not _shared_stop(r)]
     if new:
         subject = f"MS Exchange: sync failing for {_names(new)}"
         if _send_alert(config, "failing", subject, new):
@@ -247,6 +266,26 @@ def _resource_step(
             _mark(due, "failing", now)
             sent.append(subject)
     return sent
+
+
+def _shared_stop(row: MailboxSettings) -> bool:
+    return row.status == Status.DISABLED and row.last_error_kind in mailbox_status.SHARED_STOP_KINDS
+
+
+def _shared_step(
+    config: ExchangeConfig, rows: list[MailboxSettings], now: dt.datetime
+) -> list[str]:
+    """The shared credentials refused: one email for every resource they stopped at once
+    (reminders and recoveries go with the per-resource emails)."""
+    if not rows:
+        return []
+    subject = (
+        f"MS Exchange: the sync account's credentials were refused ({len(rows)} resources stopped)"
+    )
+    if not _send_alert(config, "shared_refused", subject, rows):
+        return []
+    _mark(rows, "failing", now)
+    return [subject]
 
 
 def _mark(rows: Iterable[MailboxSettings], state: str, at: dt.datetime | None) -> None:
@@ -289,6 +328,7 @@ def alert_message(
     secrets = _secrets(config, [*rows, *still_failing])
     context = {
         "sort": sort,
+        "first": _line(config, rows[0], secrets) if rows else None,
         "server_url": endpoint_url(config) if config.server_address else "(not configured)",
         "lines": [_line(config, r, secrets) for r in rows],
         "still_failing": [_line(config, r, secrets) for r in still_failing],
@@ -331,7 +371,8 @@ def _error_class(row: MailboxSettings) -> type[BackendError]:
 def _line(config: ExchangeConfig, row: MailboxSettings, secrets: list[str]) -> Line:
     error_class = _error_class(row)
     hint = error_class.hint or DEFAULT_HINT
-    if issubclass(error_class, AuthFailed) and config.use_for_all_users:
+    shared = issubclass(error_class, SharedCredentialsRefused)  # carries its own hint
+    if issubclass(error_class, AuthFailed) and config.use_for_all_users and not shared:
         hint = AuthFailed.shared_account_hint
     recorded = " ".join((row.last_error or "No error recorded.").split())
     if len(recorded) > MAX_ERROR_CHARS:

@@ -9,7 +9,7 @@ Module map (each owns one concern):
 - ``schema``        validation of every request and response against Microsoft's XSDs
 - ``accounts``      HTTP Basic auth, service accounts and the impersonation right
 - ``faults``        fault injection (latency, ErrorServerBusy, HTTP errors, resets, truncation)
-- ``control``       the JSON control API under ``/_sandbox/`` (loopback only)
+- ``control``       the JSON control API under ``/_sandbox/`` (loopback + token)
 - ``store``         mailboxes, folders, items, change keys, change log and sync states
 - ``items_xml``     item ⇄ EWS XML (CalendarItem, Contact, Task) and response shapes
 - ``operations``    one handler per EWS operation, dispatched by name

@@ -1,4 +1,4 @@
-"""The JSON control API under ``/_sandbox/`` (the server only lets loopback clients in).
+"""The JSON control API under ``/_sandbox/`` (loopback clients with the control token only).
 
 ==========  ==============================================================  ====================
 Method      Path (below ``/_sandbox``)                                      What
@@ -21,14 +21,29 @@ DELETE      ``/graph/delta-tokens``                                         expi
 
 Bad input gets a 4xx with ``{"error": "..."}``; nothing raised here ever reaches the client as
 a traceback. Path segments are percent-decoded (item ids are base64 and may hold ``/``).
+
+Who may call it (``refusal``, checked by the server before any handler; each failure is a 403):
+a loopback client, addressing the sandbox as ``localhost``/``127.0.0.1``/``[::1]`` in ``Host``
+(DNS rebinding), with no ``Origin`` but the sandbox's own and no cross-site ``Sec-Fetch-Site``
+(a browser page), carrying the sandbox's control token in ``X-Sandbox-Token``. The token is
+random per start (``new_token``); ``manage.py exchange_sandbox`` prints it and writes it beside
+the CA (``write_token_file``, mode 0600). A web page can neither read that file nor add the
+header to a cross-origin request without a CORS preflight, which the sandbox never grants.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import hmac
+import ipaddress
 import json
 import logging
+import os
+import re
+import secrets
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -41,6 +56,130 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 Result = tuple[int, Any]
+
+TOKEN_HEADER = "X-Sandbox-Token"
+TOKEN_FILE_NAME = "control-token"
+# A fixed token (``EXCHANGE_SANDBOX_TOKEN``, ``start_sandbox(control_token=...)``): header-safe
+# and long enough not to be guessed.
+_TOKEN_FORM = re.compile(r"[A-Za-z0-9._~+/=-]{16,256}")
+_HOST_FORM = re.compile(r"(?P<name>\[[0-9A-Fa-f:.]+\]|[^:\[\]]+)(?::(?P<port>[0-9]{1,5}))?")
+# Sec-Fetch-Site values a browser sends for a request the sandbox's own origin (or the user, by
+# typing the URL) started; "same-site" is another port of localhost: refused like "cross-site".
+_OWN_FETCH_SITES = ("same-origin", "none")
+
+
+def new_token() -> str:
+    """A fresh random control token (256 bits, URL-safe)."""
+    return secrets.token_urlsafe(32)
+
+
+def check_token_form(token: str) -> str:
+    """``token`` if it may serve as a fixed control token; ValueError otherwise."""
+    if not isinstance(token, str) or not _TOKEN_FORM.fullmatch(token):
+        raise ValueError(
+            "a control token must be 16 to 256 characters from A-Z a-z 0-9 . _ ~ + / = -"
+        )
+    return token
+
+
+def default_token_file() -> Path:
+    """``$PSA_VAR_DIR/sandbox/control-token``: beside the default CA, where the demo looks."""
+    from .certificates import default_directory
+
+    return default_directory() / TOKEN_FILE_NAME
+
+
+def write_token_file(path: Path, token: str) -> Path:
+    """Write ``token`` to ``path`` readable by this user only (0600; temp file + rename)."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w", encoding="ascii") as handle:
+            handle.write(token + "\n")
+        os.chmod(tmp, 0o600)  # whatever the umask
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def remove_token_file(path: Path, token: str) -> None:
+    """Delete the token file if it still holds ``token`` (a later sandbox may own it now)."""
+    with contextlib.suppress(OSError):
+        if path.read_text(encoding="ascii").strip() == token:
+            path.unlink()
+
+
+def refusal(token: str, headers: Any, *, scheme: str, port: int) -> str | None:
+    """Why this control request must be refused (403), or None to let it through.
+
+    ``headers``: the request's headers (``.get``); ``scheme``/``port``: the sandbox's own, for
+    its origin. The loopback check on the client address is the server's, before this.
+    """
+    host = headers.get("Host")
+    if not host or not _is_local_host(host):
+        return (
+            f"the control API answers only requests addressed to localhost, 127.0.0.1 or [::1] "
+            f"(Host: {host!r}); another name may be DNS rebinding"
+        )
+    origin = headers.get("Origin")
+    if origin is not None and not _is_own_origin(origin, scheme, port):
+        return (
+            f"the control API refuses requests from web pages of other origins "
+            f"(Origin: {origin!r}); use a client of your own, not a browser"
+        )
+    fetch_site = headers.get("Sec-Fetch-Site")
+    if fetch_site is not None and fetch_site.strip().lower() not in _OWN_FETCH_SITES:
+        return (
+            f"the control API refuses browser requests from other sites "
+            f"(Sec-Fetch-Site: {fetch_site!r})"
+        )
+    given = headers.get(TOKEN_HEADER)
+    if not given:
+        return (
+            f"the control API needs the sandbox's control token in the {TOKEN_HEADER} header "
+            f"(printed by manage.py exchange_sandbox at start and saved beside its CA file as "
+            f"{TOKEN_FILE_NAME})"
+        )
+    if not hmac.compare_digest(given.encode("utf-8", "replace"), token.encode("utf-8")):
+        return f"wrong control token in {TOKEN_HEADER} (each start of the sandbox makes a new one)"
+    return None
+
+
+def _is_local_host(value: str) -> bool:
+    """``value`` (a Host header or an origin's host[:port]) names the loopback interface."""
+    match = _HOST_FORM.fullmatch(value.strip())
+    if match is None:
+        return False
+    name = match["name"].lower().rstrip(".")
+    if name == "localhost":
+        return True
+    try:
+        address = ipaddress.ip_address(name.strip("[]"))
+    except ValueError:
+        return False
+    if name.startswith("[") != (address.version == 6):
+        return False  # IPv6 needs its brackets here, IPv4 must not have them
+    mapped = getattr(address, "ipv4_mapped", None)
+    return (mapped or address).is_loopback
+
+
+def _is_own_origin(origin: str, scheme: str, port: int) -> bool:
+    """``origin`` (``scheme://host[:port]``) is the sandbox's own: its scheme, a local name, its
+    port. ``null`` (a sandboxed frame, a file: page) is not."""
+    parts = urlsplit(origin.strip())
+    if parts.scheme != scheme or parts.path or parts.query or parts.username:
+        return False
+    if not _is_local_host(parts.netloc):
+        return False
+    try:
+        given_port = parts.port or (443 if scheme == "https" else 80)
+    except ValueError:
+        return False
+    return given_port == port
 
 
 class BadRequest(ValueError):

@@ -11,7 +11,10 @@ It fires ``count`` times (``None`` = until removed). Rules fire in two phases:
   ``$skiptoken``; the token stays usable, so the client's restart is what is tested.
 - ``after`` the request was applied: ``reset_after`` (the write happened, the client never hears
   of it), ``truncate`` (the body is cut at ``bytes``), ``malformed`` (the body is not XML),
-  ``warning`` (not implemented; see docs/sandbox.md).
+  ``gzip_bomb`` (the answer, ``Content-Encoding: gzip``, inflates to ``inflated_mib`` MiB: the
+  real answer with that much whitespace after its first tag, so only a reader's limit stops
+  it), ``deep_document`` (the answer is replaced by one whose elements — or, for Graph, JSON
+  arrays — nest ``depth`` levels deep), ``warning`` (not implemented; see docs/sandbox.md).
 
 Latency combines with one other fault; of the other kinds, the first matching rule per phase
 wins. How Exchange throttles is described in
@@ -27,18 +30,21 @@ an HTTP-date instead of delay-seconds: https://learn.microsoft.com/graph/throttl
 from __future__ import annotations
 
 import dataclasses
+import functools
+import gzip
 import itertools
 import threading
 from dataclasses import dataclass, field
 from typing import Any
 
 BEFORE_KINDS = ("latency", "server_busy", "http_status", "reset_before", "delta_gone")
-AFTER_KINDS = ("reset_after", "truncate", "malformed")
+AFTER_KINDS = ("reset_after", "truncate", "malformed", "gzip_bomb", "deep_document")
 KINDS = BEFORE_KINDS + AFTER_KINDS
 MAX_LATENCY_MS = 120_000  # bounded: a rule can never hang a worker thread for long
 HTTP_STATUSES = (400, 401, 403, 404, 429, 500, 502, 503, 504)
 DELTA_CODES = ("syncStateNotFound", "resyncRequired")
 RETRY_AFTER_FORMATS = ("seconds", "http-date")
+MAX_INFLATED_MIB = 16_384  # a bomb's decoded size; its body on the wire is ~1/1000 of it
 
 
 @dataclass
@@ -95,6 +101,8 @@ _KIND_FIELDS = {
     "reset_after": lambda r: {},
     "truncate": lambda r: {"bytes": r.bytes, "declared": r.declared},
     "malformed": lambda r: {},
+    "gzip_bomb": lambda r: {"inflated_mib": r.params.get("inflated_mib", 1024)},
+    "deep_document": lambda r: {"depth": r.params.get("depth", 10_000)},
     "delta_gone": lambda r: {"code": r.params.get("code", "syncStateNotFound")},
 }
 
@@ -135,6 +143,10 @@ def rule_from_json(rule_id: int, entry: dict[str, Any]) -> FaultRule:
         raise ValueError(f"retry_after_format must be one of {', '.join(RETRY_AFTER_FORMATS)}")
     if retry_format != "seconds":
         params["retry_after_format"] = retry_format
+    if kind == "gzip_bomb":
+        params["inflated_mib"] = _int(entry, "inflated_mib", 1024, 1, MAX_INFLATED_MIB)
+    if kind == "deep_document":
+        params["depth"] = _int(entry, "depth", 10_000, 1, 1_000_000)
     declared = entry.get("declared", "truncated")
     if declared not in ("truncated", "full"):
         raise ValueError("declared must be 'truncated' or 'full'")
@@ -219,3 +231,42 @@ class FaultSet:
 
 def _slot(kind: str) -> str:
     return "latency" if kind == "latency" else "terminal"
+
+
+# ---------------------------------------------------------------------------- hostile bodies
+
+_MIB = 1024 * 1024
+SOAP_ENVELOPE_START = (
+    b'<?xml version="1.0" encoding="utf-8"?>'
+    b'<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><s:Body>'
+)
+SOAP_ENVELOPE_END = b"</s:Body></s:Envelope>"
+
+
+@functools.cache
+def _whitespace_member() -> bytes:
+    """One gzip member inflating to 1 MiB of spaces (about 1 KB: deflate's best ratio)."""
+    return gzip.compress(b" " * _MIB, compresslevel=9, mtime=0)
+
+
+def gzip_bomb(body: bytes, inflated_mib: int) -> bytes:
+    """``body`` gzip-compressed with ``inflated_mib`` MiB of whitespace after its first tag (XML)
+    or bracket (JSON): a valid answer for a reader with unlimited memory, ~1/1000 of that on
+    the wire. Concatenated gzip members (RFC 1952 §2.2) keep building it cheap."""
+    stripped = body.lstrip()
+    mark = b">" if stripped[:1] == b"<" else (b"{" if stripped[:1] == b"{" else b"[")
+    cut = body.find(mark) + 1  # 0 when absent: the whitespace goes first
+    head, tail = body[:cut], body[cut:]
+    return (
+        gzip.compress(head, mtime=0)
+        + _whitespace_member() * inflated_mib
+        + gzip.compress(tail, mtime=0)
+    )
+
+
+def deep_document(as_json: bool, depth: int) -> bytes:
+    """A SOAP envelope whose body nests ``depth`` elements, or a Graph-like JSON object whose
+    ``value`` nests ``depth`` arrays."""
+    if as_json:
+        return b'{"value":' + b"[" * depth + b"]" * depth + b"}"
+    return SOAP_ENVELOPE_START + b"<x>" * depth + b"</x>" * depth + SOAP_ENVELOPE_END

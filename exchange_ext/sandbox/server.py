@@ -1,14 +1,15 @@
 """The sandbox's HTTP(S) server: routing, the EWS request pipeline, the in-process starter.
 
 ``POST /EWS/Exchange.asmx`` (any case, as IIS matches paths) is EWS; ``/_sandbox/...`` is the
-control API (loopback clients only); ``/v1.0/...``, ``/{tenant}/oauth2/v2.0/token`` and the
-discovery documents are Microsoft Graph and Entra ID (``graph.routes``, same store, faults and
-request log); everything else is 404. The EWS pipeline:
+control API (loopback clients with the control token, see ``control``); ``/v1.0/...``,
+``/{tenant}/oauth2/v2.0/token`` and the discovery documents are Microsoft Graph and Entra ID
+(``graph.routes``, same store, faults and request log); everything else is 404. The EWS pipeline:
 
-read body (bounded) → parse → faults "before" → Basic auth (401) → schema-validate the request
-(ErrorSchemaValidation) → impersonation (ErrorNonExistentMailbox / ErrorImpersonateUserDenied)
-→ ``operations.dispatch`` → response envelope with ``ServerVersionInfo`` → schema-validate the
-response → faults "after" → send (always with Content-Length) → request log.
+read body (bounded) → parse → faults "before" → Basic auth or an app's bearer token (401) →
+schema-validate the request (ErrorSchemaValidation) → impersonation (ErrorNonExistentMailbox /
+ErrorImpersonateUserDenied) → ``operations.dispatch`` → response envelope with
+``ServerVersionInfo`` → schema-validate the response → faults "after" → send (always with
+Content-Length) → request log.
 
 Every wait is bounded: socket timeouts per connection, a cap on requests per connection, a cap on
 request size, joins with timeouts on shutdown.
@@ -36,10 +37,10 @@ from typing import Any
 
 from lxml import etree
 
-from . import certificates, soap
+from . import certificates, control, soap
 from .accounts import Account, AccountRegistry, account_from_config
 from .contract import Dispatcher, EwsError, OperationRequest, Outbox, SoapFault
-from .faults import FaultRule, FaultSet
+from .faults import FaultRule, FaultSet, deep_document, gzip_bomb
 from .schema import SchemaValidator, fatal_from_environment
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,7 @@ log = logging.getLogger(__name__)
 EWS_PATH = "/ews/exchange.asmx"
 CONTROL_PREFIX = "/_sandbox/"
 MAX_REQUEST_BYTES = 32 * 1024 * 1024
+REFUSED_BODY_DRAIN = 1024 * 1024  # a refused control request's body is read up to this
 SOCKET_TIMEOUT = 30.0  # idle keep-alive connections are closed after this
 MAX_REQUESTS_PER_CONNECTION = 100_000
 MAX_LOG_ENTRIES = 10_000
@@ -152,6 +154,8 @@ class Sandbox:
             raise ValueError(f"server_version must be auto or one of {', '.join(soap.BUILDS)}")
         self._dispatcher = dispatcher
         self._save_lock = threading.Lock()
+        # What every control API request must carry (X-Sandbox-Token); reset() keeps it.
+        self.control_token = control.new_token()
         self.store = store if store is not None else self._load_store()
         from .graph.state import GraphState
 
@@ -272,7 +276,7 @@ def handle_ews(sandbox: Sandbox, body: bytes, headers: Any, facts: Exchange) -> 
         busy = any(rule.kind == "server_busy" for rule in before)
         facts.response_code = "ErrorServerBusy" if busy else None
         return early
-    account = sandbox.accounts.authenticate(headers.get("Authorization"))
+    account = _caller(sandbox, headers.get("Authorization"))
     if account is None:
         return _unauthorized()
     facts.caller = account.login
@@ -290,6 +294,14 @@ def handle_ews(sandbox: Sandbox, body: bytes, headers: Any, facts: Exchange) -> 
         facts.response_code = err.code
         return _fault_reply(SoapFault(err.code, err.message))
     return _finish(sandbox, parsed, payload, facts)
+
+
+def _caller(sandbox: Sandbox, authorization: str | None) -> Account | None:
+    """Who sends the request: an account's Basic credentials, or an app's bearer token for
+    Exchange Online (app-only OAuth, ``full_access_as_app``); None answers 401."""
+    if (authorization or "").strip()[:7].lower() == "bearer ":
+        return sandbox.graph.ews_caller(authorization, sandbox.now())
+    return sandbox.accounts.authenticate(authorization)
 
 
 def _authorize(
@@ -417,6 +429,13 @@ def _apply_after_faults(rules: list[FaultRule], reply: Reply) -> Reply:
             middle = len(reply.body) // 2
             broken = reply.body[:middle] + b"<&broken></unbalanced>" + reply.body[middle:]
             return Reply(reply.status, broken, reply.headers)
+        if rule.kind == "gzip_bomb":
+            bomb = gzip_bomb(reply.body, int(rule.params.get("inflated_mib", 1024)))
+            return Reply(reply.status, bomb, {**reply.headers, "Content-Encoding": "gzip"})
+        if rule.kind == "deep_document":
+            as_json = "json" in reply.headers.get("Content-Type", "").lower()
+            deep = deep_document(as_json, int(rule.params.get("depth", 10_000)))
+            return Reply(reply.status, deep, reply.headers)
     return reply
 
 
@@ -613,10 +632,16 @@ class RequestHandler(http.server.BaseHTTPRequestHandler):
         self._send(reply)
 
     def _control(self, method: str) -> None:
-        from . import control
-
         if not _is_loopback(self.client_address[0]):
-            self._send(_json_reply(403, {"error": "the control API is for loopback clients only"}))
+            self._refuse("the control API is for loopback clients only")
+            return
+        scheme = "https" if self.server.tls is not None else "http"
+        port = self.server.server_address[1]
+        refused = control.refusal(
+            self.server.sandbox.control_token, self.headers, scheme=scheme, port=port
+        )
+        if refused is not None:
+            self._refuse(refused)
             return
         body = b""
         if method in ("POST", "PATCH", "PUT"):
@@ -626,6 +651,17 @@ class RequestHandler(http.server.BaseHTTPRequestHandler):
             body = read
         status, payload = control.handle(self.server.sandbox, method, self.path, body)
         self._send(_json_reply(status, payload))
+
+    def _refuse(self, message: str) -> None:
+        """403, then hang up; a body up to 1 MiB is drained first so the client sees the 403."""
+        self.close_connection = True
+        with contextlib.suppress(ValueError):
+            length = int(self.headers.get("Content-Length") or 0)
+            if 0 < length <= REFUSED_BODY_DRAIN and not self.headers.get("Transfer-Encoding"):
+                self._discard(length)
+        reply = _json_reply(403, {"error": message})
+        reply.headers["Connection"] = "close"
+        self._send(reply)
 
     def _send(self, reply: Reply) -> None:
         if reply.reset:
@@ -738,6 +774,16 @@ class SandboxHandle:
         self.url = f"{self.base_url}/EWS/Exchange.asmx"
         self.control_url = f"{self.base_url}/_sandbox"
 
+    @property
+    def control_token(self) -> str:
+        """The token every control API request must carry (``control_headers``)."""
+        return str(self.state.control_token)
+
+    @property
+    def control_headers(self) -> dict[str, str]:
+        """``{"X-Sandbox-Token": token}``: pass as ``headers=`` with every control request."""
+        return {control.TOKEN_HEADER: self.control_token}
+
     def stop(self, timeout: float = 10.0) -> None:
         """Stop accepting, close the socket, save the state; bounded by ``timeout``; idempotent."""
         if self.stopped:
@@ -766,12 +812,14 @@ def start_sandbox(
     cert_dir: str | Path | None = None,
     dispatcher: Dispatcher | None = None,
     store: Any = None,
+    control_token: str | None = None,
 ) -> SandboxHandle:
     """Start a sandbox in a background thread and return its handle.
 
     ``validate``: True (count schema violations), False (no validation) or ``"fatal"`` (a
     response violation becomes an HTTP 500 fault); ``EXCHANGE_SANDBOX_SCHEMA_FATAL=1`` also
     makes it fatal. ``dispatcher``/``store`` replace the real operations/store (transport tests).
+    ``control_token``: a fixed control API token (default: a new random one, see ``control``).
     """
     if tls not in ("ca", "selfsigned", "none"):
         raise ValueError("tls must be ca, selfsigned or none")
@@ -785,6 +833,8 @@ def start_sandbox(
         store=store,
         state_file=Path(state_file) if state_file else None,
     )
+    if control_token is not None:
+        sandbox.control_token = control.check_token_form(control_token)
     context, ca_file = tls_context(tls, Path(cert_dir) if cert_dir else None)
     server = SandboxHTTPServer((host, port), sandbox, context)
     thread = threading.Thread(

@@ -150,6 +150,9 @@ class Store:
             self._mailboxes: dict[str, str] = {}  # address → display name
             self._folders: dict[str, Folder] = {}
             self._items: dict[str, Item] = {}
+            # Items every read of fails with ErrorItemCorrupt (EWS) / a 500 (Graph), while the
+            # change feeds still list them: an item Exchange cannot read is not a deleted one.
+            self.unreadable: set[str] = set()
             self._public_root = self._make_folder(None, None, "IPM_SUBTREE", None, PUBLIC_ROOT)
 
     def now(self) -> dt.datetime:
@@ -270,13 +273,18 @@ class Store:
         elements: dict[str, str],
         extended: dict[str, str] | None = None,
     ) -> Item:
-        """Store a new item in a folder and log a ``create``."""
+        """Store a new item in a folder and log a ``create``. A calendar item without a
+        ``UID`` gets one, as Exchange gives every calendar item, whoever creates it."""
+        elements = dict(elements)
+        if kind == "CalendarItem" and "UID" not in elements:
+            uid = items_xml.text_element("UID", secrets.token_hex(16).upper())
+            elements["UID"] = items_xml.to_string(uid)
         with self.lock:
             folder = self._folders[folder_id]
             stamp = _iso(self.now())
             item = Item(
                 _new_id("AAMkI"), _new_changekey(), kind, folder_id, folder.mailbox, stamp, stamp,
-                dict(elements), dict(extended or {}),
+                elements, dict(extended or {}),
             )  # fmt: skip
             self._items[item.id] = item
             self._log(folder_id, item.id, "create")
@@ -468,6 +476,12 @@ class Store:
             cleared = [items_xml.element_for_field(k) for k, v in fields.items() if v is None]
             self.update_item(item, elements, [c for c in cleared if c], extended)
             return items_xml.item_to_fields(item)
+
+    def backdoor_unreadable(self, address: str, item_id: str, unreadable: bool = True) -> None:
+        """Make every read of an item fail (or read again), as a corrupt item does."""
+        with self.lock:
+            item = self._backdoor_item(address, item_id)
+            (self.unreadable.add if unreadable else self.unreadable.discard)(item.id)
 
     def backdoor_delete(self, address: str, item_id: str) -> None:
         """Hard-delete an item (a ``Delete`` in the next SyncFolderItems)."""

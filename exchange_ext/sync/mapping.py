@@ -2,7 +2,9 @@
 
 The inputs are plain frozen dataclasses (``*Values``) that the ORM adapter fills from PSA
 models; nothing here knows Django. Export functions build the record written to Exchange;
-:func:`import_record` builds the PSA side of an Exchange appointment per the import mode.
+:func:`import_record` builds the PSA side of an Exchange appointment per the import mode, in a
+form the PSA can store (:func:`storable_in_psa`), and :func:`exchange_details` undoes that on
+the way back.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from exchange_ext.sync.records import (
     ContactRecord,
     ExchangeItem,
     ImportMode,
+    ItemKind,
     ShowAs,
     SyncOptions,
 )
@@ -33,6 +36,18 @@ _SHOW_AS_TO_PSA[ShowAs.WORKING_ELSEWHERE] = "free"
 # What a private or detail-less import is titled (as Autotask does).
 PLACEHOLDER_SUBJECT = "Appointment"
 _ATTENDEES_PREFIX = "\n\nAttendees: "
+
+# What the PSA stores (psa/scheduling/models.py, Appointment: title and location are at most
+# 255 characters, the title is required, an appointment ends after it starts; a to-do may be
+# due when it starts). A test pins these to the model. docs/sync-rules.md, "Items the PSA
+# cannot store as they are".
+PSA_TEXT_MAX = 255
+UNTITLED_SUBJECT = "(No subject)"
+ELLIPSIS = "…"
+SHORTEST_APPOINTMENT = dt.timedelta(minutes=1)
+SHORTEST_ALL_DAY = dt.timedelta(days=1)
+_FULL_SUBJECT_PREFIX = "\n\nFull subject: "
+_FULL_LOCATION_PREFIX = "\n\nFull location: "
 
 
 @dataclass(frozen=True)
@@ -249,8 +264,12 @@ def import_record(item: ExchangeItem, options: SyncOptions) -> CalendarRecord:
     assert isinstance(record, CalendarRecord)  # callers check is_importable first
     show_as = show_as_from_psa(show_as_to_psa(record.show_as))
     if record.is_private or options.import_mode is not ImportMode.ALL:
-        return replace(record, subject=PLACEHOLDER_SUBJECT, body="", location="", show_as=show_as)
-    return replace(record, body=with_attendees(record.body, item.attendees), show_as=show_as)
+        placeholder = replace(
+            record, subject=PLACEHOLDER_SUBJECT, body="", location="", show_as=show_as
+        )
+        return storable_in_psa(placeholder)
+    imported = replace(record, body=with_attendees(record.body, item.attendees), show_as=show_as)
+    return storable_in_psa(imported)
 
 
 def with_attendees(body: str, attendees: tuple[str, ...]) -> str:
@@ -264,5 +283,75 @@ def without_attendees(body: str) -> str:
 
 
 def exchange_details(psa_record: CalendarRecord) -> CalendarRecord:
-    """What to write to Exchange from the PSA side of an Exchange-origin appointment."""
-    return replace(psa_record, body=without_attendees(psa_record.body))
+    """What to write to Exchange from the PSA side of an Exchange-origin appointment.
+
+    The lines the import added to the description go; a subject or location the import
+    shortened goes back in full and "(No subject)" as no subject, unless the PSA changed that
+    field since: what the PSA could not store is never written over what Exchange holds.
+    """
+    body, location = _restored(psa_record.body, _FULL_LOCATION_PREFIX, psa_record.location)
+    body, subject = _restored(body, _FULL_SUBJECT_PREFIX, psa_record.subject)
+    subject = "" if subject == UNTITLED_SUBJECT else subject
+    return replace(psa_record, subject=subject, location=location, body=without_attendees(body))
+
+
+# --- what the PSA can store ---------------------------------------------------------------
+
+
+def storable_in_psa(record: CalendarRecord) -> CalendarRecord:
+    """``record`` as a PSA appointment can hold it (docs/sync-rules.md, "Items the PSA cannot
+    store as they are").
+
+    NUL characters are dropped (a database refuses them); a subject or location over
+    :data:`PSA_TEXT_MAX` characters is shortened with an ellipsis, the full text kept at the
+    end of the description; a blank subject becomes :data:`UNTITLED_SUBJECT`; the times as
+    :func:`storable_times`. Idempotent; a record the PSA can store (not blank-titled) is
+    returned as it is, so its digests stay what they were before these rules existed.
+    """
+    subject, body = _fitted(_no_nul(record.subject), _no_nul(record.body), _FULL_SUBJECT_PREFIX)
+    location, body = _fitted(_no_nul(record.location), body, _FULL_LOCATION_PREFIX)
+    subject = subject if subject.strip() else UNTITLED_SUBJECT
+    fitted = replace(record, subject=subject, body=body, location=location)
+    return storable_times(fitted, ItemKind.APPOINTMENT)
+
+
+def storable_times(record: CalendarRecord, kind: ItemKind) -> CalendarRecord:
+    """``record`` with times the PSA stores for ``kind``.
+
+    An appointment must end after it starts: a zero-length or inverted one keeps its start and
+    lasts :data:`SHORTEST_APPOINTMENT` (:data:`SHORTEST_ALL_DAY` when all-day). A to-do may be
+    due when it starts, not before. Other kinds take no times from Exchange: unchanged.
+    """
+    if kind is ItemKind.TODO:
+        return record if record.end >= record.start else replace(record, end=record.start)
+    if kind is not ItemKind.APPOINTMENT or record.end > record.start:
+        return record
+    shortest = SHORTEST_ALL_DAY if record.is_all_day else SHORTEST_APPOINTMENT
+    return replace(record, end=record.start + shortest)
+
+
+def shortened(text: str) -> str:
+    """``text`` cut to :data:`PSA_TEXT_MAX` characters, ending in an ellipsis when cut."""
+    if len(text) <= PSA_TEXT_MAX:
+        return text
+    return text[: PSA_TEXT_MAX - len(ELLIPSIS)].rstrip() + ELLIPSIS
+
+
+def _no_nul(text: str) -> str:
+    return text.replace("\x00", "")
+
+
+def _fitted(text: str, body: str, prefix: str) -> tuple[str, str]:
+    """``text`` shortened to fit the PSA, and ``body`` with the full text added if it was."""
+    if len(text) <= PSA_TEXT_MAX:
+        return text, body
+    return shortened(text), body + prefix + text
+
+
+def _restored(body: str, prefix: str, text: str) -> tuple[str, str]:
+    """``body`` without the full-text line :func:`_fitted` added, and the text to write back:
+    the full one while the PSA still holds its shortened form, else the PSA's own."""
+    head, separator, full = body.rpartition(prefix)
+    if not separator:
+        return body, text
+    return head, full if text == shortened(full) else text

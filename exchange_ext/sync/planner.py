@@ -7,6 +7,8 @@ Decision table (per PSA key, then per Exchange item nobody claimed):
 | none             | in window       | our tagged twin      | LinkItems (+ UpdateInExchange)       |
 | none             | in window       | none                 | CreateInExchange (tagged)            |
 | none             | imported        | same content         | LinkItems (a lost link re-found)     |
+| linked, imported | present         | new id, same UID     | Relink / merge (re-identified)       |
+| linked, imported | present         | series moved         | merge with the occurrence of its rank|
 | linked           | out of window   | any                  | Forget                               |
 | linked           | present         | present / unchanged  | three-way merge per field group      |
 | linked           | present         | gone                 | DeletePsa / MarkExchangeDeleted      |
@@ -71,6 +73,7 @@ from exchange_ext.sync.records import (
     SyncOptions,
     master_of,
     merge_groups,
+    original_start_of,
 )
 from exchange_ext.sync.windows import SyncWindow, is_in_window, window_for
 
@@ -158,6 +161,11 @@ class _Planner:
     by_id: dict[str, ExchangeItem] = field(default_factory=dict)
     ours: dict[PsaKey, list[ExchangeItem]] = field(default_factory=dict)
     imports_by_digest: dict[Digest, list[ExchangeItem]] | None = None
+    by_identity: dict[str, list[ExchangeItem]] = field(default_factory=dict)
+    # Moved series: link key → the occurrence of the same rank it is paired with; and the
+    # links of moved series left without a partner (kept in the PSA, unlinked).
+    series_partner: dict[PsaKey, ExchangeItem] = field(default_factory=dict)
+    series_surplus: set[PsaKey] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         # Later entries win: a change feed may replay an item; the last version is current.
@@ -168,6 +176,10 @@ class _Planner:
             if tag is not None and tag.installation_id == self.options.installation_id:
                 self.ours.setdefault(tag.key, []).append(item)
         self.claimed = {link.exchange_id for link in self.baseline.values()}
+        for item in self.latest_items():
+            if _is_untagged_single(item) and item.identity is not None:
+                self.by_identity.setdefault(item.identity, []).append(item)
+        self.pair_moved_series()
 
     def latest_items(self) -> list[ExchangeItem]:
         """The view's items, each once, in its latest version (feeds may replay items)."""
@@ -207,11 +219,15 @@ class _Planner:
         else:
             self.adopt(item, twin)
 
-    def plan_detached(self, link: Link) -> None:
+    def plan_detached(self, stored: Link) -> None:
         # Kept so the item is never re-imported; dropped once the Exchange item is gone too.
-        _, current = self.current_exchange(link)
+        link, current = self.current_exchange(stored)
         if current is not UNCHANGED and (current == GONE or not self.in_window(current)):
             self.ops.append(Forget(link.key, "unlinked item gone from Exchange or aged out"))
+        elif isinstance(current, ExchangeItem) and link.exchange_id != stored.exchange_id:
+            # Found again under a new id (another protocol, a moved mailbox or series).
+            moved = _with_identity(replace(link, change_key=current.change_key), current)
+            self.ops.append(Relink(moved, "unlinked item re-identified: still never imported"))
 
     def plan_exchange_deleted(self, link: Link, item: PsaItem | None) -> None:
         if item is None or not is_in_window(item.record, self.window):
@@ -225,10 +241,13 @@ class _Planner:
 
     def plan_linked(self, stored: Link, item: PsaItem | None) -> None:
         link, current = self.current_exchange(stored)
-        if self.left_window(item, current):
+        if self.left_window(stored, item, current):
             self.ops.append(Forget(link.key, "left the sync window"))
+        elif current == GONE and stored.key in self.series_surplus:
+            reason = "its series moved and has no occurrence left for it: kept in the PSA"
+            self.ops.append(Forget(link.key, reason))
         elif item is None:
-            self.plan_psa_gone(link, current)
+            self.plan_psa_gone(link, current, repointed=link != stored)
         elif current == GONE:
             self.plan_exchange_gone(link, item)
         else:
@@ -246,22 +265,28 @@ class _Planner:
             self.ops.append(Forget(merge.link.key, "moved out of the sync window"))
 
     def merge_stays_in_window(self, merge: _Merge) -> bool:
-        """Whether either side is in the window once the merge is applied (an unknown Exchange
-        side follows the PSA side)."""
+        """Whether either side is in the window once the merge is applied. An Exchange side
+        not read this run and not written by the merge is where the last sync left it, which
+        may be inside: the link is kept until that side is seen (docs/sync-rules.md, "Sync
+        window")."""
         if is_in_window(merge.psa_after(), self.window):
             return True
         exchange_record = merge.exchange_after()
+        if exchange_record is None:
+            return True
         is_occurrence = master_of(merge.link.exchange_id) is not None
-        return exchange_record is not None and is_in_window(
-            exchange_record, self.window, is_occurrence=is_occurrence
-        )
+        return is_in_window(exchange_record, self.window, is_occurrence=is_occurrence)
 
     # --- deletes ----------------------------------------------------------------------------
 
-    def plan_psa_gone(self, link: Link, current: Current) -> None:
+    def plan_psa_gone(self, link: Link, current: Current, *, repointed: bool = False) -> None:
         if current == GONE:
             self.ops.append(Forget(link.key, "deleted on both sides"))
             return
+        if repointed:
+            # Found under a new id: the link follows first, so the delete below drops it (a
+            # delete of another id is a duplicate's, which leaves the link in place).
+            self.ops.append(Relink(link, "found under a new id (another protocol or folder)"))
         change_key = current.change_key if isinstance(current, ExchangeItem) else link.change_key
         rule = rule_of_link(link)
         may_delete = rule.on_psa_delete is OnPsaDelete.DELETE_IN_EXCHANGE or (
@@ -312,7 +337,7 @@ class _Planner:
 
     def current_exchange(self, link: Link) -> tuple[Link, Current]:
         """The link (repointed if its item moved) and what became of its Exchange item."""
-        item = self.by_id.get(link.exchange_id)
+        item = self.by_id.get(link.exchange_id) if link.exchange_id else None
         if item is not None and link.exchange_id not in self.exchange.deleted:
             self.claim_twins(link.key, item)
             return link, item
@@ -320,7 +345,92 @@ class _Planner:
         if twin is not None:
             # Moved to another folder (new id), or re-read after an expired state.
             return replace(link, exchange_id=twin.exchange_id), twin
-        return link, GONE if self.is_gone(link.exchange_id) else UNCHANGED
+        if not self.is_gone(link.exchange_id):
+            return link, UNCHANGED
+        found = self.rematch(link)
+        if found is not None:
+            # The same item under another id: another protocol's id space, a moved mailbox,
+            # or an occurrence of a series the organizer moved.
+            return replace(link, exchange_id=found.exchange_id), found
+        return link, GONE
+
+    def rematch(self, link: Link) -> ExchangeItem | None:
+        """An untagged item taking the place of an imported link's vanished item: the same
+        identity (UID + original start), else, for a link stored before UIDs were, the same
+        imported content; else the occurrence of the same rank of its moved series."""
+        if link.origin is not Side.EXCHANGE:
+            return None  # ours carry their tag, which pick_twin follows
+        identity = link.identity
+        if identity is not None:
+            candidates = self.by_identity.get(identity, [])
+        else:
+            candidates = self.import_index().get(link.psa_digest, [])
+        for candidate in sorted(candidates, key=lambda c: c.exchange_id):
+            if candidate.exchange_id not in self.claimed:
+                self.claimed.add(candidate.exchange_id)
+                return candidate
+        return self.series_partner.get(link.key)
+
+    def pair_moved_series(self) -> None:
+        """Pair the occurrence links of each series the organizer moved with its new
+        occurrences, in order of original start (docs/sync-rules.md, "Recurring series").
+
+        A series moved when its occurrences are in this view (expanded) and none of its
+        linked occurrences in the window kept its original start: Exchange then reports every
+        occurrence under a new original start, hence a new id. Each link keeps its PSA
+        appointment and takes the times of the occurrence of its rank; links without a partner
+        are forgotten (their occurrence may have moved out of the window), occurrences
+        without one are imported. A series with a survivor had occurrences deleted, not moved.
+        """
+        occurrences: dict[str, list[ExchangeItem]] = {}
+        for item in self.latest_items():
+            if _is_untagged_single(item) and item.master_id is not None and self.in_window(item):
+                for series in _series_names(item.ical_uid, item.master_id):
+                    occurrences.setdefault(series, []).append(item)
+        identities = {link.identity for link in self.baseline.values()} - {None}
+        for series, links in self.occurrence_links().items():
+            if any(not self.is_gone(link.exchange_id) or self.found_as_is(link) for link in links):
+                continue  # not expanded in this view, or a survivor: no move
+            free = sorted(
+                (
+                    item
+                    for item in occurrences.get(series, [])
+                    if item.exchange_id not in self.claimed and item.identity not in identities
+                ),
+                key=_occurrence_order,
+            )
+            if not free:
+                continue  # the series is gone (or left the window): nothing moved
+            links.sort(key=_original_start_of_link)
+            for link, item in zip(links, free, strict=False):
+                self.series_partner[link.key] = item
+                self.claimed.add(item.exchange_id)
+            self.series_surplus |= {link.key for link in links[len(free) :]}
+
+    def occurrence_links(self) -> dict[str, list[Link]]:
+        """Imported occurrence links in the window (PSA side; unlinked ones by their Exchange
+        start) by series: its UID, or its master id for links stored before UIDs were."""
+        by_series: dict[str, list[Link]] = {}
+        for link in self.baseline.values():
+            if link.origin is not Side.EXCHANGE or link.state is LinkState.EXCHANGE_DELETED:
+                continue
+            master_id = master_of(link.exchange_id)
+            if master_id is None or not self.occurrence_in_window(link):
+                continue
+            by_series.setdefault(_series_names(link.ical_uid, master_id)[0], []).append(link)
+        return by_series
+
+    def occurrence_in_window(self, link: Link) -> bool:
+        if link.state is LinkState.UNLINKED:
+            start = link.exchange_start
+            return start is None or self.window.start <= start < self.window.recurring_end
+        item = self.psa.get(link.key)
+        return item is not None and is_in_window(item.record, self.window, is_occurrence=True)
+
+    def found_as_is(self, link: Link) -> bool:
+        """Whether the link's item is in this view under its id or its identity."""
+        present = link.exchange_id in self.by_id and link.exchange_id not in self.exchange.deleted
+        return present or (link.identity is not None and link.identity in self.by_identity)
 
     def is_gone(self, exchange_id: str) -> bool:
         if exchange_id in self.exchange.deleted or self.exchange.full_read:
@@ -351,13 +461,25 @@ class _Planner:
                 reason = "duplicate of an item already linked (tag seen twice)"
                 self.ops.append(DeleteInExchange(key, twin.exchange_id, twin.change_key, reason))
 
-    def left_window(self, item: PsaItem | None, current: Current) -> bool:
-        """Whether every side seen this run is out of the window (an Exchange item moved back
-        into it, or a PSA item moved out while Exchange moved it in, is still synced)."""
+    def left_window(self, link: Link, item: PsaItem | None, current: Current) -> bool:
+        """Whether both sides are out of the window (an Exchange item moved back into it, or a
+        PSA item moved out while Exchange moved it in, is still synced).
+
+        An Exchange side not read this run is where the last sync left it: beside a PSA side
+        whose times did not change since, both aged out together; a PSA side *moved* out is
+        left to the merge, which writes the move to Exchange and only then forgets the item.
+        """
         psa_in = item is not None and is_in_window(item.record, self.window)
         exchange_in = isinstance(current, ExchangeItem) and self.in_window(current)
         seen = item is not None or isinstance(current, ExchangeItem)
+        if item is not None and current is UNCHANGED and self.times_changed(link, item):
+            return False
         return seen and not psa_in and not exchange_in
+
+    @staticmethod
+    def times_changed(link: Link, item: PsaItem) -> bool:
+        times = digest_record(item.record).part(FieldGroup.TIMES)
+        return times != link.psa_digest.part(FieldGroup.TIMES)
 
     def in_window(self, item: Current) -> bool:
         if not isinstance(item, ExchangeItem):
@@ -421,7 +543,7 @@ def _is_untagged_single(item: ExchangeItem) -> bool:
 
 
 def _import_link(key: PsaKey, item: ExchangeItem, psa_digest: Digest) -> Link:
-    return Link(
+    link = Link(
         key=key,
         exchange_id=item.exchange_id,
         change_key=item.change_key,
@@ -431,6 +553,34 @@ def _import_link(key: PsaKey, item: ExchangeItem, psa_digest: Digest) -> Link:
         exchange_start=_start_of(item.record),
         is_organizer=item.is_organizer,
     )
+    return _with_identity(link, item)
+
+
+def _with_identity(link: Link, item: ExchangeItem) -> Link:
+    """An imported item's ``link`` storing ``item``'s identity. Links of PSA items need none
+    (their tag finds them), and one without a UID keeps what it had."""
+    if link.origin is not Side.EXCHANGE or not item.ical_uid:
+        return link
+    return replace(link, ical_uid=item.ical_uid, original_start=item.original_start)
+
+
+def _series_names(ical_uid: str, master_id: str) -> tuple[str, ...]:
+    """How an occurrence's series is named: by its UID, and by its master id (links stored
+    before UIDs were know only that; an item is filed under both)."""
+    return (f"uid:{ical_uid}", f"master:{master_id}") if ical_uid else (f"master:{master_id}",)
+
+
+_EARLIEST = dt.datetime.min.replace(tzinfo=dt.UTC)
+
+
+def _original_start_of_link(link: Link) -> dt.datetime:
+    start = link.original_start or original_start_of(link.exchange_id) or link.exchange_start
+    return start or _EARLIEST
+
+
+def _occurrence_order(item: ExchangeItem) -> tuple[dt.datetime, str]:
+    start = item.original_start or original_start_of(item.exchange_id) or _start_of(item.record)
+    return start or _EARLIEST, item.exchange_id
 
 
 def _start_of(record: Record) -> dt.datetime | None:
@@ -585,12 +735,13 @@ class _Merge:
     def base_link(self) -> Link:
         if self.current is None:
             return self.link
-        return replace(
+        link = replace(
             self.link,
             change_key=self.current.change_key,
             exchange_start=_start_of(self.current.record),
             is_organizer=self.current.is_organizer,
         )
+        return _with_identity(link, self.current)
 
     def ops(self, *, relinked: bool = False) -> list[Op]:
         """The ops of this merge; ``relinked``: the link was repointed to a moved item."""

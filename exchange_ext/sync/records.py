@@ -191,6 +191,32 @@ def master_of(exchange_id: str) -> str | None:
     return master_id if separator else None
 
 
+def original_start_of(exchange_id: str) -> dt.datetime | None:
+    """The original start an :func:`occurrence_id` names, or ``None`` for a plain item id."""
+    _, separator, stamp = exchange_id.rpartition("|")
+    if not separator:
+        return None
+    try:
+        return dt.datetime.strptime(stamp, "%Y%m%dT%H%M%SZ").replace(tzinfo=dt.UTC)
+    except ValueError:
+        return None
+
+
+def identity_of(ical_uid: str, original_start: dt.datetime | None) -> str | None:
+    """What names one calendar item whatever protocol read it and whatever its id is now: its
+    iCalendar UID, plus the original start for an occurrence of a series (whose UID is the
+    series'). ``None`` without a UID (docs/sync-rules.md, "Re-identification").
+
+    Exchange ids are per protocol (an EWS ItemId is not a Graph event id) and change when an
+    item moves to another mailbox; the UID stays (EWS ``UID``, Graph ``uid``).
+    """
+    if not ical_uid:
+        return None
+    if original_start is None:
+        return ical_uid
+    return f"{ical_uid}|{original_start.astimezone(dt.UTC).strftime('%Y%m%dT%H%M%SZ')}"
+
+
 @dataclass(frozen=True)
 class PsaItem:
     """One PSA item as the sync sees it: its key, its record, where it was born.
@@ -216,10 +242,19 @@ class ExchangeItem:
     has_attendees: bool = False
     attendees: tuple[str, ...] = ()
     calendar_item_type: CalendarItemType = CalendarItemType.SINGLE
+    # The iCalendar UID (a series' for its occurrences) and, for an occurrence or exception,
+    # its original start: the item's identity across protocols and mailboxes.
+    ical_uid: str = ""
+    original_start: dt.datetime | None = None
 
     @property
     def master_id(self) -> str | None:
         return master_of(self.exchange_id)
+
+    @property
+    def identity(self) -> str | None:
+        """See :func:`identity_of`."""
+        return identity_of(self.ical_uid, self.original_start)
 
 
 @dataclass(frozen=True)
@@ -276,6 +311,14 @@ class Link:
     # Exchange-origin item is decided on them without reading the item again.
     exchange_start: dt.datetime | None = None
     is_organizer: bool = True
+    # The Exchange item's identity as of the last sync (:func:`identity_of`), kept for imported
+    # items: one is found again by it when its id changed (EWS ⇄ Graph, a mailbox move).
+    ical_uid: str = ""
+    original_start: dt.datetime | None = None
+
+    @property
+    def identity(self) -> str | None:
+        return identity_of(self.ical_uid, self.original_start)
 
 
 class ImportMode(StrEnum):

@@ -4,7 +4,10 @@
 A change of version, server address, virtual directory or domain means every stored sync
 state points at another server (or another view of it): all folder states are dropped and each
 mailbox is stamped ``resync_requested_at`` so its next run re-reads everything, re-linking items
-by their PSA tag. Such a change, or a credential change, must not land under a running sync.
+by their PSA tag. A switch of protocol (EWS ⇄ Graph) does the same: the states and the item ids
+the links hold are the other protocol's, and the full re-read finds every item again by its tag
+or its iCalendar UID (docs/sync-rules.md, "Re-identification"). Such a change, or a credential
+change, must not land under a running sync.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from exchange_ext.backends import factory
+from exchange_ext.engine import status as mailbox_status
 from exchange_ext.models import ExchangeConfig, FolderSyncState, MailboxSettings
 
 RESYNC_FIELDS = ("exchange_version", "server_address", "virtual_directory", "domain")
@@ -64,22 +68,34 @@ def save_config(new: ExchangeConfig, *, changed: Iterable[str]) -> SaveOutcome:
 
     ``changed`` names the form fields the admin changed. When any of them is a resync or a
     credential field and a sync is running, raise :class:`SyncRunning` and save nothing. When a
-    resync field changed, delete every FolderSyncState and stamp every MailboxSettings with
-    ``resync_requested_at``. Other changes (interval, notifications, …) save at any time.
+    resync field changed, or the backend switches (EWS ⇄ Graph), delete every FolderSyncState
+    and stamp every MailboxSettings with ``resync_requested_at``. Other changes (interval,
+    notifications, …) save at any time. Any save lifts a stop of the shared credentials (their
+    fix is on this tab).
     """
     changed = set(changed)
-    resync = bool(changed & set(RESYNC_FIELDS))
+    resync = bool(changed & set(RESYNC_FIELDS)) or _switches_protocol(new)
     guarded = resync or bool(changed & set(CREDENTIAL_FIELDS))
     now = timezone.now()
     with transaction.atomic():
         mailboxes_reset = _lock_out_syncs(now, stamp_resync=resync) if guarded else 0
         _save_singleton(new)
+        # The stop of refused shared credentials is the General tab's to lift, by any save: the
+        # password may have been fixed in the directory, and an enabled tab saves only after
+        # its connection test passed (docs/sync-rules.md, "Errors").
+        mailbox_status.lift_shared_stops()
         if resync:
             FolderSyncState.objects.all().delete()
         if guarded:
             # Connections cached under the old endpoint/credentials must not outlive them.
             transaction.on_commit(factory.forget_connections)
     return SaveOutcome(resync_reset=resync, mailboxes_reset=mailboxes_reset)
+
+
+def _switches_protocol(new: ExchangeConfig) -> bool:
+    """Whether saving ``new`` changes the backend from the stored configuration's."""
+    stored = ExchangeConfig.objects.filter(pk=1).first()
+    return stored is not None and stored.backend_name != new.backend_name
 
 
 def _save_singleton(new: ExchangeConfig) -> None:

@@ -208,6 +208,44 @@ class EwsDriver:
         return len(self.handle.state.outbox.messages)
 
 
+class GraphIdsDriver(EwsDriver):
+    """The EWS driver ("Outlook" over EWS on the shared store) for a backend reading through
+    Graph, whose ids are not EWS ids: what it returns are Graph ids, what it is given (the
+    backend's ids, occurrence ids built on a Graph master id) is mapped back to EWS ids."""
+
+    name = "graph"
+
+    def put(self, record: Record, folder: FolderKind = FolderKind.CALENDAR,
+            tag: PsaTag | None = None) -> str:  # fmt: skip
+        return graph_id(super().put(record, folder, tag))
+
+    def edit(self, exchange_id: str, record: Record) -> None:
+        super().edit(ews_id(exchange_id), record)
+
+    def remove(self, exchange_id: str) -> None:
+        super().remove(ews_id(exchange_id))
+
+    def create_series(self, record: CalendarRecord, starts: Sequence[dt.datetime]) -> str:
+        # (Occurrences are found by their original start: the master's id is not needed.)
+        return graph_id(super().create_series(record, starts))
+
+
+def graph_id(store_id: str) -> str:
+    from exchange_ext.sandbox.graph import ids
+
+    return ids.graph_id(store_id)
+
+
+def ews_id(exchange_id: str) -> str:
+    """The EWS id of a backend id read through Graph (occurrence ids keep their start)."""
+    from exchange_ext.sandbox.graph import ids
+
+    master_id = master_of(exchange_id)
+    if master_id is None:
+        return ids.store_id(exchange_id)
+    return occurrence_id(ids.store_id(master_id), _original_start(exchange_id))
+
+
 def _local(moment: dt.datetime, time_zone: str) -> dt.datetime:
     return moment.astimezone(ZoneInfo(time_zone))
 
@@ -241,7 +279,9 @@ def shared_sandbox() -> Any:
 
 
 @contextlib.contextmanager
-def ews_driver(page_size: int | None = None) -> Iterator[EwsDriver]:
+def ews_driver(
+    page_size: int | None = None, driver_class: type[EwsDriver] = EwsDriver
+) -> Iterator[EwsDriver]:
     """An EwsDriver on the shared sandbox, reset; fails on any response the schema rejects."""
     from exchangelib.protocol import close_connections
 
@@ -254,7 +294,7 @@ def ews_driver(page_size: int | None = None) -> Iterator[EwsDriver]:
     os.environ[CA_BUNDLE_ENV] = str(handle.ca_file)
     install_exchangelib_trust()
     try:
-        yield EwsDriver(handle, page_size)
+        yield driver_class(handle, page_size)
     finally:
         close_connections()
         if previous is None:

@@ -248,6 +248,29 @@ def test_a_series_is_a_master_in_changes_and_expanded_in_the_window(driver):
     assert all(o.master_id == master_id for o in occurrences)
 
 
+def test_calendar_items_carry_their_uid_and_occurrences_the_series_uid_and_original_start(
+    driver,
+):
+    single_id = driver.put(appointment(7))
+    first = appointment(1, subject="Standup")
+    master_id = driver.put_series(first, 3)
+    originals = daily_starts(first, 3)
+    driver.edit_occurrence(master_id, originals[1], replace(first, subject="Moved",
+                           start=originals[1] + dt.timedelta(hours=2),
+                           end=originals[1] + dt.timedelta(hours=3)))  # fmt: skip
+    with driver.backend.open_session(driver.mailbox) as session:
+        items, _state, _ = read_all(session)
+        occurrences = session.read_window(FolderKind.CALENDAR, sync_window())
+    single, master = items[single_id], items[master_id]
+    assert single.ical_uid and master.ical_uid and single.ical_uid != master.ical_uid
+    assert (single.original_start, master.original_start) == (None, None)
+    series = sorted((o for o in occurrences if o.master_id == master_id),
+                    key=lambda o: o.original_start or o.record.start)  # fmt: skip
+    assert [o.ical_uid for o in series] == [master.ical_uid] * 3  # exceptions included
+    assert [o.original_start for o in series] == originals
+    assert len({o.identity for o in series} | {single.identity}) == 4
+
+
 def test_an_occurrence_is_updated_and_deleted_by_its_occurrence_id(driver):
     first = appointment(1, subject="Weekly")
     master_id = driver.put_series(first, 3)

@@ -16,7 +16,7 @@ import pytest
 from exchange_ext.backends.graph.auth import GraphCredentials
 from exchange_ext.backends.graph.backend import GraphBackend, GraphSettings
 
-from .conftest import ews_driver
+from .conftest import GraphIdsDriver, ews_driver
 from .test_backend_contract import *  # noqa: F403 - the suite's tests run here on Graph
 from .test_backend_contract import PAGE_SIZE, Subject
 
@@ -36,7 +36,7 @@ def graph_backend(base_url: str, *, page_size: int = PAGE_SIZE, **settings: obje
 
 @pytest.fixture(params=["graph"])
 def subject(request: pytest.FixtureRequest) -> Iterator[Subject]:
-    with ews_driver() as driver:
+    with ews_driver(driver_class=GraphIdsDriver) as driver:
         graph_state = driver.handle.state.graph
         yield Subject(
             backend=graph_backend(driver.handle.base_url),

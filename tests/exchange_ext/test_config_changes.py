@@ -54,6 +54,17 @@ def test_changing_the_server_address_resets_every_mailboxs_sync_state(mailboxes)
     assert ExchangeConfig.load().server_address == "new.example.com"
 
 
+def test_switching_between_ews_and_graph_resets_every_mailboxs_sync_state(mailboxes):
+    ExchangeConfig.objects.update_or_create(pk=1, defaults={"use_basic_auth": True})
+    to_graph = edited(use_basic_auth=False, use_graph=True)
+    outcome = save_config(to_graph, changed=["use_basic_auth"])
+
+    assert ExchangeConfig.load().backend_name == "graph"
+    assert outcome.resync_reset and outcome.mailboxes_reset == 3
+    assert not FolderSyncState.objects.exists()  # the states and ids were EWS's
+    assert not MailboxSettings.objects.filter(resync_requested_at__isnull=True).exists()
+
+
 def test_changing_only_the_interval_keeps_the_sync_state(mailboxes):
     outcome = save_config(edited(sync_interval_minutes=30), changed=["sync_interval_minutes"])
 

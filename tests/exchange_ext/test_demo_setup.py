@@ -13,6 +13,12 @@ from exchange_ext.secrets import Secret
 pytestmark = pytest.mark.django_db
 
 
+@pytest.fixture(autouse=True)
+def _debug(settings):
+    # pytest-django runs with DEBUG off, where the demo commands refuse to run.
+    settings.DEBUG = True
+
+
 def test_an_unconfigured_extension_gets_the_sandbox_settings():
     call_command("exchange_demo_setup", stdout=io.StringIO())
     config = ExchangeConfig.load()

@@ -36,10 +36,11 @@ def start_ops_sandbox(cert_dir: Path, *, port: int = 0, store: Any = None) -> An
 
 
 def sandbox_env(handle: Any) -> dict[str, str]:
-    """What a process needs to reach the sandbox: its CA and its port."""
+    """What a process needs to reach the sandbox: its CA, its port and its loopback address."""
     return {
         "EXCHANGE_CA_BUNDLE": str(handle.ca_file),
         "EXCHANGE_ALLOWED_PORTS": f"443,2610,{handle.port}",
+        "EXCHANGE_ALLOWED_NETWORKS": "127.0.0.0/8,::1/128",
     }
 
 

@@ -11,7 +11,7 @@ from django.contrib.auth.models import User
 from django.core.management import call_command
 from django.db import transaction
 from django.db.models import Count
-from django.test import override_settings
+from django.test import RequestFactory, override_settings
 from django.utils import timezone
 
 from psa.audit.models import AuditEntry
@@ -45,7 +45,8 @@ def demo(django_db_setup, django_db_blocker):
     """
     with (
         django_db_blocker.unblock(),
-        override_settings(PASSWORD_HASHERS=FAST_HASHER),
+        # pytest-django runs with DEBUG off, where the demo commands refuse to run.
+        override_settings(PASSWORD_HASHERS=FAST_HASHER, DEBUG=True),
         transaction.atomic(),
     ):
         loaded_at = clock.now()  # the command reads the clock itself, moments later
@@ -77,9 +78,11 @@ def test_demo_has_one_organisation_an_admin_and_eight_technicians(demo):
 
 def test_demo_logins_authenticate_with_password_demo(demo, settings):
     settings.PASSWORD_HASHERS = FAST_HASHER
+    # Login throttling (django-axes) needs the request a login comes with.
+    request = RequestFactory().post("/accounts/login/")
     for username in ["admin", *TECHNICIANS]:
-        assert authenticate(username=username, password="demo") is not None, username
-    assert authenticate(username="tech1", password="wrong") is None
+        assert authenticate(request, username=username, password="demo") is not None, username
+    assert authenticate(request, username="tech1", password="wrong") is None
 
 
 def test_demo_has_accounts_with_managers_contacts_and_opportunities(demo):

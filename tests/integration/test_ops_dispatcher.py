@@ -15,8 +15,13 @@ from django.core.checks import run_checks
 from django_q.models import OrmQ, Schedule
 
 from exchange_ext import tasks
-from exchange_ext.jobs import dispatcher
-from exchange_ext.jobs.schedules import DISPATCH_SCHEDULE, ensure_schedules
+from exchange_ext.jobs import dispatcher, watchdog
+from exchange_ext.jobs.schedules import (
+    DISPATCH_SCHEDULE,
+    WATCHDOG_SCHEDULE,
+    ensure_schedules,
+    schedules_in_place,
+)
 from exchange_ext.models import ExchangeConfig, MailboxSettings, SyncRun
 from exchange_ext.web.enrollment import set_enabled_resources
 from psa.audit.origin import Origin
@@ -107,9 +112,13 @@ def test_failures_back_off_and_disabled_or_leased_mailboxes_are_left_alone():
 
 def test_sync_now_requests_are_due_at_once():
     a, b = _enabled(2)
-    _run([a, b], now())
-    MailboxSettings.objects.filter(pk=b).update(sync_requested_at=now())
-    assert dispatcher.queue_due(now() + dt.timedelta(seconds=30)) == [b]
+    # Halfway between two of a's slots, so no slot of a falls in the next 30 s whatever the
+    # pinned clock says (slots depend on the time of day).
+    period = ExchangeConfig.load().sync_interval_minutes * 60
+    at = dispatcher.latest_slot(a, period, now()) + dt.timedelta(seconds=period / 2)
+    _run([a, b], at)
+    MailboxSettings.objects.filter(pk=b).update(sync_requested_at=at)
+    assert dispatcher.queue_due(at + dt.timedelta(seconds=30)) == [b]
 
 
 def test_nothing_is_due_when_the_integration_is_off():
@@ -152,6 +161,13 @@ def test_ensure_schedules_upserts_one_row_by_name():
     assert (row.func, row.schedule_type, row.minutes, row.repeats) == (
         "exchange_ext.tasks.dispatch", Schedule.MINUTES, 1, -1,
     )  # fmt: skip
+    watchdog = Schedule.objects.get(name=WATCHDOG_SCHEDULE)  # on its own, every five minutes
+    assert (watchdog.func, watchdog.minutes, watchdog.repeats) == (
+        "exchange_ext.tasks.watchdog", 5, -1,
+    )  # fmt: skip
+    assert schedules_in_place()
+    Schedule.objects.filter(name=DISPATCH_SCHEDULE).update(repeats=0)  # altered in the admin
+    assert not schedules_in_place()
 
 
 def _errors(settings: Any, **q: Any) -> list[str]:
@@ -200,3 +216,41 @@ def test_saving_the_connection_lifts_a_permanent_stop_and_requests_a_sync():
     assert set(rows.values_list("status", flat=True)) == {"failing", "never"}
     assert all(r.sync_requested_at for r in rows)
     assert set(dispatcher.due_mailboxes(now())) == {a, b}
+
+
+def test_the_dispatch_tick_marks_overdue_mailboxes_and_alerts_even_when_queuing_fails(
+    monkeypatch, mailoutbox
+):
+    # docs/sync-rules.md, "Notifications": six intervals (at least an hour) without a sync.
+    starved, fresh = _enabled(2)
+    long_ago = now() - dt.timedelta(hours=3)
+    ExchangeConfig.objects.filter(pk=1).update(
+        notification_emails="it-ops@northwind.example", updated_at=long_ago
+    )
+    MailboxSettings.objects.filter(pk=starved).update(status="ok", last_success_at=long_ago)
+    MailboxSettings.objects.filter(pk=fresh).update(status="ok", last_success_at=now())
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("dispatcher bug")
+
+    monkeypatch.setattr(dispatcher, "queue_due", broken)
+    assert tasks.dispatch() == "queued 0 syncs; 1 notification emails"  # never raises
+    rows = dict(MailboxSettings.objects.values_list("pk", "status"))
+    assert rows == {starved: "failing", fresh: "ok"}
+    assert MailboxSettings.objects.get(pk=starved).last_error_kind == "SyncOverdue"
+    assert len(mailoutbox) == 1 and "No sync has completed since" in mailoutbox[0].body
+
+
+def test_the_watchdog_gives_a_just_queued_or_just_turned_on_mailbox_its_chance():
+    [pk] = _enabled(1)
+    long_ago = now() - dt.timedelta(hours=5)
+    row = MailboxSettings.objects.filter(pk=pk)
+    row.update(status="ok", last_success_at=long_ago)
+    # The integration was turned back on just now (after a pause): the count starts afresh.
+    assert watchdog.mark_overdue(now()) == 0
+    ExchangeConfig.objects.filter(pk=1).update(updated_at=long_ago)
+    # Reactivated after weeks: the dispatcher just queued it; its run gets the chance first.
+    row.update(last_dispatched_at=now() - dt.timedelta(minutes=2))
+    assert watchdog.mark_overdue(now()) == 0
+    assert watchdog.mark_overdue(now() + dt.timedelta(minutes=15)) == 1
+    assert row.get().status == "failing"

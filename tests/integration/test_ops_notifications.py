@@ -13,18 +13,26 @@ import socket
 from collections.abc import Iterator
 from email import message_from_bytes
 from email.message import Message
+from io import StringIO
 from pathlib import Path
 from typing import Any
 
 import pytest
 from aiosmtpd.controller import Controller
+from django.core.management import call_command
+from django.utils import timezone
+from django_q.models import Schedule
 from exchangelib.protocol import close_connections
 
 from exchange_ext import tasks
 from exchange_ext.jobs import dispatcher, notifications
-from exchange_ext.models import MailboxSettings, ServerOutage
+from exchange_ext.jobs.schedules import DISPATCH_SCHEDULE
+from exchange_ext.models import ExchangeConfig, MailboxSettings, ServerOutage, SyncRun
+from exchange_ext.sandbox.accounts import account_from_config
+from exchange_ext.secrets import Secret
 from tests import clock
 from tests.integration.ops_support import (
+    DOMAIN,
     SECRET_PASSWORD,
     add_mailboxes,
     configure,
@@ -36,6 +44,7 @@ from tests.integration.ops_support import (
 pytestmark = pytest.mark.django_db
 ADMINS = "it-ops@northwind.example; boss@northwind.example"
 RESOURCE_PASSWORD = "Per-Resource-Pa55word!"
+WRONG_PASSWORD = "Wrong-Pa55word-Typed!"
 
 
 class Inbox:
@@ -85,6 +94,7 @@ def inbox(settings: Any) -> Iterator[Inbox]:
         for raw in handler.raw:
             assert SECRET_PASSWORD.encode() not in raw
             assert RESOURCE_PASSWORD.encode() not in raw
+            assert WRONG_PASSWORD.encode() not in raw
 
 
 @pytest.fixture
@@ -105,8 +115,6 @@ def _setup(handle: Any, count: int) -> list[int]:
     configure(handle.port, notification_emails=ADMINS)
     ids = make_enabled_resources(add_mailboxes(handle, count), appointments=1)
     # A per-resource password too: it must never show up in an email either.
-    from exchange_ext.secrets import Secret
-
     for settings_row in MailboxSettings.objects.filter(pk__in=ids):
         settings_row.password = Secret(RESOURCE_PASSWORD)
         settings_row.save()
@@ -170,10 +178,20 @@ def test_outage_is_one_email_with_a_reminder_after_a_day_and_one_recovery_email(
 
 
 def test_401_for_one_resource_is_one_email_naming_it_and_a_disabled_status(inbox, sandbox):
+    # Each resource signs in as itself (no shared account) and ops2's own password is refused:
+    # that stops ops2 alone. (The shared account refused stops every mailbox at once:
+    # sync_rules/test_shared_account.py.)
     ids = _setup(sandbox, 3)
-    sandbox.state.faults.add(
-        {"kind": "http_status", "status": 401, "mailbox": "ops2@northwind.example", "count": None}
-    )
+    ExchangeConfig.objects.update(use_for_all_users=False)
+    for n, settings_row in enumerate(MailboxSettings.objects.filter(pk__in=ids).order_by("pk")):
+        login = f"ops{n + 1}"
+        sandbox.state.accounts.add(account_from_config(
+            {"login": login, "password": RESOURCE_PASSWORD, "mailbox": f"{login}@{DOMAIN}"}
+        ))  # fmt: skip
+        settings_row.username = login
+        if login == "ops2":
+            settings_row.password = Secret(WRONG_PASSWORD)
+        settings_row.save()
     for _ in range(2):
         _sync_all(ids)  # the second round skips the disabled one
         notifications.evaluate()
@@ -185,7 +203,8 @@ def test_401_for_one_resource_is_one_email_naming_it_and_a_disabled_status(inbox
     assert row.resource.full_name in inbox.subjects()[0]
     body = inbox.text(0)
     assert "ops2@northwind.example" in body and "ops1@" not in body
-    assert "username and password on the General tab" in body  # shared sync account
+    assert "credentials on the resource's MS Exchange tab" in body  # its own login
+    assert WRONG_PASSWORD not in body
     assert inbox.messages[0]["To"] == "it-ops@northwind.example, boss@northwind.example"
     # Stopped until its settings are saved again: the dispatcher leaves it alone.
     assert row.pk not in dispatcher.due_mailboxes(clock.now() + dt.timedelta(hours=2))
@@ -231,3 +250,154 @@ def test_a_failing_resource_emails_after_two_failures_then_recovers(inbox, sandb
     sent = notifications.evaluate()
     assert len(sent) == 1 and "works again" in sent[0]
     assert len(inbox.raw) == 2
+
+
+# --- the one error boundary: a bug is a failure like any other ------------------------------
+
+UNEXPECTED = (
+    "An unexpected error stopped the sync: RuntimeError. The details are in the server log."
+)
+
+
+def test_an_unexpected_error_marks_the_mailbox_failing_and_alerts_once_without_its_details(
+    inbox, sandbox, monkeypatch, caplog
+):
+    ids = _setup(sandbox, 2)
+    _sync_all(ids)
+    broken = ids[0]
+
+    def planner_bug(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError(f"planner bug near {SECRET_PASSWORD}")
+
+    with monkeypatch.context() as patched:
+        patched.setattr("exchange_ext.engine.cycle.plan", planner_bug)
+        for _ in range(3):  # a bug repeats: still one email
+            with pytest.raises(RuntimeError):  # the task fails in django-q too, traceback and all
+                tasks.sync_mailbox(broken)
+            notifications.evaluate()
+        close_connections()
+
+    row = MailboxSettings.objects.get(pk=broken)
+    assert (row.status, row.last_error, row.last_error_kind) == (
+        MailboxSettings.Status.FAILING, UNEXPECTED, "UnexpectedError",
+    )  # fmt: skip
+    assert row.consecutive_failures == 3  # the dispatcher backs off as after any failure
+    assert row.lease_expires_at is None and row.lease_holder == ""  # the lease was released
+    run = SyncRun.objects.filter(mailbox_settings_id=broken).order_by("-pk").first()
+    assert (run.outcome, run.error) == (SyncRun.Outcome.FAILED, UNEXPECTED)
+    logged = [r for r in caplog.records if r.exc_info and r.exc_info[0] is RuntimeError]
+    assert logged, "the traceback belongs in the server log"
+    assert _statuses(ids)[1] == "ok"
+
+    assert len(inbox.raw) == 1, inbox.subjects()
+    assert "sync failing for" in inbox.subjects()[0]
+    body = inbox.text(0)
+    assert "An unexpected error stopped the sync" in body and "server log" in body
+    assert "planner bug" not in body and "Traceback" not in body
+
+    _sync_all([broken])
+    assert _statuses(ids) == ["ok", "ok"]
+    sent = notifications.evaluate()
+    assert len(sent) == 1 and "works again" in sent[0]
+
+
+# --- the watchdog (docs/sync-rules.md, "Notifications") --------------------------------------
+
+
+def _pause_dispatcher(since: dt.datetime) -> None:
+    """The cluster's scheduler last fired the dispatcher at ``since`` (then died)."""
+    Schedule.objects.filter(name=DISPATCH_SCHEDULE).update(next_run=since)
+
+
+def test_the_watchdog_reports_mailboxes_without_a_sync_for_six_intervals_once_then_recovery(
+    inbox, sandbox
+):
+    ids = _setup(sandbox, 3)  # 15-minute interval: six intervals are 90 minutes
+    _sync_all(ids)
+    now = clock.now()
+    _pause_dispatcher(now)  # no worker runs any more: nothing fails, nothing syncs either
+
+    assert tasks.watchdog(now + dt.timedelta(minutes=85)) is not None
+    assert _statuses(ids) == ["ok"] * 3 and inbox.raw == []
+
+    tasks.watchdog(now + dt.timedelta(minutes=95))
+    assert _statuses(ids) == ["failing"] * 3
+    row = MailboxSettings.objects.get(pk=ids[0])
+    assert row.last_error_kind == "SyncOverdue"
+    assert "No sync has completed since" in row.last_error
+    assert "background worker" in row.last_error  # the dispatcher stopped: say so
+    assert len(inbox.raw) == 1, inbox.subjects()
+    body = inbox.text(0)
+    for n in range(1, 4):
+        assert f"ops{n}@northwind.example" in body
+    assert "manage.py qcluster" in body
+
+    for minutes in (100, 180, 600):  # once per episode
+        tasks.watchdog(now + dt.timedelta(minutes=minutes))
+    assert len(inbox.raw) == 1, inbox.subjects()
+    tasks.watchdog(now + dt.timedelta(hours=25, minutes=40))
+    assert len(inbox.raw) == 2 and "reminder" in inbox.subjects()[1]
+
+    _sync_all(ids)  # the worker is back
+    assert _statuses(ids) == ["ok"] * 3
+    sent = notifications.evaluate()  # the dispatcher's next minute
+    assert len(sent) == 1 and "works again" in sent[0]
+    assert len(inbox.raw) == 3
+
+
+def test_the_watchdog_names_a_run_a_dead_worker_left_and_a_task_the_broker_lost(inbox, sandbox):
+    ids = _setup(sandbox, 3)
+    _sync_all(ids)
+    now = clock.now()
+    later = now + dt.timedelta(minutes=95)
+    Schedule.objects.filter(name=DISPATCH_SCHEDULE).update(next_run=later)  # it still fires
+    left, lost, fine = ids
+    # A worker killed mid-run: its lease outlived it; a task queued and never delivered.
+    MailboxSettings.objects.filter(pk=left).update(
+        lease_holder="worker-7:4242", lease_expires_at=now + dt.timedelta(minutes=11),
+        last_attempt_at=now,
+    )  # fmt: skip
+    MailboxSettings.objects.filter(pk=lost).update(queued_at=now + dt.timedelta(minutes=20))
+    MailboxSettings.objects.filter(pk=fine).update(last_success_at=later)
+
+    tasks.watchdog(later)
+    assert _statuses(ids) == ["failing", "failing", "ok"]
+    errors = dict(MailboxSettings.objects.filter(pk__in=ids).values_list("pk", "last_error"))
+    assert "left unfinished" in errors[left] and "worker-7:4242" in errors[left]
+    assert "queued" in errors[lost] and "never started" in errors[lost]
+    assert inbox.raw == []  # the dispatcher runs: its next minute sends the email
+    sent = notifications.evaluate(later)
+    assert len(sent) == 1 and len(inbox.raw) == 1
+
+
+def test_the_watchdog_restores_a_lost_dispatch_schedule_and_survives_its_own_errors(
+    inbox, sandbox, monkeypatch, caplog
+):
+    ids = _setup(sandbox, 2)
+    _sync_all(ids)
+    Schedule.objects.filter(name=DISPATCH_SCHEDULE).delete()
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("watchdog bug")
+
+    monkeypatch.setattr("exchange_ext.jobs.watchdog.mark_overdue", broken)
+    tasks.watchdog(clock.now() + dt.timedelta(minutes=95))  # never raises
+    assert Schedule.objects.filter(name=DISPATCH_SCHEDULE, func=dispatcher.DISPATCH_TASK).exists()
+    assert any(r.exc_info and r.exc_info[0] is RuntimeError for r in caplog.records)
+
+
+def test_the_watchdog_command_from_cron_alerts_when_the_cluster_does_not_run(inbox, sandbox):
+    # Outside the cluster (cron): the only check that still runs when no qcluster does.
+    ids = _setup(sandbox, 2)
+    _sync_all(ids)
+    hours_ago = timezone.now() - dt.timedelta(hours=2)
+    ExchangeConfig.objects.update(updated_at=hours_ago)  # nobody touched the settings since
+    MailboxSettings.objects.filter(pk__in=ids).update(last_success_at=hours_ago)
+    _pause_dispatcher(hours_ago)
+    out = StringIO()
+    call_command("exchange_watchdog", stdout=out)
+    assert "2 mailboxes overdue; 1 notification emails" in out.getvalue()
+    assert "has not run the dispatcher since" in out.getvalue()
+    assert _statuses(ids) == ["failing"] * 2 and len(inbox.raw) == 1
+    call_command("exchange_watchdog", stdout=StringIO())
+    assert len(inbox.raw) == 1  # once per episode

@@ -1,7 +1,7 @@
 """Helpers for the Graph sandbox tests: a tiny Graph client over ``requests`` with the sandbox CA.
 
 Not fixtures (the EWS conftest stays as it is): each test module builds what it needs from
-``graph_session``/``GraphClient``.
+``graph_session``/``GraphClient``; ``control_session`` for the sandbox's control API.
 """
 
 from __future__ import annotations
@@ -30,6 +30,13 @@ def graph_session(handle: SandboxHandle) -> requests.Session:
     # Without this, REQUESTS_CA_BUNDLE/CURL_CA_BUNDLE in the environment override .verify.
     session.trust_env = False
     session.verify = str(handle.ca_file)
+    return session
+
+
+def control_session(handle: SandboxHandle) -> requests.Session:
+    """A session for the control API: the sandbox CA and its control token."""
+    session = graph_session(handle)
+    session.headers.update(handle.control_headers)
     return session
 
 

@@ -21,7 +21,9 @@ TECH1 = "tech1@northwind.example"
 
 
 def call(handle: Any, method: str, path: str, **kwargs: Any) -> requests.Response:
+    """A control API request with the sandbox's token (``headers=`` adds to or overrides it)."""
     kwargs.setdefault("verify", str(handle.ca_file) if handle.ca_file else True)
+    kwargs["headers"] = {**handle.control_headers, **kwargs.get("headers", {})}
     return requests.request(method, f"{handle.control_url}{path}", timeout=10, **kwargs)
 
 
@@ -48,7 +50,10 @@ def test_the_control_api_refuses_clients_that_are_not_on_loopback(start):
 
     refused = requests.get(f"{remote}/_sandbox/requests", timeout=10)
     ews = requests.post(f"{remote}/EWS/Exchange.asmx", data=b"", timeout=10)
-    local = requests.get(f"http://127.0.0.1:{handle.port}/_sandbox/requests", timeout=10)
+    local = requests.get(
+        f"http://127.0.0.1:{handle.port}/_sandbox/requests", headers=handle.control_headers,
+        timeout=10,
+    )  # fmt: skip
 
     assert refused.status_code == 403
     assert "loopback" in refused.json()["error"]

@@ -31,6 +31,7 @@ from tests.sandbox.graph_client import (
     TENANT_DOMAIN,
     TENANT_ID,
     GraphClient,
+    control_session,
     graph_session,
     request_token,
 )
@@ -67,7 +68,7 @@ def _key_pem(key: rsa.RSAPrivateKey) -> str:
 
 
 def _register_cert_app(handle: SandboxHandle, cert: x509.Certificate) -> None:
-    reply = graph_session(handle).post(
+    reply = control_session(handle).post(
         f"{handle.control_url}/graph/apps",
         json={
             "client_id": CERT_APP_ID,
@@ -363,7 +364,7 @@ def test_unknown_users(sandbox: SandboxHandle) -> None:
 def test_requests_are_logged_with_operation_and_app(sandbox: SandboxHandle) -> None:
     graph = GraphClient(sandbox)
     graph.get("users/tech1@northwind.example/calendar")
-    log = graph_session(sandbox).get(f"{sandbox.control_url}/requests", timeout=10).json()
+    log = control_session(sandbox).get(f"{sandbox.control_url}/requests", timeout=10).json()
     last = log["requests"][-1]
     assert last["operation"] == "graph:calendar.get"
     assert last["caller"] == APP_ID and last["mailbox"] == "tech1@northwind.example"

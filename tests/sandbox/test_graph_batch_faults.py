@@ -10,8 +10,15 @@ from typing import Any
 import pytest
 import requests
 
+from exchange_ext.sandbox.graph import ids
 from exchange_ext.sandbox.server import SandboxHandle
-from tests.sandbox.graph_client import GraphClient, event_body, graph_session, request_token
+from tests.sandbox.graph_client import (
+    GraphClient,
+    control_session,
+    event_body,
+    graph_session,
+    request_token,
+)
 
 USER = "users/tech1@northwind.example"
 WINDOW = "startDateTime=2026-11-01T00:00:00Z&endDateTime=2026-12-01T00:00:00Z"
@@ -23,7 +30,7 @@ def graph(sandbox: SandboxHandle) -> GraphClient:
 
 
 def _fault(sandbox: SandboxHandle, **rule: Any) -> None:
-    reply = graph_session(sandbox).post(f"{sandbox.control_url}/faults", json=rule, timeout=10)
+    reply = control_session(sandbox).post(f"{sandbox.control_url}/faults", json=rule, timeout=10)
     assert reply.status_code == 201, reply.text
 
 
@@ -62,7 +69,7 @@ def test_batch_of_twenty_with_an_inner_429(sandbox: SandboxHandle, graph: GraphC
     again = graph.post("$batch", {"requests": [retry, repeat]}).json()["responses"]
     assert [r["status"] for r in again] == [201, 201]
     assert len(graph.get(f"{USER}/events", params={"$top": "100"}).json()["value"]) == 18
-    log = graph_session(sandbox).get(f"{sandbox.control_url}/requests", timeout=10).json()
+    log = control_session(sandbox).get(f"{sandbox.control_url}/requests", timeout=10).json()
     batches = [r for r in log["requests"] if r["operation"] == "graph:batch"]
     inner = [r for r in log["requests"] if r["in_batch"]]
     assert len(batches) == 2 and not batches[0]["in_batch"]
@@ -78,7 +85,7 @@ def test_batch_limits_and_dependencies(graph: GraphClient) -> None:
     absolute = graph.post("$batch", {"requests": [{"id": "1", "method": "GET", "url": url}]})
     assert absolute.status_code == 400
     chained = graph.post("$batch", {"requests": [
-        {"id": "1", "method": "GET", "url": f"/{USER}/events/no-such-id"},
+        {"id": "1", "method": "GET", "url": f"/{USER}/events/{ids.graph_id('AAMkI-gone')}"},
         {"id": "2", "method": "GET", "url": f"/{USER}/calendar", "dependsOn": ["1"]},
         {"id": "3", "method": "GET", "url": f"/{USER}/calendar"},
     ]}).json()["responses"]  # fmt: skip
@@ -155,7 +162,7 @@ def test_token_endpoint_faults(sandbox: SandboxHandle) -> None:
 
 
 def test_fault_rule_validation(sandbox: SandboxHandle) -> None:
-    session = graph_session(sandbox)
+    session = control_session(sandbox)
     bad = session.post(f"{sandbox.control_url}/faults",
                        json={"kind": "delta_gone", "code": "nope"}, timeout=10)  # fmt: skip
     assert bad.status_code == 400

@@ -11,8 +11,15 @@ import pytest
 from exchangelib import Account, CalendarItem, EWSDateTime, EWSTimeZone
 from exchangelib.extended_properties import ExtendedProperty
 
+from exchange_ext.sandbox.graph import ids
 from exchange_ext.sandbox.server import SandboxHandle
-from tests.sandbox.graph_client import PSA_SET, TAG_ID, GraphClient, event_body, graph_session
+from tests.sandbox.graph_client import (
+    PSA_SET,
+    TAG_ID,
+    GraphClient,
+    control_session,
+    event_body,
+)
 
 USER = "users/tech1@northwind.example"
 WINDOW = "startDateTime=2026-11-01T00:00:00Z&endDateTime=2026-12-01T00:00:00Z"
@@ -118,7 +125,8 @@ def test_ews_and_graph_share_the_mailbox(
     expand = f"&$expand=singleValueExtendedProperties($filter=id eq '{TAG_ID}')"
     entries, link, _ = graph.delta_round(link + expand)
     assert [e["subject"] for e in entries] == ["From EWS"]
-    assert entries[0]["id"] == item.id
+    # One item, two names: Graph's id is not the EWS ItemId, and maps back to it.
+    assert entries[0]["id"] != item.id and ids.store_id(entries[0]["id"]) == item.id
     assert entries[0]["singleValueExtendedProperties"] == [
         {"id": TAG_ID, "value": "psa:appt:ews-1"}
     ]
@@ -133,18 +141,18 @@ def test_ews_and_graph_share_the_mailbox(
         ("create", "From EWS"), ("create", "From Graph")]  # fmt: skip
     found = list(folder.filter(sandbox_tag="psa:appt:g-1"))
     assert [(f.id, f.subject, f.sandbox_tag) for f in found] == [
-        (created["id"], "From Graph", "psa:appt:g-1")]  # fmt: skip
+        (ids.store_id(created["id"]), "From Graph", "psa:appt:g-1")]  # fmt: skip
 
     # An EWS delete is a Graph removal.
     entries, link, _ = graph.delta_round(link)
     assert [e["id"] for e in entries] == [created["id"]]
-    service_account.calendar.get(id=created["id"]).delete()
+    service_account.calendar.get(id=ids.store_id(created["id"])).delete()
     entries, _, _ = graph.delta_round(link)
     assert {e["id"]: e.get("@removed") for e in entries} == {created["id"]: {"reason": "deleted"}}
 
 
 def _add_fault(sandbox: SandboxHandle, **rule: Any) -> dict[str, Any]:
-    reply = graph_session(sandbox).post(f"{sandbox.control_url}/faults", json=rule, timeout=10)
+    reply = control_session(sandbox).post(f"{sandbox.control_url}/faults", json=rule, timeout=10)
     assert reply.status_code == 201, reply.text
     return reply.json()
 
@@ -165,9 +173,9 @@ def test_delta_gone_fault_reaches_the_client(
     assert "$deltatoken=" in reply.headers["Location"]
     # Starting over is a full round again.
     assert len(graph.delta_round(f"{USER}/calendarView/delta?{WINDOW}")[0]) == 1
-    log = graph_session(sandbox).get(f"{sandbox.control_url}/requests",
-                                     params={"operation": "graph:calendarView.delta"},
-                                     timeout=10).json()  # fmt: skip
+    log = control_session(sandbox).get(f"{sandbox.control_url}/requests",
+                                       params={"operation": "graph:calendarView.delta"},
+                                       timeout=10).json()  # fmt: skip
     gone = [r for r in log["requests"] if r["status"] == 410]
     assert gone[0]["response_code"] == code and gone[0]["fault"].startswith("delta_gone#")
 
@@ -176,7 +184,7 @@ def test_expired_and_unknown_delta_tokens_are_410(
     sandbox: SandboxHandle, graph: GraphClient
 ) -> None:
     _, link, _ = graph.delta_round(f"{USER}/calendarView/delta?{WINDOW}")
-    reply = graph_session(sandbox).delete(f"{sandbox.control_url}/graph/delta-tokens", timeout=10)
+    reply = control_session(sandbox).delete(f"{sandbox.control_url}/graph/delta-tokens", timeout=10)
     assert reply.json()["expired"] >= 1
     gone = graph.get(link)
     assert gone.status_code == 410 and gone.json()["error"]["code"] == "syncStateNotFound"
@@ -212,7 +220,7 @@ def test_contacts_crud_and_delta(sandbox: SandboxHandle, graph: GraphClient) -> 
     assert ada["businessPhones"] == ["+44 20 1234"] and ada["mobilePhone"] == "+44 77 5678"
     assert ada["businessAddress"]["city"] == "London"
     # A contact made as a person in Outlook would (backdoor) is seen as well.
-    backdoor = graph_session(sandbox).post(
+    backdoor = control_session(sandbox).post(
         f"{sandbox.control_url}/mailboxes/tech1@northwind.example/folders/contacts/items",
         json={"display_name": "Grace Hopper", "given_name": "Grace", "surname": "Hopper"},
         timeout=10,
@@ -225,10 +233,12 @@ def test_contacts_crud_and_delta(sandbox: SandboxHandle, graph: GraphClient) -> 
 
     reply = graph.patch(f"{USER}/contacts/{ada['id']}", {"mobilePhone": "+44 77 0000"})
     assert reply.json()["businessPhones"] == ["+44 20 1234"]  # other numbers kept
-    assert graph.delete(f"{USER}/contacts/{backdoor['id']}").status_code == 204
+    grace = ids.graph_id(backdoor["id"])  # the backdoor speaks store (EWS) ids
+    assert graph.delete(f"{USER}/contacts/{backdoor['id']}").status_code == 400  # malformed
+    assert graph.delete(f"{USER}/contacts/{grace}").status_code == 204
     entries, link, _ = graph.delta_round(link)
     assert {e["id"]: e.get("@removed", e.get("mobilePhone")) for e in entries} == {
-        ada["id"]: "+44 77 0000", backdoor["id"]: {"reason": "deleted"}}  # fmt: skip
+        ada["id"]: "+44 77 0000", grace: {"reason": "deleted"}}  # fmt: skip
     found = graph.get(f"{USER}/contacts", params={
         "$filter": f"singleValueExtendedProperties/Any(ep: ep/id eq '{TAG_ID}' and "
                    "ep/value eq 'psa:contact:1')"}).json()["value"]  # fmt: skip

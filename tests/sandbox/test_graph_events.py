@@ -158,6 +158,21 @@ def test_calendar_view_expands_series_with_exception_and_cancelled_occurrence(
     assert len(instances["value"]) == 4
     # Occurrence ids can be read directly.
     assert graph.get(f"{USER}/events/{view[0]['id']}").json()["type"] == "occurrence"
+    # ``uid`` is the series' on every occurrence and exception; ``iCalUId`` is per occurrence.
+    assert {v["uid"] for v in view} == {master["uid"]} == {master["iCalUId"]}
+    assert len({v["iCalUId"] for v in view} | {master["uid"]}) == 5
+
+
+def test_graph_ids_are_not_ews_ids_and_an_ews_id_is_malformed_there(
+    sandbox: SandboxHandle, graph: GraphClient
+) -> None:
+    created = _create(graph, "Visit")
+    [stored] = sandbox.state.store.backdoor_list("tech1@northwind.example", "calendar")
+    assert stored["id"] != created["id"]  # one item, a name per protocol
+    assert stored["uid"] == created["uid"] == created["iCalUId"]  # one UID for both
+    assert graph.get(f"{USER}/events/{created['id']}").status_code == 200
+    reply = graph.get(f"{USER}/events/{stored['id']}")
+    assert (reply.status_code, reply.json()["error"]["code"]) == (400, "ErrorInvalidIdMalformed")
 
 
 def test_prefer_outlook_timezone_renders_times_in_that_zone(graph: GraphClient) -> None:

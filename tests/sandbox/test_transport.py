@@ -13,6 +13,7 @@ import os
 import queue
 import signal
 import ssl
+import stat
 import subprocess
 import sys
 import threading
@@ -105,8 +106,9 @@ def post(handle: Any, body: bytes = GET_ROOT % b"Exchange2016", **kwargs: Any) -
 
 def add_fault(handle: Any, **rule: Any) -> dict[str, Any]:
     reply = requests.post(
-        f"{handle.control_url}/faults", json=rule, verify=str(handle.ca_file), timeout=10
-    )
+        f"{handle.control_url}/faults", json=rule, headers=handle.control_headers,
+        verify=str(handle.ca_file), timeout=10,
+    )  # fmt: skip
     assert reply.status_code == 201, reply.text
     return reply.json()
 
@@ -432,11 +434,13 @@ def test_the_request_log_records_caller_mailbox_operation_status_and_fault(ews):
     post(ews, headers=basic("tech1", "wrong"))
 
     everything = requests.get(
-        f"{ews.control_url}/requests", verify=str(ews.ca_file), timeout=10
-    ).json()
+        f"{ews.control_url}/requests", headers=ews.control_headers, verify=str(ews.ca_file),
+        timeout=10,
+    ).json()  # fmt: skip
     tech2 = requests.get(
         f"{ews.control_url}/requests",
         params={"mailbox": "tech2@northwind.example"},
+        headers=ews.control_headers,
         verify=str(ews.ca_file),
         timeout=10,
     ).json()
@@ -513,6 +517,8 @@ def test_the_management_command_prints_its_endpoint_and_stops_on_sigterm(tmp_pat
     command = [sys.executable, "manage.py", "exchange_sandbox", "--port", "0",
                "--state", str(state), "--cert-dir", str(tmp_path / "certs")]  # fmt: skip
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env.pop("EXCHANGE_SANDBOX_TOKEN", None)
+    token_file = tmp_path / "certs" / "control-token"
     process = subprocess.Popen(
         command, cwd=PROJECT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
     )
@@ -526,6 +532,21 @@ def test_the_management_command_prints_its_endpoint_and_stops_on_sigterm(tmp_pat
         assert context.get_ca_certs()
         status = requests.post(url, data=b"", verify=ca_file, timeout=10).status_code
         assert status == 401
+        # The control API: its URL line as before, then the token line, the token in its file.
+        control = next(line.split()[2] for line in lines if line.startswith("Control API: "))
+        assert control == url.replace("/EWS/Exchange.asmx", "/_sandbox/")
+        [token_line] = [line for line in lines if line.startswith("Control token: ")]
+        token = token_line.split()[2]
+        assert token_line == (
+            f"Control token: {token}  (send as X-Sandbox-Token; also in {token_file})"
+        )
+        assert len(token) >= 40 and token_file.read_text() == f"{token}\n"
+        assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
+        faults = f"{control}faults"
+        with_token = requests.get(faults, headers={"X-Sandbox-Token": token}, verify=ca_file,
+                                  timeout=10)  # fmt: skip
+        without = requests.get(faults, verify=ca_file, timeout=10)
+        assert (with_token.status_code, without.status_code) == (200, 403)
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=20) == 0
     finally:
@@ -533,6 +554,7 @@ def test_the_management_command_prints_its_endpoint_and_stops_on_sigterm(tmp_pat
             process.kill()
             process.wait(timeout=10)
     assert state.is_file()
+    assert not token_file.exists()  # a stopped sandbox leaves no token behind
 
 
 def _read_until(process: subprocess.Popen[str], marker: str, timeout: float) -> list[str]:

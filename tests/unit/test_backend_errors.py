@@ -6,16 +6,24 @@ import pytest
 
 from exchange_ext.backends import base
 from exchange_ext.backends.base import (
+    AppCredentialsRefused,
     AuthFailed,
     BackendError,
     GuardTripped,
     ImpersonationDenied,
     MailboxNotFound,
+    SharedCredentialsRefused,
+    SyncOverdue,
     Throttled,
     Unavailable,
+    UnexpectedError,
 )
+from exchange_ext.backends.ews.errors import for_sync_account
 
-STORED = [AuthFailed, MailboxNotFound, ImpersonationDenied, Throttled, Unavailable, GuardTripped]
+STORED = [
+    AuthFailed, MailboxNotFound, ImpersonationDenied, Throttled, Unavailable, GuardTripped,
+    SharedCredentialsRefused, AppCredentialsRefused, UnexpectedError, SyncOverdue,
+]  # fmt: skip
 
 
 def _all_subclasses(cls: type[BackendError]) -> list[type[BackendError]]:
@@ -55,3 +63,26 @@ def test_plain_words_put_the_sentence_first_and_the_servers_text_after():
     assert Unavailable.outage and not Throttled.outage
     assert AuthFailed.permanent and not Unavailable.permanent
     assert base.AuthFailed.shared_account_hint.endswith("on the General tab.")
+
+
+def test_a_refused_sign_in_through_the_shared_account_is_every_mailboxs_problem():
+    refused = for_sync_account(
+        AuthFailed("Exchange refused the credentials (HTTP 401)"), oauth=False
+    )
+    assert isinstance(refused, SharedCredentialsRefused) and refused.permanent
+    assert refused.stop_message() == (
+        "The sync account's password was refused by Exchange. An administrator updates it on "
+        "the General tab."
+    )
+    assert type(for_sync_account(AuthFailed("invalid_client"), oauth=True)) is AppCredentialsRefused
+    # Impersonation refused for one mailbox comes after a good sign-in: that mailbox's alone.
+    denied = ImpersonationDenied("ErrorImpersonateUserDenied")
+    assert for_sync_account(denied, oauth=False) is denied
+
+
+def test_an_unexpected_error_says_only_its_type():
+    words = UnexpectedError.for_exception(KeyError("secret-value")).in_plain_words()
+    assert words == (
+        "An unexpected error stopped the sync: KeyError. The details are in the server log."
+    )
+    assert not UnexpectedError.permanent

@@ -27,13 +27,14 @@ import datetime as dt
 import logging
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import requests
 from django.core.exceptions import ImproperlyConfigured
 from exchangelib import (
     IMPERSONATION,
+    OAUTH2,
     Account,
     CalendarItem,
     Configuration,
@@ -61,6 +62,7 @@ from exchangelib.services.common import folder_ids_element
 from exchangelib.util import create_element
 
 from exchange_ext.backends.base import (
+    AddressRefused,
     BackendError,
     ChangePage,
     ExchangeBackend,
@@ -69,6 +71,7 @@ from exchange_ext.backends.base import (
     ItemDeletion,
     ItemNotFound,
     ItemRejected,
+    ItemUnreadable,
     MailboxSession,
     NewItem,
     ProbeResult,
@@ -79,6 +82,7 @@ from exchange_ext.backends.ews import items as ews_items
 from exchange_ext.backends.ews.errors import (
     SESSION_LEVEL_ITEM_ERRORS,
     conflict,
+    for_sync_account,
     item_error,
     session_error,
 )
@@ -92,6 +96,7 @@ from exchange_ext.sync.records import (
     occurrence_id,
 )
 from exchange_ext.sync.windows import SyncWindow
+from psa.log_redaction import remember_secret
 
 logger = logging.getLogger(__name__)
 
@@ -154,6 +159,7 @@ class SessionCredentials(_SessionKey, Credentials):
     def __init__(self, username: str, password: str) -> None:
         super().__init__(username, password)
         self._session_key = uuid.uuid4().hex
+        remember_secret(password)  # never in a log line (psa/log_redaction.py)
 
 
 class SessionOAuth2Credentials(_SessionKey, OAuth2Credentials):
@@ -163,10 +169,17 @@ class SessionOAuth2Credentials(_SessionKey, OAuth2Credentials):
         super().__init__(*args, **kwargs)
         self._authority = (authority or "https://login.microsoftonline.com").rstrip("/")
         self._session_key = uuid.uuid4().hex
+        remember_secret(self.client_secret)  # never in a log line (psa/log_redaction.py)
 
     @property
     def token_url(self) -> str:
         return f"{self._authority}/{self.tenant_id}/oauth2/v2.0/token"
+
+    def on_token_auto_refreshed(self, access_token: Any) -> None:
+        # Every token obtained (first fetch and refreshes) is a credential no log line may
+        # show, whatever logs it (psa/log_redaction.py).
+        remember_secret(str((access_token or {}).get("access_token") or ""))
+        super().on_token_auto_refreshed(access_token)
 
 
 class EwsBackend(ExchangeBackend):
@@ -202,6 +215,18 @@ def untrusted_ca_file(error: ImproperlyConfigured) -> Unavailable:
     return Unavailable(f"the trusted CA file is misconfigured: {error}", permanent=True)
 
 
+class _RefusedAddressReportedByUs(logging.Filter):
+    """Drops exchangelib's ERROR record for a refused address.
+
+    exchangelib logs an exception it does not know at ERROR with the whole SOAP request (item
+    contents included) before re-raising it; the backend reports that refusal in plain words.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args if isinstance(record.args, tuple) else ()
+        return not (args and args[0] == AddressRefused.__name__)
+
+
 def keep_exchangelib_quiet() -> None:
     """Keep exchangelib's loggers at INFO or above; idempotent.
 
@@ -212,6 +237,9 @@ def keep_exchangelib_quiet() -> None:
         library_logger = logging.getLogger(name)
         if library_logger.getEffectiveLevel() <= logging.DEBUG:
             library_logger.setLevel(logging.INFO)
+    util_logger = logging.getLogger("exchangelib.util")
+    if not any(isinstance(f, _RefusedAddressReportedByUs) for f in util_logger.filters):
+        util_logger.addFilter(_RefusedAddressReportedByUs())
 
 
 def configuration(settings: EwsSettings, credentials: Any, retry_policy: Any) -> Configuration:
@@ -354,7 +382,13 @@ class EwsSession(MailboxSession):
             if not isinstance(error, _EXPECTED_ERRORS):
                 # Not a failure exchangelib reports: maybe a bug; keep its traceback in the log.
                 logger.warning("unexpected error in the EWS backend", exc_info=True)
-            raise session_error(error) from None
+            raise self._typed(error) from None
+
+    def _typed(self, error: Exception) -> BackendError:
+        typed = session_error(error)
+        if self.settings.access_type != IMPERSONATION:
+            return typed  # the resource's own login (delegate access): its own problem
+        return for_sync_account(typed, oauth=self.settings.auth_type == OAUTH2)
 
     def close(self) -> None:
         """Forget this session's Protocol (trap E3) and close its connections; never raises."""
@@ -471,7 +505,12 @@ class EwsSession(MailboxSession):
         return ChangePage(listing, (), (), _PUBLIC_STATE, more_available=False, full_read=True)
 
     def _read_items(self, kind: FolderKind, ids: Sequence[str]) -> dict[str, ExchangeItem]:
-        """GetItem of ``ids`` with the synced fields; items gone meanwhile are left out."""
+        """GetItem of ``ids`` with the synced fields; items gone meanwhile are left out.
+
+        Only ``ErrorItemNotFound`` means gone (docs/sync-rules.md, "Deletes"): any other
+        per-item error fails the whole read (:func:`_unreadable`), so the caller neither takes
+        the item for deleted nor moves its sync state past it.
+        """
         if not ids:
             return {}
         item_class = self._item_class(kind)
@@ -479,9 +518,14 @@ class EwsSession(MailboxSession):
         fields = ews_items.read_field_paths(item_class)
         found: dict[str, ExchangeItem] = {}
         refs = [ItemId(id=exchange_id) for exchange_id in ids]
-        for result in service.call(items=refs, additional_fields=fields, shape=ID_ONLY):
-            if isinstance(result, Exception) or not isinstance(result, item_class):
-                continue  # deleted meanwhile, or a foreign item class in the folder
+        results = service.call(items=refs, additional_fields=fields, shape=ID_ONLY)
+        for exchange_id, result in zip(ids, results, strict=False):
+            if isinstance(result, ews.ErrorItemNotFound):
+                continue  # deleted meanwhile
+            if isinstance(result, Exception):
+                raise _unreadable(exchange_id, result)
+            if not isinstance(result, item_class):
+                continue  # a foreign item class in the folder (not synced)
             found[result.id] = ews_items.exchange_item(result, self.mailbox)
         return found
 
@@ -535,6 +579,11 @@ class EwsSession(MailboxSession):
         ids = [RecurringMasterItemId(id=ref.id, changekey=ref.changekey) for ref in refs]
         service = _GetItem(account=self.account, chunk_size=BATCH_SIZE)
         results = list(service.call(items=ids, additional_fields=None, shape=ID_ONLY))
+        for ref, result in zip(refs, results, strict=False):
+            # A series whose master cannot be read must not look like single items (their
+            # occurrences would then be taken for deleted); only "not found" is gone.
+            if isinstance(result, Exception) and not isinstance(result, ews.ErrorItemNotFound):
+                raise _unreadable(ref.id, result)
         return {
             ref.uid: result.id
             for ref, result in zip(refs, results, strict=False)
@@ -550,15 +599,11 @@ class EwsSession(MailboxSession):
             return item
         our_id = occurrence_id(master_id, ews_items.plain_utc(ref.original_start))
         self._occurrences[our_id] = ref.id
-        return ExchangeItem(
+        return replace(
+            item,
             exchange_id=our_id,
-            change_key=item.change_key,
-            record=item.record,
-            psa_tag=item.psa_tag,
-            is_organizer=item.is_organizer,
-            has_attendees=item.has_attendees,
-            attendees=item.attendees,
             calendar_item_type=CalendarItemType(ref.type),
+            original_start=ews_items.plain_utc(ref.original_start),
         )
 
     def find_by_tag(
@@ -664,7 +709,7 @@ class EwsSession(MailboxSession):
             return [result or WriteResult() for result in results]
 
     def _update_target(self, change: ItemChange, ews_id: str) -> Any:
-        item = ews_items.item_for(change.record)
+        item = ews_items.item_for_update(change.record)
         item._id = ItemId(id=ews_id, changekey=change.change_key or None)
         item.account = self.account
         return item
@@ -828,3 +873,8 @@ def _created(result: Any) -> WriteResult:
     if isinstance(result, Exception):
         return WriteResult(error=item_error(result))
     return WriteResult(result.id, result.changekey or "")
+
+
+def _unreadable(exchange_id: str, error: Exception) -> ItemUnreadable:
+    """An item Exchange could not read: the read fails (retried next run), never a delete."""
+    return ItemUnreadable(f"{type(error).__name__} on item …{exchange_id[-24:]}")

@@ -11,6 +11,7 @@ from exchangelib import errors as ews
 from oauthlib.oauth2.rfc6749.errors import OAuth2Error
 
 from exchange_ext.backends.base import (
+    AppCredentialsRefused,
     AuthFailed,
     BackendError,
     ConflictError,
@@ -19,6 +20,7 @@ from exchange_ext.backends.base import (
     ItemNotFound,
     ItemRejected,
     MailboxNotFound,
+    SharedCredentialsRefused,
     SyncStateExpired,
     Throttled,
     Unavailable,
@@ -67,6 +69,17 @@ def session_error(error: BaseException) -> BackendError:
         return error
     mapped = _auth_or_mailbox(error) or _throttling(error) or _state(error)
     return mapped or Unavailable(f"Exchange is unavailable: {_code(error)}: {_short(error)}")
+
+
+def for_sync_account(error: BackendError, *, oauth: bool) -> BackendError:
+    """``error`` as met by a session of the sync account every mailbox shares (impersonation):
+    a refused sign-in is that account's, not the mailbox's, so every mailbox stops at once
+    (docs/sync-rules.md, "Statuses"). Impersonation refused for one mailbox stays
+    :class:`ImpersonationDenied`: it is a SOAP error of that mailbox, after a good sign-in."""
+    if type(error) is not AuthFailed:
+        return error
+    shared = AppCredentialsRefused if oauth else SharedCredentialsRefused
+    return shared(error.detail)
 
 
 def _auth_or_mailbox(error: BaseException) -> BackendError | None:

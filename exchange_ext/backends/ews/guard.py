@@ -21,6 +21,12 @@ Traps handled (docs/reliability.md, "#E1", "#E2", "#1", "#3"):
   ``Throttled`` with the server's requested wait).
 - **429.** exchangelib reports an HTTP 429 as a malformed response and never retries it; here it
   is throttling, honouring ``Retry-After``.
+- **Size and depth** (SPEC §8). The body's size was bounded while it was read
+  (:mod:`exchange_ext.backends.limits`: on the wire and decoded, so a gzip bomb stops
+  inflating at the limit); here a body is parsed only within ``MAX_DECODED_BYTES`` and refused
+  when its elements nest deeper than ``MAX_XML_DEPTH`` — both as
+  :class:`~exchange_ext.backends.base.ResponseTooLarge`, before exchangelib's own parser
+  (``huge_tree`` too) sees the document.
 """
 
 from __future__ import annotations
@@ -31,11 +37,17 @@ from exchangelib.errors import ErrorServerBusy, RateLimitError, UnauthorizedErro
 from exchangelib.protocol import FaultTolerance
 from lxml import etree
 
+from exchange_ext.backends.base import ResponseTooLarge
+from exchange_ext.backends.limits import MAX_XML_DEPTH, check_decoded_size
+
 SOAP_ENVELOPE = "{http://schemas.xmlsoap.org/soap/envelope/}Envelope"
 SOAP_BODY = "{http://schemas.xmlsoap.org/soap/envelope/}Body"
 
 # recover=False is the point: a cut or broken body must fail, not be patched up. No entities,
-# no DTD, no network; huge_tree because a GetItem of 100 items with bodies is legitimately big.
+# no DTD, no network. huge_tree lifts libxml2's 10 MB cap on one text node (a long item body
+# is legitimate); what it also lifts is bounded here instead: the document's size (checked
+# before parsing) and its depth (libxml2 stops at 2048 levels with huge_tree, _TOO_DEEP at
+# MAX_XML_DEPTH).
 _STRICT_PARSER = etree.XMLParser(
     recover=False,
     resolve_entities=False,
@@ -43,6 +55,9 @@ _STRICT_PARSER = etree.XMLParser(
     load_dtd=False,
     huge_tree=True,
 )
+# True when some element sits deeper than MAX_XML_DEPTH levels (evaluated in C, one pass per
+# level over that level's elements only).
+_TOO_DEEP = etree.XPath("boolean(" + "/*" * (MAX_XML_DEPTH + 1) + ")")
 
 
 class IncompleteResponse(Exception):
@@ -50,15 +65,25 @@ class IncompleteResponse(Exception):
 
 
 def check_envelope(content: bytes) -> None:
-    """Raise :class:`IncompleteResponse` unless ``content`` is a complete SOAP envelope."""
+    """Raise :class:`IncompleteResponse` unless ``content`` is a complete SOAP envelope, and
+    :class:`~exchange_ext.backends.base.ResponseTooLarge` when it is too big or too deep."""
+    check_decoded_size(content, "Exchange")
     try:
         root = etree.fromstring(content, _STRICT_PARSER)
     except etree.XMLSyntaxError as error:
+        if "excessive depth" in str(error).lower():
+            raise _too_deep() from None
         raise IncompleteResponse(f"the response is not well-formed XML: {error}") from None
+    if _TOO_DEEP(root):
+        raise _too_deep()
     if root.getroottree().docinfo.doctype:
         raise IncompleteResponse("the response carries a DTD (SOAP forbids one)")
     if root.tag != SOAP_ENVELOPE or root.find(SOAP_BODY) is None:
         raise IncompleteResponse(f"the response is not a SOAP envelope (root {root.tag})")
+
+
+def _too_deep() -> ResponseTooLarge:
+    return ResponseTooLarge(f"the response nests elements deeper than {MAX_XML_DEPTH} levels")
 
 
 def _looks_like_xml(content: bytes) -> bool:

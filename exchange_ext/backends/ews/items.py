@@ -69,6 +69,7 @@ def register_tag_property() -> None:
 # --- which fields are read and written --------------------------------------------------------
 
 _CALENDAR_TIMES = ("start", "end", "is_all_day")
+_SUBJECT_MAX = 255  # exchangelib's CharField limit for item:Subject
 _CALENDAR_DETAILS = ("subject", "body", "location", "legacy_free_busy_status", "sensitivity")
 _CALENDAR_FACTS = (
     "type", "original_start", "uid", "my_response_type", "organizer", "required_attendees",
@@ -93,15 +94,34 @@ def _read_names(item_class: type[Item]) -> tuple[str, ...]:
 
 
 def update_field_names(record: Record, groups: Iterable[FieldGroup]) -> list[str]:
-    """The item fields an update of ``groups`` writes (exchangelib adds the time zone fields)."""
+    """The item fields an update of ``groups`` writes (exchangelib adds the time zone fields).
+
+    A subject too long for EWS to write (:func:`keeps_its_subject`) is left as it is.
+    """
     if isinstance(record, ContactRecord):
         return list(_CONTACT_DETAILS) if FieldGroup.DETAILS in groups else []
     names: list[str] = []
     if FieldGroup.TIMES in groups:
         names += _CALENDAR_TIMES
     if FieldGroup.DETAILS in groups:
-        names += _CALENDAR_DETAILS
+        names += [n for n in _CALENDAR_DETAILS if n != "subject" or not keeps_its_subject(record)]
     return names
+
+
+def keeps_its_subject(record: CalendarRecord) -> bool:
+    """Whether an update leaves the item's subject alone: exchangelib writes at most 255
+    characters, and a longer subject in an update is the item's own, which the PSA keeps
+    shortened and hands back in full (docs/sync-rules.md, "Items the PSA cannot store as they
+    are"), so Exchange already holds it."""
+    return len(record.subject) > _SUBJECT_MAX
+
+
+def item_for_update(record: Record) -> Item:
+    """The item an update of ``record`` sends its fields from (see :func:`update_field_names`)."""
+    item = item_for(record)
+    if isinstance(record, CalendarRecord) and keeps_its_subject(record):
+        item.subject = None  # not sent; exchangelib would refuse the whole item
+    return item
 
 
 # --- record → item ----------------------------------------------------------------------------
@@ -208,12 +228,20 @@ def exchange_item(item: Item, mailbox: str, exchange_id: str | None = None) -> E
     if isinstance(item, Contact):
         return ExchangeItem(record=contact_record(item), **common)
     attendees = _attendee_addresses(item)
+    item_type = CalendarItemType(item.type or CalendarItemType.SINGLE.value)
+    is_instance = item_type in (CalendarItemType.OCCURRENCE, CalendarItemType.EXCEPTION)
     return ExchangeItem(
         record=calendar_record(item),
         is_organizer=_is_organizer(item, mailbox),
         has_attendees=bool(attendees),
         attendees=attendees,
-        calendar_item_type=CalendarItemType(item.type or CalendarItemType.SINGLE.value),
+        calendar_item_type=item_type,
+        # UID is the series' for its occurrences; with OriginalStart it names one occurrence
+        # whatever its ItemId (docs/sync-rules.md, "Re-identification").
+        ical_uid=item.uid or "",
+        original_start=(
+            plain_utc(item.original_start) if is_instance and item.original_start else None
+        ),
         **common,
     )
 

@@ -37,7 +37,7 @@ from exchangelib import errors as ews_errors
 from exchangelib.protocol import Protocol
 from oauthlib.oauth2.rfc6749.errors import OAuth2Error
 
-from exchange_ext.backends.base import ProbeResult
+from exchange_ext.backends.base import AddressRefused, ProbeResult
 from exchange_ext.backends.ews.backend import (
     EwsSettings,
     configuration,
@@ -81,7 +81,8 @@ class _Probe:
 def probe_ews(settings: EwsSettings, mailbox: str | None) -> ProbeResult:
     """Test ``settings`` with one fail-fast request (see the module); never raises.
 
-    Field names in a failure: ``server_address`` (reach, TLS), ``virtual_directory`` (no EWS
+    Field names in a failure: ``server_address`` (reach, TLS, an address refused by
+    :mod:`exchange_ext.backends.addresses`), ``virtual_directory`` (no EWS
     endpoint there, a redirect), ``username``/``password`` (Basic) or ``tenant_id``/
     ``client_id``/``client_secret`` (OAuth) for refused credentials, ``use_for_all_users``
     for a denied impersonation (the shared sync account), ``mailbox`` for a mailbox that does
@@ -177,6 +178,18 @@ def _scrub(text: str, secrets: tuple[str, ...]) -> str:
     return text
 
 
+def _refused_server_message(probe: _Probe, error: Exception) -> str | None:
+    # Already plain words naming the host, the address and EXCHANGE_ALLOWED_NETWORKS.
+    if isinstance(error, AddressRefused) and error.host == urlsplit(probe.url).hostname:
+        return error.message
+    return None
+
+
+def _refused_elsewhere_message(probe: _Probe, error: Exception) -> str | None:
+    # The OAuth token endpoint (GRAPH_AUTHORITY_URL): no field of the form names it.
+    return error.message if isinstance(error, AddressRefused) else None
+
+
 def _tls_message(probe: _Probe, error: Exception) -> str | None:
     lowered = str(error).lower()
     if "certificate" not in lowered and "ssl" not in lowered:
@@ -263,6 +276,8 @@ def _busy_message(probe: _Probe, error: Exception) -> str | None:
 
 
 _CLASSIFIERS: tuple[tuple[str, Callable[[_Probe, Exception], str | None]], ...] = (
+    ("server", _refused_server_message),
+    ("other", _refused_elsewhere_message),
     ("server", _tls_message),
     ("credentials", _credentials_message),
     ("impersonation", _impersonation_message),

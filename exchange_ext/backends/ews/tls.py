@@ -5,6 +5,9 @@ and to ``REQUESTS_CA_BUNDLE``, which some machines set to the system bundle and 
 replace certifi for the whole process. :class:`~exchange_ext.backends.tls.TrustedCAAdapter`,
 installed here as exchangelib's class-global ``BaseProtocol.HTTP_ADAPTER_CLS``, sets
 ``verify`` on every request exchangelib sends: the token endpoint of OAuth goes through it too.
+The same adapter checks the address the host name resolves to on every new connection
+(:mod:`exchange_ext.backends.addresses`), for the EWS endpoint and the token endpoint alike
+(exchangelib mounts it on both).
 """
 
 from __future__ import annotations

@@ -15,8 +15,12 @@ https://learn.microsoft.com/entra/identity-platform/certificate-credentials
   anyway (public and national clouds), and our authority is operator configuration, not user
   input — for the sandbox or a private proxy it would only send the host name to Microsoft and
   fail offline.
-- TLS to the authority is verified like everything else (``http_client`` is a requests
-  Session whose ``verify`` is :func:`exchange_ext.backends.tls.ca_bundle_path`).
+- TLS to the authority is verified like everything else, and the address its host resolves to
+  is checked on every new connection (``http_client`` is a
+  :class:`~exchange_ext.backends.graph.http.TimeoutSession`: ``verify`` is
+  :func:`exchange_ext.backends.tls.ca_bundle_path`, the transport refuses loopback and
+  link-local addresses unless ``EXCHANGE_ALLOWED_NETWORKS`` lists them — an
+  :class:`~exchange_ext.backends.base.AddressRefused` from :meth:`TokenSource.token`).
 - Tokens: msal keeps them in the application's in-memory cache and returns the cached one
   until shortly before ``expires_in`` (msal refreshes ahead of expiry). Applications are kept
   per (authority, tenant, client, credential digest) for the life of the process, so many
@@ -35,8 +39,9 @@ import msal
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 
-from exchange_ext.backends.base import AuthFailed, Unavailable
+from exchange_ext.backends.base import AppCredentialsRefused, Unavailable
 from exchange_ext.backends.graph.http import TimeoutSession
+from psa.log_redaction import remember_secret
 
 DEFAULT_AUTHORITY = "https://login.microsoftonline.com"
 DEFAULT_GRAPH_BASE = "https://graph.microsoft.com"
@@ -66,8 +71,12 @@ _FIELD_BY_CODE = {
 }
 
 
-class TokenRefused(AuthFailed):
-    """The token endpoint refused the app; ``field`` names the setting to fix (or "")."""
+class TokenRefused(AppCredentialsRefused):
+    """The token endpoint refused the app; ``field`` names the setting to fix (or "").
+
+    The app registration is every mailbox's: a sync that meets this stops them all at once
+    (docs/sync-rules.md, "Statuses").
+    """
 
     def __init__(self, message: str, *, field: str = "", code: int | None = None) -> None:
         super().__init__(message)
@@ -85,6 +94,11 @@ class GraphCredentials:
     certificate_pem: str = field(default="", repr=False)
     authority_url: str = DEFAULT_AUTHORITY
     graph_base_url: str = DEFAULT_GRAPH_BASE
+
+    def __post_init__(self) -> None:
+        # Never in a log line, whatever logs them (psa/log_redaction.py).
+        remember_secret(self.client_secret)
+        remember_secret(self.certificate_pem)
 
     @property
     def authority(self) -> str:
@@ -155,7 +169,9 @@ class TokenSource:
                 raise Unavailable(f"The sign-in service could not be reached: {error}") from None
         if "access_token" not in result:
             raise refused(result)
-        return str(result["access_token"])
+        token = str(result["access_token"])
+        remember_secret(token)  # no log line may show it, whatever logs it
+        return token
 
     def _application(self) -> msal.ConfidentialClientApplication:
         if self._app is None:

@@ -61,6 +61,7 @@ from exchange_ext.backends.base import (
     ItemError,
     ItemNotFound,
     ItemRejected,
+    ItemUnreadable,
     MailboxSession,
     NewItem,
     ProbeResult,
@@ -73,6 +74,7 @@ from exchange_ext.backends.graph import items as graph_items
 from exchange_ext.backends.graph.auth import GraphCredentials, token_source
 from exchange_ext.backends.graph.http import (
     BATCH_LIMIT,
+    ITEM_ERROR_CODES,
     RETRIED_STATUSES,
     BatchRequest,
     GraphHttp,
@@ -538,6 +540,8 @@ def _read_reply(reply: GraphReply, *, missing_ok: bool = True) -> dict[str, Any]
     if reply.status in RETRIED_STATUSES:
         wait = retry_after_seconds(reply.headers) or 60.0
         raise Throttled("Microsoft Graph is throttling reads", retry_after_seconds=wait)
+    if reply.error_code in ITEM_ERROR_CODES:
+        raise ItemUnreadable(f"{reply.error_code}: {reply.error_message}".strip(": "))
     raise Unavailable(f"Microsoft Graph answered {reply.status} {reply.error_code}".strip())
 
 

@@ -4,14 +4,17 @@ Rules (docs/sync-rules.md, "Backends"; https://learn.microsoft.com/graph/throttl
 https://learn.microsoft.com/graph/errors):
 
 - TLS is verified against :func:`exchange_ext.backends.tls.ca_bundle_path` (certifi + the operator's
-  ``EXCHANGE_CA_BUNDLE``); redirects are never followed, and ``@odata.nextLink``/``deltaLink``
-  URLs are only fetched when they point at the configured Graph host (a token never travels to
-  another host).
+  ``EXCHANGE_CA_BUNDLE``); the address Graph's host resolves to is checked on every new
+  connection (:mod:`exchange_ext.backends.addresses`; a refusal is
+  :class:`~exchange_ext.backends.base.AddressRefused`, raised as is); redirects are never
+  followed, and ``@odata.nextLink``/``deltaLink`` URLs are only fetched when they point at the
+  configured Graph host (a token never travels to another host).
 - 429, 503 and 504 are retried after ``Retry-After`` (delay-seconds or an HTTP-date; a short
   exponential pause when absent) as long as the wait fits in the call's budget; past it, 429
   (and a 503/504 that named a delay) is :class:`Throttled` with that delay, else
   :class:`Unavailable`.
-- Whole-call errors: 401 → :class:`AuthFailed`; 403 ``ErrorAccessDenied`` →
+- Whole-call errors: 401 → :class:`AppCredentialsRefused` (the app's token: every mailbox's
+  problem); 403 ``ErrorAccessDenied`` →
   :class:`ImpersonationDenied` when an application access policy / RBAC scope keeps the app out
   of this mailbox, else :class:`AuthFailed` (a missing application permission); 404
   ``ErrorInvalidUser``/``MailboxNotEnabledForRESTAPI`` → :class:`MailboxNotFound`; 410,
@@ -35,15 +38,18 @@ from urllib.parse import urlsplit
 import requests
 
 from exchange_ext.backends.base import (
+    AppCredentialsRefused,
     AuthFailed,
     BackendError,
     ImpersonationDenied,
+    ItemUnreadable,
     MailboxNotFound,
+    ResponseTooLarge,
     SyncStateExpired,
     Throttled,
     Unavailable,
 )
-from exchange_ext.backends.tls import ca_bundle_path
+from exchange_ext.backends.tls import TrustedCAAdapter, ca_bundle_path
 
 logger = logging.getLogger(__name__)
 
@@ -97,6 +103,10 @@ class BatchRequest:
     headers: Mapping[str, str] = field(default_factory=dict)
 
 
+# Per-item error codes of an item that exists but cannot be read now.
+ITEM_ERROR_CODES = frozenset({"ErrorItemCorrupt", "ErrorCorruptData"})
+
+
 def error_code(body: Any) -> str:
     error = body.get("error") if isinstance(body, dict) else None
     return str(error.get("code", "")) if isinstance(error, dict) else ""
@@ -111,13 +121,17 @@ def whole_call_error(reply: GraphReply, mailbox: str = "") -> BackendError | Non
     status, code = reply.status, reply.error_code
     detail = f"{code}: {reply.error_message}".strip(": ")
     if status == 401:
-        return AuthFailed(f"Microsoft Graph refused the access token ({detail})")
+        # The token is the app registration's, the same for every mailbox.
+        return AppCredentialsRefused(f"Microsoft Graph refused the access token ({detail})")
     if status == 403 and code in ("ErrorAccessDenied", "Authorization_RequestDenied", ""):
         return access_denied_error(reply.error_message, mailbox)
     if status == 404 and code in _MAILBOX_CODES:
         return MailboxNotFound(f"no Exchange Online mailbox {mailbox} ({detail})")
     if status == 410 or code in _EXPIRED_CODES:
         return SyncStateExpired(f"the delta token is no longer valid ({detail})")
+    if code in ITEM_ERROR_CODES:
+        # The item exists but cannot be read now: never "gone" (docs/sync-rules.md, "Deletes").
+        return ItemUnreadable(detail)
     if status >= 500 and status not in RETRIED_STATUSES:
         return Unavailable(f"Microsoft Graph answered {status} ({detail})")
     return None
@@ -152,10 +166,17 @@ def retry_after_seconds(headers: Mapping[str, str], now: float | None = None) ->
 
 
 class TimeoutSession(requests.Session):
-    """A Session that verifies TLS with our CA bundle, never redirects, and always times out."""
+    """A Session that verifies TLS with our CA bundle, never redirects, always times out, and
+    connects only to addresses the server name may resolve to (:class:`TrustedCAAdapter`,
+    exchangelib's transport too: loopback and link-local refused unless
+    ``EXCHANGE_ALLOWED_NETWORKS`` lists them). Graph's requests and msal's token requests use it.
+    """
 
     def __init__(self, timeout: float | tuple[float, float]) -> None:
         super().__init__()
+        adapter = TrustedCAAdapter()
+        self.mount("https://", adapter)
+        self.mount("http://", adapter)
         self.verify = ca_bundle_path()
         self.max_redirects = 0
         self.default_timeout = timeout
@@ -388,6 +409,10 @@ def _reply(response: requests.Response) -> GraphReply:
         return GraphReply(response.status_code, headers, None)
     try:
         body = json.loads(response.content)
+    except RecursionError:
+        # JSON nested past Python's recursion limit (Graph nests a dozen levels): refused like
+        # an oversized body (exchange_ext/backends/limits.py).
+        raise ResponseTooLarge("Microsoft Graph sent JSON nested too deeply to read") from None
     except ValueError:
         if response.status_code >= 500 or response.status_code in RETRIED_STATUSES:
             return GraphReply(response.status_code, headers, None)

@@ -231,10 +231,10 @@ def event_item(data: dict[str, Any], mailbox: str) -> ExchangeItem:
     """The neutral view of an event (occurrences under their occurrence id)."""
     item_type = _ITEM_TYPES.get(str(data.get("type") or ""), CalendarItemType.SINGLE)
     exchange_id = str(data["id"])
-    if item_type in (CalendarItemType.OCCURRENCE, CalendarItemType.EXCEPTION):
-        exchange_id = occurrence_id(
-            str(data["seriesMasterId"]), parse_instant(str(data["originalStart"]))
-        )
+    is_instance = item_type in (CalendarItemType.OCCURRENCE, CalendarItemType.EXCEPTION)
+    original_start = parse_instant(str(data["originalStart"])) if is_instance else None
+    if original_start is not None:
+        exchange_id = occurrence_id(str(data["seriesMasterId"]), original_start)
     attendees = tuple(
         str(a["emailAddress"]["address"]).lower()
         for a in data.get("attendees") or ()
@@ -249,7 +249,19 @@ def event_item(data: dict[str, Any], mailbox: str) -> ExchangeItem:
         has_attendees=bool(attendees),
         attendees=attendees,
         calendar_item_type=item_type,
+        ical_uid=ical_uid(data, is_instance=is_instance),
+        original_start=original_start,
     )
+
+
+def ical_uid(data: dict[str, Any], *, is_instance: bool) -> str:
+    """The event's iCalendar UID, the same EWS reads as ``UID``: Graph's ``uid`` (shared by a
+    series and its occurrences). ``iCalUId`` is per occurrence, so it stands in only for a
+    single event or a series master (https://learn.microsoft.com/graph/api/resources/event)."""
+    uid = str(data.get("uid") or "")
+    if uid or is_instance:
+        return uid
+    return str(data.get("iCalUId") or "")
 
 
 def _is_organizer(data: dict[str, Any], mailbox: str) -> bool:

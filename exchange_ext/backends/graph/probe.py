@@ -27,6 +27,7 @@ import json
 from urllib.parse import quote
 
 from exchange_ext.backends.base import (
+    AddressRefused,
     AuthFailed,
     BackendError,
     ImpersonationDenied,
@@ -74,6 +75,8 @@ def probe_graph(credentials: GraphCredentials, base_url: str, mailbox: str | Non
         return ProbeResult.failed(
             "Microsoft Graph refused the sign-in.", {field: message}, error=error
         )
+    except AddressRefused as error:
+        return ProbeResult.failed(error.message, error=error)  # GRAPH_AUTHORITY_URL: no field
     except BackendError as error:
         return ProbeResult.failed(
             f"The Microsoft sign-in service could not be reached: {error}", error=error
@@ -149,6 +152,8 @@ def _mailbox_failure(error: BackendError, mailbox: str) -> ProbeResult:
         return ProbeResult.failed(
             "Microsoft Graph permissions are missing.", {"client_id": message}, error=error
         )
+    if isinstance(error, AddressRefused):
+        return ProbeResult.failed(error.message, error=error)  # GRAPH_BASE_URL: no field
     if isinstance(error, Throttled):
         return ProbeResult.failed(
             "Microsoft Graph is busy (throttling); try again in a minute.", error=error

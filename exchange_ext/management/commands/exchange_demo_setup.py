@@ -16,6 +16,7 @@ from django.core.management.base import BaseCommand, CommandParser
 
 from exchange_ext.models import ExchangeConfig
 from exchange_ext.secrets import Secret
+from psa.demo.guard import refuse_in_production
 
 SANDBOX_ADDRESS = "localhost:8443"
 # The sandbox's Entra tenant and full-access app (exchange_ext/sandbox/default_config.json).
@@ -33,6 +34,10 @@ class Command(BaseCommand):
         path.add_argument("--ews", action="store_true", help="switch to EWS (basic auth)")
 
     def handle(self, *args: Any, **options: Any) -> None:
+        refuse_in_production(
+            "exchange_demo_setup",
+            "points MS Exchange at the local sandbox with the sandbox's known credentials",
+        )
         config = ExchangeConfig.load()
         if config.server_address and not (options["graph"] or options["ews"]):
             self.stdout.write(f"MS Exchange is already configured ({config.server_address}).")

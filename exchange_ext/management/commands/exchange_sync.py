@@ -4,8 +4,16 @@ the foreground.
 Prints one summary line per resource (what was written on each side, conflicts, errors,
 outcome) and exits non-zero when any run failed or stopped at the mass-delete guard. The
 name, options and exit code are what operators' scripts use (README, "How the sync works").
-``ID`` is the Resource id, as in the URL of the resource's settings page. ``--all`` also syncs
-the public contacts folder when that option is on (EWS); ``--public-folder`` syncs it alone.
+``ID`` is the Resource id, as in the URL of the resource's settings page. A run keeps the
+workers' budget (``EXCHANGE_SYNC_BUDGET_SECONDS``: it stops between pages when spent, the next
+run continues) and renews its lease between pages, so it never overlaps a worker's run.
+``--all`` also syncs the public contacts folder when that option is on (EWS);
+``--public-folder`` syncs it alone.
+
+Resources that are inactive in the PSA, or whose login is disabled, never sync
+(docs/sync-rules.md, "Inactive resources"): ``--resource`` for one says why and exits with
+status 1 (nothing was synced that was asked for); ``--all`` prints a "skipped" line for each
+enabled one and does not count it as a failure.
 """
 
 from __future__ import annotations
@@ -14,7 +22,9 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from exchange_ext import tasks
 from exchange_ext.engine import public_folder, run_sync
+from exchange_ext.engine import status as mailbox_status
 from exchange_ext.models import ExchangeConfig, MailboxSettings, SyncRun
 
 FAILED = (SyncRun.Outcome.FAILED, SyncRun.Outcome.GUARD_TRIPPED)
@@ -25,11 +35,18 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         target = parser.add_mutually_exclusive_group(required=True)
-        target.add_argument("--resource", type=int, metavar="ID", help="the resource's id")
+        target.add_argument(
+            "--resource",
+            type=int,
+            metavar="ID",
+            help="the resource's id; a resource that is inactive, or whose login is disabled, "
+            "never syncs: the command says so and exits with status 1",
+        )
         target.add_argument(
             "--all",
             action="store_true",
-            help="every enabled resource, and the public contacts folder when it is on",
+            help="every enabled resource (inactive ones, or with their login disabled, are "
+            "listed as skipped), and the public contacts folder when it is on",
         )
         target.add_argument(
             "--public-folder", action="store_true", help="the public contacts folder alone"
@@ -47,10 +64,16 @@ class Command(BaseCommand):
         if not options["public_folder"]:
             mailboxes = mailboxes_for(options["resource"], every=options["all"])
             for mailbox in mailboxes:
-                runs.append(run_sync(mailbox.pk))
+                inactive = mailbox_status.inactive_reason(mailbox)
+                if inactive:
+                    self.stdout.write(f"{label(mailbox)}: skipped. {inactive}")
+                    continue
+                runs.append(run_sync(mailbox.pk, budget_seconds=tasks.sync_budget_seconds()))
                 self.stdout.write(summary(mailbox, runs[-1]))
         if options["public_folder"] or (options["all"] and public_folder.is_enabled(config)):
-            public_run = public_folder.run_public_folder_sync()
+            public_run = public_folder.run_public_folder_sync(
+                budget_seconds=tasks.sync_budget_seconds()
+            )
             if public_run is not None:
                 runs.append(public_run)
                 self.stdout.write(public_summary(public_run))
@@ -69,9 +92,9 @@ def check_setup(config: ExchangeConfig) -> None:
 
 
 def mailboxes_for(resource_id: int | None, *, every: bool) -> list[MailboxSettings]:
-    enabled = MailboxSettings.objects.select_related("resource").filter(
-        sync_enabled=True, resource__active=True
-    )
+    """The enabled mailboxes asked for, inactive resources included (the caller skips them,
+    saying so); refuses a ``resource_id`` that is not enabled or whose resource is inactive."""
+    enabled = MailboxSettings.objects.select_related("resource__user").filter(sync_enabled=True)
     if every:
         return list(enabled.order_by("resource_id"))
     found = enabled.filter(resource_id=resource_id).first()
@@ -80,12 +103,19 @@ def mailboxes_for(resource_id: int | None, *, every: bool) -> list[MailboxSettin
             f"Resource {resource_id} does not exist or is not enabled for MS Exchange sync "
             "(Resources tab)."
         )
+    inactive = mailbox_status.inactive_reason(found)
+    if inactive:
+        raise CommandError(f"Resource {resource_id} is not synced: {inactive}")
     return [found]
+
+
+def label(mailbox: MailboxSettings) -> str:
+    return f"{mailbox.resource} <{mailbox.effective_mailbox}>"
 
 
 def summary(mailbox: MailboxSettings, run: SyncRun) -> str:
     line = (
-        f"{mailbox.resource} <{mailbox.effective_mailbox}>: {run.outcome}; "
+        f"{label(mailbox)}: {run.outcome}; "
         f"PSA {run.psa_summary}; Exchange {run.exchange_summary}; "
         f"{run.conflicts} conflicts, {run.errors} errors"
     )

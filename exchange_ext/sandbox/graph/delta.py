@@ -27,7 +27,7 @@ import threading
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from . import json_items
+from . import ids, json_items
 from .errors import GraphError
 
 if TYPE_CHECKING:
@@ -163,7 +163,8 @@ def _render_entry(request: GraphRequest, kind: str, item_id: str, removed: bool)
             item = request.sandbox.store.item(item_id)
             if item is not None and item.mailbox == request.mailbox and item.kind == "Contact":
                 return contacts.render(request, item)
-    return {"@odata.type": odata_type, "id": item_id, "@removed": {"reason": "deleted"}}
+    removed = {"@odata.type": odata_type, "id": ids.graph_id(item_id)}
+    return removed | {"@removed": {"reason": "deleted"}}
 
 
 def delta(request: GraphRequest, kind: str, ref: str | None = None) -> GraphResponse:

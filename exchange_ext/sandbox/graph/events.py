@@ -1,9 +1,9 @@
 """Calendars and events: list/create/get/update/delete, instances, calendarView, and the item
 enumeration ``delta`` uses for ``calendarView/delta``.
 
-Graph ids are store ids: an item's own id for single instances and series masters, the
-``operations.calendar.occurrence_id`` for occurrences and exceptions (stable, so they serve
-for ``Prefer: IdType="ImmutableId"`` as well).
+Handlers work on store ids: an item's own id for single instances and series masters, the
+``operations.calendar.occurrence_id`` for occurrences and exceptions. On the wire they are
+Graph ids (``ids``): ``routes`` maps them back before a handler runs, rendering maps them out.
 https://learn.microsoft.com/graph/api/resources/event
 """
 
@@ -20,7 +20,7 @@ from exchange_ext.sandbox.items_xml import ItemView
 from exchange_ext.sandbox.operations import calendar
 from exchange_ext.sandbox.store import Folder, Item
 
-from . import json_items
+from . import ids, json_items
 from .errors import GraphError, bad_request, item_not_found
 from .request import MAX_TOP, GraphRequest, GraphResponse, if_match
 
@@ -254,11 +254,8 @@ def create_event(request: GraphRequest, ref: str | None = None) -> GraphResponse
     rendered = {
         "@odata.context": request.context(f"users('{request.mailbox}')/events/$entity")
     } | rendered
-    return GraphResponse(
-        201,
-        rendered,
-        {"Location": f"{request.base}/v1.0/users('{request.mailbox}')/events('{view.id}')"},
-    )
+    location = f"{request.base}/v1.0/users('{request.mailbox}')/events('{ids.graph_id(view.id)}')"
+    return GraphResponse(201, rendered, {"Location": location})
 
 
 def _new_uid() -> str:
@@ -300,7 +297,10 @@ def get_event(request: GraphRequest, event_id: str) -> GraphResponse:
     """GET /users/{id}/events/{id} — https://learn.microsoft.com/graph/api/event-get"""
     store = request.sandbox.store
     with store.lock:
-        rendered = _render(request, event_view(request, event_id))
+        view = event_view(request, event_id)
+        if {event_id, view.id} & store.unreadable:
+            raise GraphError(500, "ErrorItemCorrupt", "The item is corrupt and cannot be read.")
+        rendered = _render(request, view)
     context = request.context(f"users('{request.mailbox}')/events/$entity")
     return GraphResponse(200, {"@odata.context": context} | rendered)
 
@@ -415,5 +415,6 @@ def instances(request: GraphRequest, event_id: str) -> GraphResponse:
         except EwsError as exc:
             raise bad_request(exc.message) from None
         rendered = [_render(request, v) for v in _window_slice(request, views)]
-    context = request.context(f"users('{request.mailbox}')/events('{event_id}')/instances")
+    event = ids.graph_id(event_id)
+    context = request.context(f"users('{request.mailbox}')/events('{event}')/instances")
     return _page(request, rendered, context, len(views))

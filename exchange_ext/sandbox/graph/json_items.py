@@ -1,8 +1,9 @@
 """Store items ⇄ Microsoft Graph JSON (``event``, ``contact``), time zones, extended properties.
 
 Items stay in the store as EWS elements (see ``store``); this module renders them as Graph
-resources and turns Graph request bodies into the backdoor field dicts of
-``items_xml.fields_to_elements``, so both protocols write the same elements.
+resources (under Graph ids of their own, see ``ids``) and turns Graph request bodies into the
+backdoor field dicts of ``items_xml.fields_to_elements``, so both protocols write the same
+elements.
 
 Extended properties: a Graph single-value property id ``"String {guid} Name PsaItemKey"`` is the
 EWS ``t:ExtendedFieldURI PropertySetId="guid" PropertyName="PsaItemKey" PropertyType="String"``
@@ -32,6 +33,7 @@ from exchange_ext.sandbox import items_xml, recurrence, restrictions
 from exchange_ext.sandbox.contract import EwsError
 from exchange_ext.sandbox.items_xml import ItemView, element_text
 
+from . import ids
 from .errors import GraphError, bad_request
 
 T = items_xml.T
@@ -356,9 +358,10 @@ def event_json(view: ItemView, mailbox: str, opts: RenderOptions) -> dict[str, A
     occurrence = calendar.parse_occurrence_id(view.id)
     reminder = element_text(el, "ReminderMinutesBeforeStart")
     categories_raw = el.get("Categories")
+    uid = element_text(el, "UID") or _ical_uid(occurrence[0] if occurrence else view.id)
     data: dict[str, Any] = {
         "@odata.etag": f'W/"{view.changekey}"',
-        "id": view.id,
+        "id": ids.graph_id(view.id),
         "createdDateTime": graph_instant(view.created),
         "lastModifiedDateTime": graph_instant(view.modified),
         "changeKey": view.changekey,
@@ -368,8 +371,10 @@ def event_json(view: ItemView, mailbox: str, opts: RenderOptions) -> dict[str, A
         "transactionId": transaction_id(view.extended),
         "originalStartTimeZone": zone_id,
         "originalEndTimeZone": end_zone,
-        "iCalUId": element_text(el, "UID") or _ical_uid(view.id),
-        "uid": element_text(el, "UID") or _ical_uid(view.id),
+        # ``uid`` is the series' for every occurrence (EWS ``UID``); ``iCalUId`` is per
+        # occurrence (https://learn.microsoft.com/graph/api/resources/event).
+        "iCalUId": _ical_uid(view.id) if occurrence else uid,
+        "uid": uid,
         "reminderMinutesBeforeStart": int(reminder) if (reminder or "").isdigit() else 15,
         "isReminderOn": items_xml.parse_bool(element_text(el, "ReminderIsSet") or "true"),
         "hasAttachments": False,
@@ -381,11 +386,11 @@ def event_json(view: ItemView, mailbox: str, opts: RenderOptions) -> dict[str, A
         "isCancelled": False,
         "isOrganizer": is_organizer,
         "responseRequested": True,
-        "seriesMasterId": occurrence[0] if occurrence else None,
+        "seriesMasterId": ids.graph_id(occurrence[0]) if occurrence else None,
         "showAs": _inverse(SHOW_AS, element_text(el, "LegacyFreeBusyStatus"), "busy"),
         "type": EVENT_TYPES.get(item_type or "Single", "singleInstance"),
         "webLink": "https://outlook.office365.com/owa/?itemid="
-        + quote(view.id, safe="")
+        + quote(ids.graph_id(view.id), safe="")
         + "&exvsurl=1&path=/calendar/item",
         "onlineMeetingUrl": None,
         "isOnlineMeeting": False,
@@ -430,7 +435,8 @@ def _inverse(table: dict[str, str], ews_value: str | None, default: str) -> str:
 
 
 def _ical_uid(item_id: str) -> str:
-    # Outlook's global object id prefix followed by a stable hash of the item.
+    # Outlook's global object id prefix followed by a stable hash of the item (the fallback
+    # for items stored without a UID; per occurrence for an occurrence id).
     digest = hashlib.sha256(item_id.split("|")[0].encode()).hexdigest().upper()[:56]
     return "040000008200E00074C5B7101A82E00800000000" + digest
 
@@ -729,7 +735,7 @@ def contact_json(view: ItemView, opts: RenderOptions) -> dict[str, Any]:
     categories_raw = el.get("Categories")
     data: dict[str, Any] = {
         "@odata.etag": f'W/"{view.changekey}"',
-        "id": view.id,
+        "id": ids.graph_id(view.id),
         "createdDateTime": graph_instant(view.created),
         "lastModifiedDateTime": graph_instant(view.modified),
         "changeKey": view.changekey,

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from . import contacts, delta, events, tokens
+from . import contacts, delta, events, ids, tokens
 from .errors import EntraError, GraphError, access_denied, bad_request, scope_denied
 from .request import GraphRequest, GraphResponse
 from .state import user_id
@@ -151,12 +151,20 @@ def match_route(method: str, rest: list[str]) -> tuple[Route, list[str]] | None:
 
 
 def _handler_args(route: Route, captured: list[str]) -> list[Any]:
-    """Arguments after the request: fixed ones, then the captures (folder ref before item id)."""
+    """Arguments after the request: fixed ones, then the captures (folder ref before item id),
+    an event's or contact's Graph id as the store id it names (``ids``)."""
     args: list[Any] = list(route.fixed)
     if route.handler is delta.delta:
         args.append(captured[0] if captured else None)
         return args
-    return args + captured
+    wild = [n for n, part in enumerate(route.pattern) if part == "*"]
+    return args + [
+        ids.store_id(value) if n and route.pattern[n - 1] in _ITEM_COLLECTIONS else value
+        for n, value in zip(wild, captured, strict=True)
+    ]
+
+
+_ITEM_COLLECTIONS = ("events", "contacts")
 
 
 # ---------------------------------------------------------------------------- request facts

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from typing import Any
 
+from ..accounts import Account
 from .delta import DeltaStore
-from .tokens import AppRegistry, TokenSigner
+from .errors import GraphError
+from .tokens import EXCHANGE_RESOURCE, AppRegistry, TokenSigner
 
 
 class GraphState:
@@ -32,6 +35,23 @@ class GraphState:
         self.deltas.clear()
         self.transactions.clear()
         self.without_mailbox = {str(a).lower() for a in graph.get("users_without_mailbox", [])}
+
+    def ews_caller(self, authorization: str | None, now: dt.datetime) -> Account | None:
+        """The app an EWS ``Authorization: Bearer`` header names, as an account that
+        impersonates (app-only EWS must), or None (EWS answers 401) unless the token is for
+        Exchange Online and carries ``full_access_as_app``.
+        https://learn.microsoft.com/exchange/client-developer/exchange-web-services/how-to-authenticate-an-ews-application-by-using-oauth
+        """
+        try:
+            claims = self.signer.verify(authorization, now, EXCHANGE_RESOURCE)
+        except GraphError:
+            return None
+        app = self.apps.app(str(claims.get("appid", "")))
+        if app is None or "full_access_as_app" not in (claims.get("roles") or ()):
+            return None
+        return Account(
+            login=app.client_id, mailbox="", impersonation=True, display_name=app.display_name
+        )
 
 
 def user_id(address: str) -> str:

@@ -12,13 +12,19 @@
 - ``openid_configuration`` / ``instance_discovery``: the documents msal reads before it asks for
   a token (``{authority}/v2.0/.well-known/openid-configuration``).
 - Access tokens are JWT-shaped (so a client may read ``roles``/``exp``) but signed with HMAC
-  (HS256) under a per-sandbox secret; only this sandbox can check them.
+  (HS256) under a per-sandbox secret; only this sandbox can check them. A token is for one
+  resource (``aud``): Microsoft Graph (scope ``https://graph.microsoft.com/.default``, the
+  Graph application permissions as ``roles``) or Exchange Online's EWS (scope
+  ``https://outlook.office365.com/.default``, ``full_access_as_app``), and is accepted only
+  there. The signer keeps the last tokens it issued (``issued_tokens``) for tests that look
+  for them where they must not be (logs).
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import collections
 import datetime as dt
 import hashlib
 import hmac
@@ -39,6 +45,13 @@ from .errors import EntraError, GraphError
 
 GRAPH_RESOURCE = "https://graph.microsoft.com"
 GRAPH_DEFAULT_SCOPE = "https://graph.microsoft.com/.default"
+# App-only EWS in Exchange Online: the Office 365 Exchange Online API and its one application
+# permission (https://learn.microsoft.com/exchange/client-developer/exchange-web-services/how-to-authenticate-an-ews-application-by-using-oauth).
+EXCHANGE_RESOURCE = "https://outlook.office365.com"
+EXCHANGE_DEFAULT_SCOPE = "https://outlook.office365.com/.default"
+EXCHANGE_PERMISSIONS = frozenset({"full_access_as_app"})
+RESOURCE_OF_SCOPE = {GRAPH_DEFAULT_SCOPE: GRAPH_RESOURCE, EXCHANGE_DEFAULT_SCOPE: EXCHANGE_RESOURCE}
+ISSUED_TOKENS_KEPT = 1000
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 TOKEN_LIFETIME = 3599  # what Entra ID returns for app-only tokens (expires_in)
 MAX_FORM_BYTES = 64 * 1024
@@ -48,7 +61,7 @@ KNOWN_PERMISSIONS = frozenset(
         "Calendars.Read", "Calendars.ReadWrite", "Contacts.Read", "Contacts.ReadWrite",
         "User.Read.All", "Mail.Read", "Mail.ReadWrite", "MailboxSettings.Read",
     }
-)  # fmt: skip
+) | EXCHANGE_PERMISSIONS  # fmt: skip
 
 
 def b64url(data: bytes) -> str:
@@ -233,12 +246,21 @@ class TokenSigner:
 
     def __init__(self) -> None:
         self._secret = secrets.token_bytes(32)
+        self._issued: collections.deque[str] = collections.deque(maxlen=ISSUED_TOKENS_KEPT)
 
-    def mint(self, app: App, now: dt.datetime) -> str:
+    def issued_tokens(self) -> list[str]:
+        """The tokens minted so far (the last ``ISSUED_TOKENS_KEPT``), oldest first."""
+        return list(self._issued)
+
+    def mint(self, app: App, now: dt.datetime, audience: str = GRAPH_RESOURCE) -> str:
+        """An access token of ``app`` for ``audience`` (Graph or Exchange Online), carrying the
+        app's application permissions on that resource as ``roles``."""
         issued = int(now.timestamp())
+        for_exchange = audience == EXCHANGE_RESOURCE
+        roles = [p for p in app.permissions if (p in EXCHANGE_PERMISSIONS) == for_exchange]
         header = {"typ": "JWT", "alg": "HS256", "kid": "sandbox"}
         claims = {
-            "aud": GRAPH_RESOURCE,
+            "aud": audience,
             "iss": f"https://sts.windows.net/{app.tenant_id}/",
             "iat": issued,
             "nbf": issued,
@@ -247,7 +269,7 @@ class TokenSigner:
             "appid": app.client_id,
             "idtyp": "app",
             "oid": str(uuid.uuid5(uuid.NAMESPACE_URL, f"sp:{app.client_id}")),
-            "roles": sorted(app.permissions),
+            "roles": sorted(roles),
             "sub": str(uuid.uuid5(uuid.NAMESPACE_URL, f"sp:{app.client_id}")),
             "tid": app.tenant_id,
             "uti": b64url(secrets.token_bytes(16)),
@@ -258,13 +280,18 @@ class TokenSigner:
             + "."
             + b64url(json.dumps(claims, separators=(",", ":")).encode())
         )
-        return signing_input + "." + b64url(self._sign(signing_input))
+        token = signing_input + "." + b64url(self._sign(signing_input))
+        self._issued.append(token)
+        return token
 
     def _sign(self, signing_input: str) -> bytes:
         return hmac.new(self._secret, signing_input.encode(), hashlib.sha256).digest()
 
-    def verify(self, authorization: str | None, now: dt.datetime) -> dict[str, Any]:
-        """The claims of a ``Bearer`` token; 401 InvalidAuthenticationToken otherwise.
+    def verify(
+        self, authorization: str | None, now: dt.datetime, audience: str = GRAPH_RESOURCE
+    ) -> dict[str, Any]:
+        """The claims of a ``Bearer`` token for ``audience``; 401 InvalidAuthenticationToken
+        otherwise.
 
         Messages are the ones Graph sends for an empty, malformed, tampered or expired token.
         https://learn.microsoft.com/graph/resolve-auth-errors
@@ -289,6 +316,8 @@ class TokenSigner:
             raise _invalid_token("Access token validation failure. Invalid audience.")
         if not claims.get("nbf", 0) <= now.timestamp() < claims.get("exp", 0):
             raise _invalid_token("Lifetime validation failed, the token is expired.")
+        if claims.get("aud") != audience:
+            raise _invalid_token("Access token validation failure. Invalid audience.")
         return claims
 
 
@@ -355,7 +384,7 @@ def issue_token(
     scope = form.get("scope")
     if not scope:
         raise _missing("scope")
-    if scope.split() != [GRAPH_DEFAULT_SCOPE]:
+    if scope.split() not in ([GRAPH_DEFAULT_SCOPE], [EXCHANGE_DEFAULT_SCOPE]):
         raise EntraError(
             400, "invalid_scope", 1002012,
             f"The provided value for scope {scope} is not valid. Client credential flows must "
@@ -400,7 +429,7 @@ def issue_token(
         "token_type": "Bearer",
         "expires_in": TOKEN_LIFETIME,
         "ext_expires_in": TOKEN_LIFETIME,
-        "access_token": signer.mint(app, now),
+        "access_token": signer.mint(app, now, RESOURCE_OF_SCOPE[scope.strip()]),
     }
 
 

@@ -58,7 +58,10 @@ def get_item(ctx: Context) -> etree._Element:
     shape = items_xml.parse_shape(ctx.body.find(m("ItemShape")))
 
     def handle(ref: etree._Element) -> list[etree._Element]:
-        view = target_view(ctx, resolve_item(ctx, ref))
+        target = resolve_item(ctx, ref)
+        if target.item.id in ctx.store.unreadable:
+            raise EwsError("ErrorItemCorrupt", "The item is corrupt and cannot be read.")
+        view = target_view(ctx, target)
         return [items_payload(items_xml.render_item(view, shape))]
 
     ids = children(ctx.body.find(m("ItemIds")))

@@ -65,6 +65,16 @@ class Harness:
         assert config.backend_name == kind
         self.kind = kind
 
+    def switch_backend(self, kind: str) -> None:
+        """The General tab saved with the other protocol (``web/config_changes.save_config``):
+        the stored sync states belong to the old one, so every mailbox re-reads in full."""
+        from exchange_ext.web.config_changes import save_config
+
+        self.config.use_basic_auth, self.config.use_graph = kind == "ews", kind == "graph"
+        save_config(self.config, changed=["use_basic_auth", "use_graph"])
+        assert self.config.backend_name == kind
+        self.kind = kind
+
     def set(self, **fields: Any) -> None:
         for name, value in fields.items():
             setattr(self.config, name, value)

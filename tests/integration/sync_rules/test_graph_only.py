@@ -28,7 +28,8 @@ def control(rules: Harness, method: str, path: str) -> None:
     session = requests.Session()
     session.trust_env = False
     url = f"{rules.sandbox.control_url}/{path}"
-    reply = session.request(method, url, verify=str(rules.sandbox.ca_file), timeout=10)
+    reply = session.request(method, url, headers=rules.sandbox.control_headers,
+                            verify=str(rules.sandbox.ca_file), timeout=10)  # fmt: skip
     assert reply.status_code < 300, reply.text
 
 

@@ -5,6 +5,11 @@ read without a state), expand series through ``read_window``, plan, apply the op
 (persisting each op's baseline after it succeeded), and store the new sync state only after
 every op was applied. ``crash_at`` simulates a kill after the k-th op's write and before its
 baseline was saved — the worst moment.
+
+A mailbox move (:meth:`SyncHarness.move_to`) is finished at the start of the next run, as
+``exchange_ext/engine/moves.py`` does: our items leave the old mailbox (each delete counts as
+an op for ``crash_at``), the new one is read in full, then the links move and the states are
+dropped in one step.
 """
 
 from __future__ import annotations
@@ -18,12 +23,14 @@ from exchange_ext.backends.base import (
     FolderKind,
     ItemChange,
     ItemDeletion,
+    MailboxNotFound,
     MailboxSession,
     NewItem,
     WriteResult,
 )
 from exchange_ext.backends.memory import MemoryBackend
 from exchange_ext.sync import ops as o
+from exchange_ext.sync.moves import links_after_move, old_mailbox_deletions
 from exchange_ext.sync.planner import plan
 from exchange_ext.sync.records import (
     CalendarItemType,
@@ -76,6 +83,15 @@ class SyncHarness:
     item_errors: list[WriteResult] = field(default_factory=list)
     # Called between planning and applying: a user editing in Outlook at the worst moment.
     before_apply: Callable[[], None] | None = None
+    # The address the items still have to leave (a mailbox move not finished yet).
+    previous_mailbox: str | None = None
+    # What the last finished moves could not remove (their old mailbox was gone).
+    unreachable: list[str] = field(default_factory=list)
+
+    def move_to(self, mailbox: str) -> None:
+        """An administrator gives the resource another mailbox (the next run moves the items)."""
+        self.previous_mailbox = self.previous_mailbox or self.mailbox
+        self.mailbox = mailbox
 
     def run(self, now: dt.datetime, *, crash_at: int | None = None) -> o.Plan:
         """One sync cycle, folder by folder; returns the ops applied (over all folders).
@@ -85,6 +101,8 @@ class SyncHarness:
         """
         applied: list[o.Op] = []
         guard_tripped = False
+        if self.previous_mailbox is not None:
+            self._finish_move(now, applied, crash_at)
         with self.backend.open_session(self.mailbox) as session:
             for folder in (FolderKind.CALENDAR, FolderKind.CONTACTS):
                 view, new_state = self.read(session, folder, now)
@@ -101,6 +119,51 @@ class SyncHarness:
                 # Durable progress: the state is stored only once its changes were applied.
                 self.states[folder] = new_state
         return o.Plan(tuple(applied), guard_tripped)
+
+    def _finish_move(self, now: dt.datetime, applied: list[o.Op], crash_at: int | None) -> None:
+        assert self.previous_mailbox is not None
+        window = window_for(self.options, now)
+        try:
+            session = self.backend.open_session(self.previous_mailbox)
+        except MailboxNotFound:
+            self.unreachable.append(self.previous_mailbox)  # reported; the move goes on
+        else:
+            with session:
+                for folder in (FolderKind.CALENDAR, FolderKind.CONTACTS):
+                    items = self._read_all(session, folder, window)
+                    for op in old_mailbox_deletions(items, self.options):
+                        self._ok(session.delete(folder, [ItemDeletion(op.exchange_id)])[0])
+                        if crash_at == len(applied):
+                            raise Crash("DeleteInExchange (old mailbox)")
+                        applied.append(op)
+        with self.backend.open_session(self.mailbox) as session:
+            found = [
+                item
+                for folder in (FolderKind.CALENDAR, FolderKind.CONTACTS)
+                for item in self._read_all(session, folder, window)
+            ]
+            found += [i for i in session.read_window(FolderKind.CALENDAR, window) if i.master_id]
+        # One transaction: links moved, states dropped, the move done.
+        for key, link in links_after_move(self.links, found).items():
+            if link is None:
+                del self.links[key]
+            else:
+                self.links[key] = link
+        self.states.clear()
+        self.previous_mailbox = None
+
+    @staticmethod
+    def _read_all(
+        session: MailboxSession, folder: FolderKind, window: SyncWindow
+    ) -> list[ExchangeItem]:
+        items: list[ExchangeItem] = []
+        state: str | None = None
+        while True:
+            page = session.read_changes(folder, state, window)
+            items += [*page.created, *page.updated]
+            state = page.new_state
+            if not page.more_available:
+                return items
 
     # --- reading ------------------------------------------------------------------------------
 

@@ -429,6 +429,128 @@ def test_modified_and_deleted_occurrences_update_and_remove_their_psa_appointmen
     assert result.ops[0].key == key(2) and result.ops[1].key == key(3)
 
 
+def test_an_imported_item_moved_just_out_of_the_window_in_the_psa_is_written_then_forgotten() -> (
+    None
+):
+    link, item = imported_link(calendar("Lunch", days=-6.99))
+    out = dataclasses.replace(item, record=moved(item.record, -2))  # ends before the window
+    result = run(links=[link], psa=[out])  # Exchange unchanged: not in this read
+    assert kinds(result) == ["UpdateInExchange", "Forget"]
+    assert result.ops[0].record.end == out.record.end
+
+
+def test_a_psa_item_that_only_aged_out_beside_an_unread_exchange_copy_is_forgotten() -> None:
+    link, item = imported_link(calendar("Lunch", days=-8))
+    assert kinds(run(links=[link], psa=[item])) == ["Forget"]
+
+
+# --- re-identification (docs/sync-rules.md, "Re-identification") ------------------------------
+
+
+def uid_link(item: ExchangeItem, k: PsaKey, **changes: object):  # type: ignore[no-untyped-def]
+    """An imported item's link and PSA item, as the last sync left them."""
+    psa_record = import_record(item, OPTIONS)
+    link = linked(k, psa_record, item.record, exchange_id=item.exchange_id,
+                  change_key=item.change_key, origin=Side.EXCHANGE,
+                  ical_uid=item.ical_uid, original_start=item.original_start)  # fmt: skip
+    return dataclasses.replace(link, **changes), psa_item(k, psa_record, Side.EXCHANGE)
+
+
+def series(master: str, days: Iterable[float], uid: str = "UID-SERIES", hours: float = 0):  # type: ignore[no-untyped-def]
+    """Occurrences of one series (original start = start, shifted by ``hours`` if moved)."""
+    return [
+        dataclasses.replace(
+            occurrence(master, day + hours / 24), ical_uid=uid, original_start=at(day, hours)
+        )
+        for day in days
+    ]
+
+
+def test_an_imported_item_read_under_another_id_is_relinked_by_its_uid() -> None:
+    before = foreign(lunch(), exchange_id="ews-1", ical_uid="UID-1")
+    link, item = uid_link(before, IMPORTED)
+    after = dataclasses.replace(before, exchange_id="graph-1", change_key="g1")
+    op = only(run(links=[link], psa=[item], items=[after], full=True), o.Relink)
+    assert (op.link.key, op.link.exchange_id, op.link.change_key) == (IMPORTED, "graph-1", "g1")
+
+
+def test_imported_occurrences_under_a_new_master_id_are_relinked_by_uid_and_original_start() -> (
+    None
+):
+    old = series("ews-M", (1, 2, 3))
+    pairs = [uid_link(item, key(n)) for n, item in enumerate(old, start=1)]
+    new = series("graph-M", (1, 2, 3))
+    result = run(links=[p[0] for p in pairs], psa=[p[1] for p in pairs], items=new, full=True)
+    assert kinds(result) == ["Relink"] * 3
+    assert [op.link.exchange_id for op in result.ops] == [i.exchange_id for i in new]
+
+
+def test_a_link_stored_before_uids_is_refound_by_its_imported_content() -> None:
+    before = foreign(lunch(), exchange_id="ews-1")
+    link, item = uid_link(before, IMPORTED)
+    after = dataclasses.replace(before, exchange_id="graph-1", ical_uid="UID-1")
+    op = only(run(links=[link], psa=[item], items=[after], full=True), o.Relink)
+    assert (op.link.exchange_id, op.link.ical_uid) == ("graph-1", "UID-1")
+
+
+def test_an_item_of_another_uid_is_not_taken_for_a_vanished_one() -> None:
+    link, item = uid_link(foreign(lunch(), exchange_id="ews-1", ical_uid="UID-1"), IMPORTED)
+    other = foreign(lunch(), exchange_id="graph-7", ical_uid="UID-7")
+    result = run(links=[link], psa=[item], items=[other], full=True)
+    assert kinds(result) == ["DeletePsa", "CreateInPsa"]
+
+
+def test_an_unlinked_item_found_under_another_id_stays_unlinked_and_is_not_imported() -> None:
+    before = foreign(lunch(), exchange_id="ews-1", ical_uid="UID-1")
+    link, _ = uid_link(before, IMPORTED, state=LinkState.UNLINKED)
+    after = dataclasses.replace(before, exchange_id="graph-1")
+    op = only(run(links=[link], items=[after], full=True), o.Relink)
+    assert (op.link.exchange_id, op.link.state) == ("graph-1", LinkState.UNLINKED)
+
+
+def test_a_series_moved_by_its_organizer_keeps_its_psa_appointments_with_new_times() -> None:
+    old = series("M1", (1, 2, 3))
+    pairs = [uid_link(item, key(n)) for n, item in enumerate(old, start=1)]
+    moved_series = series("M1", (1, 2, 3), hours=1)  # new original starts: new occurrence ids
+    view = ExchangeView(tuple(moved_series), expanded_series=frozenset({"M1"}))
+    result = plan({p[0].key: p[0] for p in pairs}, {p[1].key: p[1] for p in pairs}, view,
+                  OPTIONS, clock.now())  # fmt: skip
+    assert kinds(result) == ["UpdatePsa"] * 3
+    assert [(op.key, op.record.start) for op in result.ops] == [
+        (key(n), item.record.start) for n, item in enumerate(moved_series, start=1)
+    ]
+    assert [op.link.exchange_id for op in result.ops] == [i.exchange_id for i in moved_series]
+
+
+def test_a_moved_series_with_fewer_occurrences_in_the_window_forgets_the_surplus() -> None:
+    old = series("M1", (11, 12, 13))
+    pairs = [uid_link(item, key(n)) for n, item in enumerate(old, start=1)]
+    later = series("M1", (12, 13, 14), hours=2)  # day 14 + 2 h starts past recurring_days
+    view = ExchangeView(tuple(later), expanded_series=frozenset({"M1"}))
+    result = plan({p[0].key: p[0] for p in pairs}, {p[1].key: p[1] for p in pairs}, view,
+                  OPTIONS, clock.now())  # fmt: skip
+    assert kinds(result) == ["UpdatePsa", "UpdatePsa", "Forget"]
+    assert "DeletePsa" not in kinds(result)
+
+
+def test_a_series_that_kept_an_occurrence_had_the_others_deleted_not_moved() -> None:
+    old = series("M1", (1, 2, 3))
+    pairs = [uid_link(item, key(n)) for n, item in enumerate(old, start=1)]
+    kept = [old[0], *series("M1", (5,))]  # day 5 newly in view: not a partner
+    view = ExchangeView(tuple(kept), expanded_series=frozenset({"M1"}))
+    result = plan({p[0].key: p[0] for p in pairs}, {p[1].key: p[1] for p in pairs}, view,
+                  OPTIONS, clock.now())  # fmt: skip
+    assert kinds(result) == ["DeletePsa", "DeletePsa", "CreateInPsa"]
+
+
+def test_a_deleted_series_deletes_its_occurrences() -> None:
+    pairs = [uid_link(item, key(n)) for n, item in enumerate(series("M1", (1, 2)), start=1)]
+    view = ExchangeView((), deleted=frozenset({"M1"}))
+    result = plan({p[0].key: p[0] for p in pairs}, {p[1].key: p[1] for p in pairs}, view,
+                  OPTIONS, clock.now())  # fmt: skip
+    assert kinds(result) == ["DeletePsa", "DeletePsa"]
+
+
 # --- conflicts --------------------------------------------------------------------------------
 
 

@@ -20,6 +20,7 @@ from django.utils import timezone
 from psa.crm.models import Account, Contact, Opportunity
 from psa.demo.calendar_items import calendar_exists, delete_calendar, generate_calendar
 from psa.demo.directory import ensure_directory
+from psa.demo.guard import refuse_in_production
 from psa.demo.reference import load_reference
 
 
@@ -34,6 +35,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, refresh_calendar: bool = False, **options: Any) -> None:
+        refuse_in_production("load_demo", "creates demo logins with the known password 'demo'")
         began = time.monotonic()
         reference = load_reference()
         # One transaction: a failed load leaves nothing half-made, and SQLite is ~20x faster

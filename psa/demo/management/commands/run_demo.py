@@ -18,6 +18,7 @@ from django.conf import settings
 from django.core.management import get_commands
 from django.core.management.base import BaseCommand, CommandError
 
+from psa.demo.guard import refuse_in_production
 from psa.demo.reference import load_reference
 from psa.demo.supervisor import Child, Supervisor
 from psa.environment import env_int
@@ -37,6 +38,8 @@ def trust_sandbox() -> None:
     ca_file = Path(settings.VAR_DIR) / "sandbox" / "ca.pem"
     os.environ.setdefault("EXCHANGE_CA_BUNDLE", str(ca_file))
     os.environ.setdefault("EXCHANGE_ALLOWED_PORTS", f"443,2610,{SANDBOX_PORT}")
+    # localhost is loopback, which the product refuses unless listed.
+    os.environ.setdefault("EXCHANGE_ALLOWED_NETWORKS", "127.0.0.0/8,::1/128")
     # The sandbox also serves the Entra token endpoint and Graph, for the demo's Graph path.
     os.environ.setdefault("GRAPH_AUTHORITY_URL", f"https://localhost:{SANDBOX_PORT}")
     os.environ.setdefault("GRAPH_BASE_URL", f"https://localhost:{SANDBOX_PORT}")
@@ -46,6 +49,9 @@ class Command(BaseCommand):
     help = "Run the demo: web server on 127.0.0.1:$PSA_PORT (8000), worker, Exchange sandbox."
 
     def handle(self, *args: Any, **options: Any) -> None:
+        refuse_in_production(
+            "run_demo", "runs the demo, whose logins and Exchange sandbox use known passwords"
+        )
         port = env_int("PSA_PORT", 8000)
         url = f"http://127.0.0.1:{port}/"
         supervisor = Supervisor()
