@@ -5,7 +5,8 @@ them: a backdoor to edit mailboxes as a user in Outlook would (:meth:`MemoryBack
 ``edit``, ``remove``, ``bump_change_key``, recurring series and ``move_series``), to change
 what the server is (``reidentify``: another protocol's ids; ``copy_items``: a mailbox
 migrated; ``remove_mailbox``), fault hooks
-(:meth:`MemoryBackend.fail_next`, :meth:`MemoryBackend.expire_states`, ``reject_if``) and
+(:meth:`MemoryBackend.fail_next`, :meth:`MemoryBackend.expire_states`, ``reject_if``,
+:meth:`MemoryBackend.set_unreadable`: an item every read of fails, as a corrupt one does) and
 counters (writes per call, meeting messages — always zero, by construction).
 
 Sync states are opaque strings naming a position in a per-mailbox change log; expiring states
@@ -33,6 +34,7 @@ from exchange_ext.backends.base import (
     ItemDeletion,
     ItemNotFound,
     ItemRejected,
+    ItemUnreadable,
     MailboxNotFound,
     MailboxSession,
     NewItem,
@@ -163,6 +165,8 @@ class MemoryBackend(ExchangeBackend):
         self.calls: list[tuple[str, int]] = []  # (operation, number of items)
         self._faults: list[_Fault] = []
         self._counter = itertools.count(1)
+        # Items every read of fails (ItemUnreadable), while the change feed still lists them.
+        self.unreadable: set[str] = set()
         for address in mailboxes:
             self.add_mailbox(address)
 
@@ -224,6 +228,17 @@ class MemoryBackend(ExchangeBackend):
     def clear_faults(self) -> None:
         """Disarm every fault not yet raised."""
         self._faults.clear()
+
+    def set_unreadable(self, exchange_id: str, unreadable: bool = True) -> None:
+        """Make every read of an item (a series: of any of its occurrences) fail with
+        :class:`ItemUnreadable` from ``read_changes`` and ``read_window`` (or read again), as
+        a corrupt item does; writes and deletes still work."""
+        (self.unreadable.add if unreadable else self.unreadable.discard)(exchange_id)
+
+    def check_readable(self, stored: Sequence[StoredItem]) -> None:
+        for item in stored:
+            if item.exchange_id in self.unreadable:
+                raise ItemUnreadable(f"ErrorItemCorrupt on item …{item.exchange_id[-12:]}")
 
     def expire_states(self) -> None:
         """Invalidate every sync state issued so far (as a server-side cache eviction does)."""
@@ -321,6 +336,9 @@ class MemoryBackend(ExchangeBackend):
         for old_id, stored in list(box.items.items()):
             del box.items[old_id]
             stored.exchange_id = renamed[old_id] = self.new_id()
+            if old_id in self.unreadable:
+                self.unreadable.discard(old_id)
+                self.unreadable.add(stored.exchange_id)
             box.items[stored.exchange_id] = stored
             self._log(box, stored)
         self.expire_states()
@@ -450,8 +468,12 @@ class MemorySession(MailboxSession):
         self._call("read_window", 0)
         found: list[ExchangeItem] = []
         for stored in self._in(folder):
-            found += stored.expand() if stored.is_master else [stored.as_item()]
-        return [item for item in found if _in_window(item, window)]
+            items = stored.expand() if stored.is_master else [stored.as_item()]
+            items = [item for item in items if _in_window(item, window)]
+            if items:
+                self.backend.check_readable([stored])
+            found += items
+        return found
 
     def find_by_tag(
         self, folder: FolderKind, tags: Sequence[PsaTag]
@@ -539,6 +561,7 @@ class MemorySession(MailboxSession):
         items = sorted(self._in(folder), key=lambda stored: _id_number(stored.exchange_id))
         rest = [stored for stored in items if _id_number(stored.exchange_id) > after]
         page = rest[: self.backend.page_size]
+        self.backend.check_readable(page)
         more = len(rest) > len(page)
         new_state = (
             self._state("full", position, _id_number(page[-1].exchange_id))
@@ -553,6 +576,7 @@ class MemorySession(MailboxSession):
         page = entries[: self.backend.page_size]
         new_position = page[-1][0] if page else position
         ids = list(dict.fromkeys(exchange_id for _, _, exchange_id in page))
+        self.backend.check_readable([self.mailbox.items[i] for i in ids if i in self.mailbox.items])
         updated = tuple(self.mailbox.items[i].as_item() for i in ids if i in self.mailbox.items)
         deleted = tuple(i for i in ids if i not in self.mailbox.items)
         more = len(entries) > len(page)

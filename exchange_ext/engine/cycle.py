@@ -60,8 +60,9 @@ from exchange_ext.models import (
     MailboxSettings,
     SyncRun,
 )
+from exchange_ext.sync import held as deferred
 from exchange_ext.sync import ops as o
-from exchange_ext.sync.planner import guard_trips, plan
+from exchange_ext.sync.planner import plan
 from exchange_ext.sync.records import (
     CalendarItemType,
     CalendarRecord,
@@ -484,7 +485,7 @@ class _Cycle:
                 book = LinkBook(self, baseline, written, counted)
                 links = book.replay(result.ops)
                 save_links(self.mailbox, links)
-                held.forget_revived(self.mailbox, result.ops)
+                held.forget_revived(self.mailbox, result.ops, book.failed)
                 if settled is not None:
                     held.drop([r for r in settled if not _failed(r, book.failed)])
                 self.log.flush()
@@ -557,7 +558,8 @@ class _Cycle:
             baseline = self.folder_baseline(folder)
             ops = held.to_ops(pending, baseline)
             linked = base if base is not None else _linked(baseline)
-            if held.is_held(self.mailbox, folder.value) or guard_trips(ops, linked, self.options):
+            already_held = held.is_held(self.mailbox, folder.value)
+            if deferred.holds(ops, linked, self.options, already_held=already_held):
                 held.hold(pending)
                 self.guard_message = held.message(held.held_count(self.mailbox))
             else:

@@ -14,19 +14,17 @@ This module is the ORM side; the counting rule is the core's (``sync.planner.gua
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import replace
+from collections.abc import Collection, Iterable, Mapping, Sequence
 
 from django.db.models import Q
 
 from exchange_ext.models import HeldDeletion, MailboxSettings
+from exchange_ext.sync import held as deferred
 from exchange_ext.sync import ops as o
-from exchange_ext.sync.records import Link, LinkState, PsaKey
+from exchange_ext.sync.records import Link, PsaKey
 
 State = HeldDeletion.State
 Op = HeldDeletion.Op
-# Ops that show an item is alive on both sides: a pending or held deletion of it is stale.
-_ALIVE = (o.UpdatePsa, o.UpdateInExchange, o.Relink, o.LinkItems, o.CreateInExchange)
 SHOWN_TITLES = 10
 
 
@@ -45,9 +43,12 @@ def defer(
             HeldDeletion.objects.filter(pk=row.pk).update(**fields)
 
 
-def forget_revived(mailbox: MailboxSettings, ops: Iterable[o.Op]) -> None:
-    """Drop stored deletions of items this page shows alive (edited, relinked, adopted)."""
-    keys = {key_of(op) for op in ops if isinstance(op, _ALIVE)}
+def forget_revived(
+    mailbox: MailboxSettings, ops: Iterable[o.Op], failed: Collection[PsaKey] = ()
+) -> None:
+    """Drop stored deletions of items this page shows alive (edited, relinked, adopted), but
+    of the ``failed`` ones."""
+    keys = deferred.revived(ops, failed)
     by_kind: dict[str, list[int]] = {}
     for key in keys:
         by_kind.setdefault(key.kind.value, []).append(key.psa_id)
@@ -86,44 +87,21 @@ def is_held(mailbox: MailboxSettings, folder: str | None = None) -> bool:
 
 def to_ops(rows_: Iterable[HeldDeletion], baseline: Mapping[PsaKey, Link]) -> list[o.Op]:
     """The stored deletions as the core's ops, against the current links (a row whose link
-    is gone or already in the target state is skipped: nothing is left to do)."""
-    result: list[o.Op] = []
-    index = _index(baseline)
-    for row in rows_:
-        key = index.get((row.kind, row.psa_id))
-        link = baseline.get(key) if key else None
-        if key is None or link is None:
-            continue
-        reason = row.reason or "held deletion"
-        if row.op == Op.DELETE_IN_EXCHANGE:
-            result.append(o.DeleteInExchange(key, row.exchange_id, row.change_key, reason))
-        elif row.op == Op.DELETE_PSA:
-            result.append(o.DeletePsa(key, row.exchange_id, reason))
-        elif row.op == Op.MARK_EXCHANGE_DELETED and link.state is LinkState.LINKED:
-            result.append(o.MarkExchangeDeleted(replace(link, state=LinkState.EXCHANGE_DELETED),
-                                                reason))  # fmt: skip
-        elif row.op == Op.UNLINK and link.state is not LinkState.UNLINKED:
-            result.append(o.Unlink(replace(link, state=LinkState.UNLINKED), reason))
-    return result
+    is gone or already in the target state is skipped): ``sync.held.confirm_ops``."""
+    return deferred.confirm_ops(map(record_of, rows_), baseline)
 
 
 def restore_ops(rows_: Iterable[HeldDeletion], baseline: Mapping[PsaKey, Link]) -> list[o.Op]:
-    """What Restore does instead (docs/sync-rules.md, "Mass-delete guard"): Exchange copies
-    the run wanted to delete stay there, unlinked; imported PSA items whose Exchange copy
-    vanished stay in the PSA, unlinked; PSA items whose copy vanished are exported again
-    (their link is forgotten, so the next plan creates the copy)."""
-    result: list[o.Op] = []
-    index = _index(baseline)
-    for row in rows_:
-        key = index.get((row.kind, row.psa_id))
-        link = baseline.get(key) if key else None
-        if key is None or link is None:
-            continue
-        if row.op == Op.MARK_EXCHANGE_DELETED:
-            result.append(o.Forget(key, "restored: exported again"))
-        elif link.state is not LinkState.UNLINKED:
-            result.append(o.Unlink(replace(link, state=LinkState.UNLINKED), "restored: kept"))
-    return result
+    """What Restore does instead (docs/sync-rules.md, "Mass-delete guard"):
+    ``sync.held.restore_ops``."""
+    return deferred.restore_ops(map(record_of, rows_), baseline)
+
+
+def record_of(row: HeldDeletion) -> deferred.Deferred:
+    """A stored row as the core's record."""
+    return deferred.Deferred(
+        row.kind, row.psa_id, row.op, row.exchange_id, row.change_key, row.reason
+    )
 
 
 def summary(mailbox: MailboxSettings) -> dict[str, object]:
@@ -160,31 +138,11 @@ def message(count: int) -> str:
 # --- helpers --------------------------------------------------------------------------------
 
 
-def key_of(op: o.Op) -> PsaKey:
-    if isinstance(op, o.MarkExchangeDeleted | o.Unlink | o.Relink | o.LinkItems):
-        return op.link.key
-    if isinstance(op, o.CreateInPsa):
-        return op.link.key
-    return op.key  # type: ignore[union-attr]
+key_of = deferred.key_of
 
 
 def _fields(op: o.Op) -> tuple[PsaKey, dict[str, object]]:
-    if isinstance(op, o.DeleteInExchange):
-        values = (Op.DELETE_IN_EXCHANGE, op.exchange_id, op.change_key)
-    elif isinstance(op, o.DeletePsa):
-        values = (Op.DELETE_PSA, op.exchange_id, "")
-    elif isinstance(op, o.MarkExchangeDeleted):
-        values = (Op.MARK_EXCHANGE_DELETED, op.link.exchange_id, op.link.change_key)
-    elif isinstance(op, o.Unlink):
-        values = (Op.UNLINK, op.link.exchange_id, op.link.change_key)
-    else:
-        raise TypeError(f"not a destructive op: {op!r}")
-    kind, exchange_id, change_key = values
-    fields = {"op": kind, "exchange_id": exchange_id, "change_key": change_key,
-              "reason": op.reason[:255]}  # fmt: skip
+    record = deferred.deferred_of(op)
+    fields = {"op": record.op, "exchange_id": record.exchange_id,
+              "change_key": record.change_key, "reason": record.reason[:255]}  # fmt: skip
     return key_of(op), fields
-
-
-def _index(baseline: Mapping[PsaKey, Link]) -> dict[tuple[str, int], PsaKey]:
-    """Links by (kind, PSA id): a service call's key also names the mailbox's resource."""
-    return {(key.kind.value, key.psa_id): key for key in baseline}

@@ -1,15 +1,24 @@
 """A tiny engine for tests: a dict-based PSA, a MemoryBackend mailbox, plan() and an applier.
 
-It does what the real engine will do, minus the ORM: read the change feed page by page (full
-read without a state), expand series through ``read_window``, plan, apply the ops one by one
-(persisting each op's baseline after it succeeded), and store the new sync state only after
-every op was applied. ``crash_at`` simulates a kill after the k-th op's write and before its
-baseline was saved — the worst moment.
+It does what the real engine does, minus the ORM: read the change feed page by page (a full
+read without a state, planned as one chunk once all its pages are read), expand series through
+``read_window``, plan each page, apply its ops one by one (persisting each op's baseline after
+it succeeded), and store the page's new sync state only after every op was applied.
+``crash_at`` simulates a kill after the k-th op's write and before its baseline was saved —
+the worst moment.
+
+Deletions wait for the end of their pass, as in ``exchange_ext/engine/cycle.py``
+(docs/sync-rules.md, "Mass-delete guard"): a page's destructive ops are kept as *pending*
+(:attr:`SyncHarness.deferred`, in memory, across runs when a fault splits the pass); when the
+feed is caught up they are applied, or *held* when ``sync.held.holds`` says so against the
+folder's linked items at the start of the pass. :meth:`SyncHarness.confirm` and
+:meth:`SyncHarness.restore` record an administrator's decision on the held set, carried out at
+the start of the folder's next run (``sync.held.confirm_ops`` / ``restore_ops``).
 
 A mailbox move (:meth:`SyncHarness.move_to`) is finished at the start of the next run, as
 ``exchange_ext/engine/moves.py`` does: our items leave the old mailbox (each delete counts as
 an op for ``crash_at``), the new one is read in full, then the links move and the states are
-dropped in one step.
+dropped in one step (deletions pending or held for the old mailbox are dropped too).
 """
 
 from __future__ import annotations
@@ -30,6 +39,15 @@ from exchange_ext.backends.base import (
 )
 from exchange_ext.backends.memory import MemoryBackend
 from exchange_ext.sync import ops as o
+from exchange_ext.sync.held import (
+    Deferred,
+    confirm_ops,
+    deferred_of,
+    holds,
+    key_of,
+    restore_ops,
+    revived,
+)
 from exchange_ext.sync.moves import links_after_move, old_mailbox_deletions
 from exchange_ext.sync.planner import plan
 from exchange_ext.sync.records import (
@@ -39,6 +57,7 @@ from exchange_ext.sync.records import (
     ExchangeView,
     ItemKind,
     Link,
+    LinkState,
     PsaItem,
     PsaKey,
     Record,
@@ -51,8 +70,20 @@ from exchange_ext.sync.windows import SyncWindow, window_for
 T = TypeVar("T")
 
 
+PENDING, HELD, CONFIRMED, RESTORED = "pending", "held", "confirmed", "restored"
+
+
 class Crash(Exception):
     """The worker died (simulated)."""
+
+
+@dataclass
+class Stored:
+    """A deferred deletion as the engine's ``HeldDeletion`` row keeps it."""
+
+    folder: FolderKind
+    record: Deferred
+    state: str = PENDING
 
 
 @dataclass
@@ -81,12 +112,43 @@ class SyncHarness:
     states: dict[FolderKind, str | None] = field(default_factory=dict)
     conflicts: list[o.RecordConflict] = field(default_factory=list)
     item_errors: list[WriteResult] = field(default_factory=list)
-    # Called between planning and applying: a user editing in Outlook at the worst moment.
+    # Called between planning and applying (the run's first page): a user editing in Outlook
+    # at the worst moment.
     before_apply: Callable[[], None] | None = None
     # The address the items still have to leave (a mailbox move not finished yet).
     previous_mailbox: str | None = None
     # What the last finished moves could not remove (their old mailbox was gone).
     unreachable: list[str] = field(default_factory=list)
+    # Destructive ops kept until their pass ends, or held: by (kind, PSA id), as the engine.
+    deferred: dict[tuple[str, int], Stored] = field(default_factory=dict)
+    # The guard's base of a pass in progress: the folder's linked items when it began.
+    pass_base: dict[FolderKind, int] = field(default_factory=dict)
+    _before_apply_due: bool = field(default=False, repr=False)
+
+    # --- held deletions -------------------------------------------------------------------
+
+    def held(self, folder: FolderKind | None = None) -> list[Stored]:
+        return [s for s in self.deferred.values() if s.state == HELD and folder in (None, s.folder)]
+
+    def confirm(self) -> list[Deferred]:
+        """An administrator confirms the held set (applied by the next run); returns it."""
+        return self._decide(CONFIRMED)
+
+    def restore(self) -> list[Deferred]:
+        """An administrator chooses Restore for the held set; returns it."""
+        return self._decide(RESTORED)
+
+    def _decide(self, state: str) -> list[Deferred]:
+        decided = self.held()
+        for stored in decided:
+            stored.state = state
+        return [s.record for s in decided]
+
+    def drop_states(self) -> None:
+        """The engine's reaction to an expired state (or a new protocol): the folders are read
+        in full again, as a new pass."""
+        self.states.clear()
+        self.pass_base.clear()
 
     def move_to(self, mailbox: str) -> None:
         """An administrator gives the resource another mailbox (the next run moves the items)."""
@@ -100,25 +162,150 @@ class SyncHarness:
         over the whole run) and before its baseline is saved; no state is stored then.
         """
         applied: list[o.Op] = []
-        guard_tripped = False
+        self._before_apply_due = True
         if self.previous_mailbox is not None:
             self._finish_move(now, applied, crash_at)
         with self.backend.open_session(self.mailbox) as session:
             for folder in (FolderKind.CALENDAR, FolderKind.CONTACTS):
-                view, new_state = self.read(session, folder, now)
-                result = plan(
-                    _in_folder(self.links, folder), _in_folder(self.psa.items, folder), view,
-                    self.options, now,
-                )  # fmt: skip
-                if self.before_apply is not None:
-                    self.before_apply()
-                for op in result.ops:
-                    self.apply(session, op, crash=crash_at == len(applied))
-                    applied.append(op)
-                guard_tripped = guard_tripped or result.guard_tripped
-                # Durable progress: the state is stored only once its changes were applied.
-                self.states[folder] = new_state
-        return o.Plan(tuple(applied), guard_tripped)
+                self._apply_decisions(session, folder, applied, crash_at)
+                self._sync_folder(session, folder, now, applied, crash_at)
+        return o.Plan(tuple(applied), bool(self.held()))
+
+    def _sync_folder(
+        self,
+        session: MailboxSession,
+        folder: FolderKind,
+        now: dt.datetime,
+        applied: list[o.Op],
+        crash_at: int | None,
+    ) -> None:
+        """Page by page from the stored state (a full read: one chunk), then settle the pass."""
+        window = window_for(self.options, now)
+        state = self.states.get(folder)
+        if state is None:
+            view, new_state = self.read(session, folder, now)
+            self._sync_chunk(session, folder, now, view, new_state, applied, crash_at)
+        else:
+            while True:
+                page = session.read_changes(folder, state, window)
+                items = [*page.created, *page.updated]
+                view = self._with_occurrences(
+                    session, folder, window, items, list(page.deleted), full=False
+                )
+                self._sync_chunk(session, folder, now, view, page.new_state, applied, crash_at)
+                stuck = page.more_available and page.new_state == state
+                state = page.new_state
+                if not page.more_available or stuck:
+                    break
+        self._settle(session, folder, applied, crash_at)
+
+    def _sync_chunk(
+        self,
+        session: MailboxSession,
+        folder: FolderKind,
+        now: dt.datetime,
+        view: ExchangeView,
+        new_state: str,
+        applied: list[o.Op],
+        crash_at: int | None,
+    ) -> None:
+        """Plan one page; apply its ops but the destructive ones, which are kept pending."""
+        baseline = _in_folder(self.links, folder)
+        psa = _in_folder(self.psa.items, folder)
+        options = replace(self.options, guard_overridden=True)  # counted over the pass instead
+        result = plan(baseline, psa, view, options, now)
+        # Before creating, look our tags up (a copy written before a crash may be on a page
+        # not read yet): adopt it instead of creating a second one, as the engine does.
+        tags = [op.tag for op in result.ops if isinstance(op, o.CreateInExchange)]
+        found = session.find_by_tag(folder, tags) if tags and not view.full_read else {}
+        if found:
+            tagged = tuple(item for items in found.values() for item in items)
+            result = plan(baseline, psa, replace(view, tagged=tagged), options, now)
+        if self.before_apply is not None and self._before_apply_due:
+            self.before_apply()  # once per run
+        self._before_apply_due = False
+        kept = [op for op in result.ops if not isinstance(op, o.DESTRUCTIVE)]
+        failed: set[PsaKey] = set()
+        for op in kept:
+            errors = len(self.item_errors)
+            self.apply(session, op, crash=crash_at == len(applied))
+            applied.append(op)
+            if len(self.item_errors) > errors:
+                failed.add(key_of(op))
+        # Durable progress, in one step: the page's pending deletions, the base of a pass that
+        # begins with it, its state — only once its changes were applied.
+        for key in revived(kept, failed):
+            self.deferred.pop((key.kind.value, key.psa_id), None)
+        for op in result.ops:
+            if isinstance(op, o.DESTRUCTIVE):
+                record = deferred_of(op)
+                slot = (record.kind, record.psa_id)
+                state = self.deferred[slot].state if slot in self.deferred else PENDING
+                self.deferred[slot] = Stored(folder, record, state)
+        self.pass_base.setdefault(folder, _linked(baseline))
+        self.states[folder] = new_state
+
+    def _settle(
+        self,
+        session: MailboxSession,
+        folder: FolderKind,
+        applied: list[o.Op],
+        crash_at: int | None,
+    ) -> None:
+        """The pass is complete: apply its pending deletions, or hold them."""
+        pending = [s for s in self.deferred.values() if s.folder is folder and s.state == PENDING]
+        if pending:
+            baseline = _in_folder(self.links, folder)
+            ops = confirm_ops([s.record for s in pending], baseline)
+            base = self.pass_base.get(folder)
+            linked = base if base is not None else _linked(baseline)
+            if holds(ops, linked, self.options, already_held=bool(self.held(folder))):
+                for stored in pending:
+                    stored.state = HELD
+            else:
+                self._apply_stored(session, ops, pending, applied, crash_at)
+        self.pass_base.pop(folder, None)
+
+    def _apply_decisions(
+        self,
+        session: MailboxSession,
+        folder: FolderKind,
+        applied: list[o.Op],
+        crash_at: int | None,
+    ) -> None:
+        """Carry out an administrator's decision: Confirm applies exactly the held set;
+        Restore deletes nothing."""
+        mine = [s for s in self.deferred.values() if s.folder is folder]
+        confirmed = [s for s in mine if s.state == CONFIRMED]
+        restored = [s for s in mine if s.state == RESTORED]
+        if not (confirmed or restored):
+            return
+        baseline = _in_folder(self.links, folder)
+        ops = confirm_ops([s.record for s in confirmed], baseline)
+        ops += restore_ops([s.record for s in restored], baseline)
+        self._apply_stored(session, ops, [*confirmed, *restored], applied, crash_at)
+
+    def _apply_stored(
+        self,
+        session: MailboxSession,
+        ops: list[o.Op],
+        settled: list[Stored],
+        applied: list[o.Op],
+        crash_at: int | None,
+    ) -> None:
+        """Apply stored deletions; drop their records unless their item failed."""
+        failed: set[PsaKey] = set()
+        for op in ops:
+            errors = len(self.item_errors)
+            self.apply(session, op, crash=crash_at == len(applied))
+            applied.append(op)
+            if len(self.item_errors) > errors:
+                failed.add(key_of(op))
+        failed_slots = {(key.kind.value, key.psa_id) for key in failed}
+        for stored in settled:
+            slot = (stored.record.kind, stored.record.psa_id)
+            if slot not in failed_slots:
+                self.deferred.pop(slot, None)
 
     def _finish_move(self, now: dt.datetime, applied: list[o.Op], crash_at: int | None) -> None:
         assert self.previous_mailbox is not None
@@ -150,6 +337,8 @@ class SyncHarness:
             else:
                 self.links[key] = link
         self.states.clear()
+        self.pass_base.clear()
+        self.deferred.clear()
         self.previous_mailbox = None
 
     @staticmethod
@@ -283,6 +472,10 @@ def _folder_of(record: Record) -> FolderKind:
 
 def _folder_of_kind(key: PsaKey) -> FolderKind:
     return FolderKind.CONTACTS if key.kind is ItemKind.CONTACT else FolderKind.CALENDAR
+
+
+def _linked(baseline: Mapping[PsaKey, Link]) -> int:
+    return sum(1 for link in baseline.values() if link.state is LinkState.LINKED)
 
 
 def _in_folder(mapping: Mapping[PsaKey, T], folder: FolderKind) -> dict[PsaKey, T]:
