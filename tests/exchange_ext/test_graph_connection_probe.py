@@ -7,24 +7,20 @@ operator would. Apps come from the sandbox's default config, plus one with a cer
 
 from __future__ import annotations
 
-import datetime as dt
 import functools
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.x509.oid import NameOID
+from cryptography.hazmat.primitives import serialization
 
 from exchange_ext.backends.graph.auth import certificate_thumbprint
 from exchange_ext.models import ExchangeConfig, MailboxSettings
 from exchange_ext.sandbox.server import SandboxHandle, load_config, start_sandbox
 from exchange_ext.web.connection_test import probe_config_connection, probe_mailbox_connection
-from tests import clock
 from tests.builders import make_resource
+from tests.certificates import self_signed
 
 TENANT = "7d3f1b2a-5c4e-4f6a-9b8c-1a2b3c4d5e6f"
 APP, SECRET = "0f6a3e2d-1b4c-4d5e-8f90-a1b2c3d4e5f6", "sandbox-graph-secret"
@@ -36,23 +32,9 @@ OUTSIDE_SCOPE = "room1@northwind.example"
 
 
 def make_certificate(name: str = "PSA sync") -> str:
-    """A self-signed RSA certificate and its key, in one PEM (as an admin uploads it), valid from
-    the day before the test's pinned clock for 30 days."""
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    now = clock.now()
-    cert = (
-        x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
-        .public_key(key.public_key()).serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(days=1)).not_valid_after(now + dt.timedelta(days=30))
-        .sign(key, hashes.SHA256())
-    )  # fmt: skip
-    key_pem = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.TraditionalOpenSSL,
-        serialization.NoEncryption(),
-    )
-    return (cert.public_bytes(serialization.Encoding.PEM) + key_pem).decode()
+    """A self-signed certificate and its key in one PEM, as an admin uploads it."""
+    cert, key = self_signed(name, serialization.PrivateFormat.TraditionalOpenSSL)
+    return cert + key
 
 
 @functools.cache

@@ -47,6 +47,17 @@ def outlook_items(tech, backend, count: int) -> list[str]:
     return ids
 
 
+def thirty_of_forty_held(tech) -> tuple[MemoryBackend, list[str]]:
+    """40 imported Outlook appointments, 30 of them deleted in Outlook at once: held."""
+    backend = backend_for(tech, page_size=10)
+    ids = outlook_items(tech, backend, 40)
+    drain(tech, backend)
+    for exchange_id in ids[:30]:
+        backend.remove(tech.effective_mailbox, exchange_id)
+    assert drain(tech, backend).outcome == SyncRun.Outcome.GUARD_TRIPPED
+    return backend, ids
+
+
 def drain(tech, backend, runs: int = 10) -> SyncRun:
     run = sync(tech, backend)
     for _ in range(runs):
@@ -133,12 +144,7 @@ def test_creates_and_updates_go_on_while_deletions_are_held(tech):
 
 
 def test_confirm_deletions_applies_exactly_the_held_set(tech):
-    backend = backend_for(tech, page_size=10)
-    ids = outlook_items(tech, backend, 40)
-    drain(tech, backend)
-    for exchange_id in ids[:30]:
-        backend.remove(tech.effective_mailbox, exchange_id)
-    drain(tech, backend)
+    backend, ids = thirty_of_forty_held(tech)
     shown = held.summary(tech)
     assert shown["total"] == 30 and len(shown["titles"]) == held.SHOWN_TITLES
     # After the administrator looked, one more item goes: it is not part of what was confirmed.
@@ -152,12 +158,7 @@ def test_confirm_deletions_applies_exactly_the_held_set(tech):
 
 
 def test_restore_deletes_nothing_and_keeps_imported_items_unlinked(tech):
-    backend = backend_for(tech, page_size=10)
-    ids = outlook_items(tech, backend, 40)
-    drain(tech, backend)
-    for exchange_id in ids[:30]:
-        backend.remove(tech.effective_mailbox, exchange_id)
-    drain(tech, backend)
+    backend, _ = thirty_of_forty_held(tech)
     held.decide(tech, held.summary(tech)["ids"], HeldDeletion.State.RESTORED)
     run = drain(tech, backend)
     assert run.outcome == SyncRun.Outcome.OK

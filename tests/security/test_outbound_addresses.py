@@ -31,20 +31,6 @@ CONFIG_PREFIXES = ("DJANGO_", "DATABASE_", "REDIS_", "EMAIL_", "PSA_", "Q_", "EX
 
 
 @pytest.fixture
-def dns(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[str]]:
-    """What the resolver answers, per name (a name not listed does not resolve)."""
-    answers: dict[str, list[str]] = {}
-
-    def resolve(host: str, port: int) -> list[str]:
-        if host not in answers:
-            raise socket.gaierror(socket.EAI_NONAME, f"{host} is unknown to this test")
-        return list(answers[host])
-
-    monkeypatch.setattr(addresses, "resolve", resolve)
-    return answers
-
-
-@pytest.fixture
 def nothing_allowed(settings) -> None:
     settings.EXCHANGE_ALLOWED_NETWORKS = ()
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import datetime as dt
 import io
 import ipaddress
-import socket
 from collections.abc import Iterator
 from typing import Any
 
@@ -21,7 +20,6 @@ from django.core.management import CommandError, call_command
 from exchangelib import BASIC, IMPERSONATION, OAUTH2
 from exchangelib.protocol import BaseProtocol, close_connections
 
-from exchange_ext.backends import addresses
 from exchange_ext.backends.base import AddressRefused, FolderKind, Unavailable
 from exchange_ext.backends.ews.backend import (
     EwsBackend,
@@ -79,20 +77,6 @@ def _trust_the_sandbox(monkeypatch: pytest.MonkeyPatch, sandbox: SandboxHandle) 
     yield
     close_connections()
     graph_auth.forget_token_sources()
-
-
-@pytest.fixture
-def dns(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[str]]:
-    """What the resolver answers, per name; the test may change an answer at any time."""
-    answers: dict[str, list[str]] = {}
-
-    def resolve(host: str, port: int) -> list[str]:
-        if host not in answers:
-            raise socket.gaierror(socket.EAI_NONAME, f"{host} is unknown to this test")
-        return list(answers[host])
-
-    monkeypatch.setattr(addresses, "resolve", resolve)
-    return answers
 
 
 @pytest.fixture

@@ -12,7 +12,6 @@ key, the Basic credentials as sent) nor any access token the sandbox issued duri
 from __future__ import annotations
 
 import base64
-import datetime as dt
 import functools
 import io
 import logging
@@ -20,10 +19,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.x509.oid import NameOID
 from exchangelib.protocol import BaseProtocol, close_connections
 
 from exchange_ext.backends.ews import backend as ews_backend
@@ -33,8 +28,8 @@ from exchange_ext.sandbox.graph.tokens import app_from_config
 from exchange_ext.sandbox.server import SandboxHandle, load_config, start_sandbox
 from exchange_ext.secrets import Secret
 from psa.log_redaction import RedactSecrets
-from tests import clock
 from tests.builders import make_appointment
+from tests.certificates import self_signed
 from tests.clock import day
 from tests.integration.sync_rules.rules import GRAPH_SECRET, TENANT, Harness
 
@@ -50,22 +45,8 @@ KINDS = ("ews-basic", "ews-oauth", "graph", "graph-certificate")
 
 @functools.cache
 def certificate_and_key() -> tuple[str, str]:
-    """A self-signed certificate (PEM) and its private key (PEM), made once per process."""
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "PSA sync")])
-    now = clock.now()
-    cert = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name)
-        .public_key(key.public_key()).serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(days=1)).not_valid_after(now + dt.timedelta(days=30))
-        .sign(key, hashes.SHA256())
-    )  # fmt: skip
-    key_pem = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-    return cert.public_bytes(serialization.Encoding.PEM).decode(), key_pem.decode()
+    """A self-signed certificate and its private key (PEM), made once per process."""
+    return self_signed()
 
 
 @pytest.fixture(scope="module")

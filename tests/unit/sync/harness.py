@@ -225,13 +225,7 @@ class SyncHarness:
             self.before_apply()  # once per run
         self._before_apply_due = False
         kept = [op for op in result.ops if not isinstance(op, o.DESTRUCTIVE)]
-        failed: set[PsaKey] = set()
-        for op in kept:
-            errors = len(self.item_errors)
-            self.apply(session, op, crash=crash_at == len(applied))
-            applied.append(op)
-            if len(self.item_errors) > errors:
-                failed.add(key_of(op))
+        failed = self._apply_all(session, kept, applied, crash_at)
         # Durable progress, in one step: the page's pending deletions, the base of a pass that
         # begins with it, its state — only once its changes were applied.
         for key in revived(kept, failed):
@@ -294,6 +288,22 @@ class SyncHarness:
         crash_at: int | None,
     ) -> None:
         """Apply stored deletions; drop their records unless their item failed."""
+        failed = self._apply_all(session, ops, applied, crash_at)
+        failed_slots = {(key.kind.value, key.psa_id) for key in failed}
+        for stored in settled:
+            slot = (stored.record.kind, stored.record.psa_id)
+            if slot not in failed_slots:
+                self.deferred.pop(slot, None)
+
+    def _apply_all(
+        self,
+        session: MailboxSession,
+        ops: list[o.Op],
+        applied: list[o.Op],
+        crash_at: int | None,
+    ) -> set[PsaKey]:
+        """Apply ``ops`` in order (``crash_at`` counts over the whole run); return the keys
+        whose op failed."""
         failed: set[PsaKey] = set()
         for op in ops:
             errors = len(self.item_errors)
@@ -301,11 +311,7 @@ class SyncHarness:
             applied.append(op)
             if len(self.item_errors) > errors:
                 failed.add(key_of(op))
-        failed_slots = {(key.kind.value, key.psa_id) for key in failed}
-        for stored in settled:
-            slot = (stored.record.kind, stored.record.psa_id)
-            if slot not in failed_slots:
-                self.deferred.pop(slot, None)
+        return failed
 
     def _finish_move(self, now: dt.datetime, applied: list[o.Op], crash_at: int | None) -> None:
         assert self.previous_mailbox is not None
