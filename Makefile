@@ -15,7 +15,7 @@ POSTGRES_URL ?= postgres://postgres@127.0.0.1:5432/test
 # computes, so two workers finish sooner on two cores; `make test PYTEST_ARGS=` runs in one.
 PYTEST_ARGS ?= -n 2 --dist loadfile
 
-.PHONY: run test test-sqlite test-postgres test-clock faketime-deps lint format migrate demo demo-refresh worker lock \
+.PHONY: messages catalogues gettext-deps fonts-deps run test test-sqlite test-postgres test-clock faketime-deps lint format migrate demo demo-refresh worker lock \
 	browser-deps install install-test clean bench bench-scale
 
 # --- setup -------------------------------------------------------------------------------
@@ -43,6 +43,38 @@ browser-deps:
 	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q chromium >/dev/null \
 	  || { $$SUDO apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q chromium >/dev/null; }; }
 
+# Debian's gettext: makemessages and compilemessages call xgettext, msgmerge and msgfmt.
+gettext-deps:
+	@command -v msgfmt >/dev/null || { \
+	  echo "Installing Debian's gettext for the translation catalogues..."; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q gettext >/dev/null \
+	  || { $$SUDO apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q gettext >/dev/null; }; }
+
+# Debian's Noto CJK fonts, so Japanese and Chinese pages render in the browser tests.
+fonts-deps:
+	@test -d /usr/share/fonts/opentype/noto || { \
+	  echo "Installing Debian's fonts-noto-cjk for Japanese and Chinese pages..."; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q fonts-noto-cjk >/dev/null \
+	  || { $$SUDO apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q fonts-noto-cjk >/dev/null; }; }
+
+# Translations (docs/i18n.md). `make messages` re-extracts every string into the .po
+# catalogues under locale/ (committed; translators edit them); `make catalogues` compiles them
+# to .mo files, which are build output and not committed (`make run` and `make test` build
+# them). The sandbox and the tests are not the product's text and are not extracted.
+LOCALES := de ja zh_Hans
+MESSAGES_IGNORE := --ignore=.venv --ignore=var --ignore=tests --ignore=bench \
+	--ignore=exchange_ext/sandbox --ignore=build
+messages: $(TEST_STAMP) gettext-deps
+	$(BIN)/python manage.py makemessages --no-location --no-obsolete $(MESSAGES_IGNORE) \
+	  $(foreach l,$(LOCALES),-l $(l))
+
+CATALOGUES := $(foreach l,$(LOCALES),locale/$(l)/LC_MESSAGES/django.mo)
+catalogues: $(CATALOGUES)
+locale/%/LC_MESSAGES/django.mo: locale/%/LC_MESSAGES/django.po | gettext-deps
+	msgfmt --check-format -o $@ $<
+
 # Debian's libfaketime for `make test-clock`.
 faketime-deps:
 	@command -v faketime >/dev/null || { \
@@ -59,7 +91,7 @@ lock:
 	mv constraints.txt.new constraints.txt && rm -rf .venv-lock
 
 # --- run ---------------------------------------------------------------------------------
-migrate: $(RUN_STAMP)
+migrate: $(RUN_STAMP) catalogues
 	$(BIN)/python manage.py migrate --noinput
 
 demo: migrate
@@ -88,12 +120,12 @@ endef
 
 test: lint test-sqlite test-postgres test-clock
 
-test-sqlite: $(TEST_STAMP) browser-deps
+test-sqlite: $(TEST_STAMP) browser-deps fonts-deps catalogues
 	env -u DATABASE_URL $(call pytest)
 
 # Runs against the machine's PostgreSQL. Outside CI a missing server is reported and skipped;
 # with CI=true it is a failure.
-test-postgres: $(TEST_STAMP) browser-deps
+test-postgres: $(TEST_STAMP) browser-deps fonts-deps catalogues
 	@if $(BIN)/python -c "import psycopg,sys; psycopg.connect('$(POSTGRES_URL)', connect_timeout=3).close()" 2>/dev/null; then \
 	  echo "DATABASE_URL=$(POSTGRES_URL) pytest $(PYTEST_ARGS)"; \
 	  DATABASE_URL=$(POSTGRES_URL) $(MAKE) --no-print-directory _pytest; \
@@ -112,7 +144,7 @@ test-postgres: $(TEST_STAMP) browser-deps
 # (derandomized) histories as the runs above, at each date.
 CLOCK_DATES ?= "2027-03-27 21:30" "2027-11-07 03:00" "2028-02-29 12:00" "2026-12-31 23:30" \
 	"+60 days"
-test-clock: $(TEST_STAMP) faketime-deps
+test-clock: $(TEST_STAMP) faketime-deps catalogues
 	@for when in $(CLOCK_DATES); do \
 	  offset=$$(( $$(date -u -d "$$when" +%s) - $$(date -u +%s) )); \
 	  echo "== test-clock: $$(date -u -d "$$when" '+%Y-%m-%d %H:%M UTC') (offset $${offset}s)"; \
@@ -147,7 +179,7 @@ bench-scale: $(TEST_STAMP)
 
 # Style, the architecture's import boundaries (pyproject.toml, [tool.importlinter]) and strict
 # types on the pure core and the backend interface.
-lint: $(TEST_STAMP)
+lint: $(TEST_STAMP) gettext-deps
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports

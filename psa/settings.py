@@ -58,9 +58,13 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
+    # The browser's language (Accept-Language, or the language cookie the header's switcher
+    # sets); a signed-in user's stored choice overrides it below, once the user is known.
+    "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "psa.i18n.middleware.UserLanguageMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # Last, as django-axes requires: it turns a locked-out login into the lockout page.
@@ -121,7 +125,31 @@ LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "calendar"
 LOGOUT_REDIRECT_URL = "login"
 
-LANGUAGE_CODE = "en-us"
+# Languages (docs/i18n.md). "en" is international English: 24-hour clock, day before month;
+# "en-us" the US formats. PSA_LANGUAGE is the installation default: the language of pages for
+# a browser that asks for none we have, and of emails and Exchange item text for people who
+# never chose one.
+LANGUAGES = [
+    ("en", "English"),
+    ("en-us", "English (US)"),
+    ("de", "Deutsch"),
+    ("ja", "日本語"),
+    ("zh-hans", "简体中文"),
+]
+PSA_LANGUAGE = env_str("PSA_LANGUAGE", "en").strip().lower()
+if PSA_LANGUAGE not in {code for code, _name in LANGUAGES}:
+    raise ImproperlyConfigured(
+        f"PSA_LANGUAGE must be one of {', '.join(code for code, _name in LANGUAGES)},"
+        f" not {PSA_LANGUAGE!r}"
+    )
+LANGUAGE_CODE = PSA_LANGUAGE
+LOCALE_PATHS = [BASE_DIR / "locale"]
+# Date, time and number formats per language; ours override Django's where SPEC §1 differs
+# (English: 24-hour, day-month).
+FORMAT_MODULE_PATH = ["psa.formats"]
+LANGUAGE_COOKIE_SAMESITE = "Lax"
+LANGUAGE_COOKIE_SECURE = not DEBUG
+LANGUAGE_COOKIE_AGE = 365 * 24 * 3600
 TIME_ZONE = "UTC"  # storage and server time; each Resource has its own display time zone
 USE_I18N = True
 USE_TZ = True

@@ -5,9 +5,12 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from django.views.generic import RedirectView
 
+from psa.i18n.views import choose_language
+
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="calendar", permanent=False), name="home"),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
+    path("i18n/language/", choose_language, name="choose_language"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("calendar/", include("psa.scheduling.urls")),
     path("crm/", include("psa.crm.urls")),

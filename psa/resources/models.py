@@ -7,6 +7,7 @@ import zoneinfo
 from django.conf import settings
 from django.db import models
 from django.db.models.functions import Lower
+from django.utils.translation import gettext_lazy as _
 
 from psa.resources.timezones import validate_time_zone
 
@@ -43,6 +44,11 @@ class Resource(models.Model):
     email = models.EmailField()
     time_zone = models.CharField(max_length=64, default="UTC", validators=[validate_time_zone])
     active = models.BooleanField(default=True)
+    # Blank: never chosen; pages then follow the browser, and emails and the text written into
+    # Exchange items follow PSA_LANGUAGE (psa/i18n/__init__.py, docs/i18n.md).
+    language = models.CharField(
+        _("language"), max_length=10, blank=True, default="", choices=settings.LANGUAGES
+    )
 
     objects = ResourceQuerySet.as_manager()
 

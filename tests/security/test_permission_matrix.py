@@ -97,6 +97,9 @@ MATRIX: list[Row] = [
     row("/accounts/login/",                                 POST,   200,   200,  200,  200,  200),
     row("/accounts/logout/",                                GET,    405,   405,  405,  405,  405),
     row("/accounts/logout/",                                POST,   OUT,   OUT,  OUT,  OUT,  OUT),
+    # -- the header's language switcher: anyone (the login page has it), POST only ----------
+    row("/i18n/language/",                                  GET,    405,   405,  405,  405,  405),
+    row("/i18n/language/",                                  POST,   "/",   "/",  "/",  "/",  "/"),
     # -- calendar: own items, or everyone's with resources.view_all_calendars ----------------
     row("/calendar/",                                       GET,    LOGIN, 200,  200,  200,  200),
     row("/calendar/",                                       POST,   LOGIN, 405,  405,  405,  405),
