@@ -12,6 +12,7 @@ from typing import Any
 from django import forms
 from django.contrib import admin, messages
 from django.http import HttpRequest
+from django.utils.translation import ngettext
 
 from exchange_ext.models import (
     ExchangeConfig,
@@ -96,9 +97,13 @@ class ExchangeConfigAdmin(admin.ModelAdmin):
             messages.error(request, str(refused))
             return
         if outcome.resync_reset:
-            messages.info(
-                request, f"Full resync requested for {outcome.mailboxes_reset} mailboxes."
+            count = outcome.mailboxes_reset
+            text = ngettext(
+                "Full resync requested for %(count)d mailbox.",
+                "Full resync requested for %(count)d mailboxes.",
+                count,
             )
+            messages.info(request, text % {"count": count})
 
 
 @admin.register(MailboxSettings)

@@ -5,12 +5,13 @@ from typing import Any
 from django.apps import AppConfig
 from django.conf import settings
 from django.db.models.signals import post_migrate
+from django.utils.translation import gettext_lazy as _
 
 
 class ExchangeExtConfig(AppConfig):
     name = "exchange_ext"
     label = "exchange_ext"
-    verbose_name = "MS Exchange extension"
+    verbose_name = _("MS Exchange extension")
 
     def ready(self) -> None:
         from exchange_ext import checks, crypto  # noqa: F401  (checks registers itself)
@@ -39,10 +40,10 @@ class ExchangeExtConfig(AppConfig):
             ExtensionPage(
                 slug="exchange",
                 label="MS Exchange",
-                group="Microsoft Extensions",
+                group=_("Microsoft Extensions"),
                 url_name="exchange_ext:general",
                 permission=MANAGE_PERMISSION,
-                description="Sync calendars, to-dos and contacts with Microsoft Exchange.",
+                description=_("Sync calendars, to-dos and contacts with Microsoft Exchange."),
             )
         )
         register_profile_tab(

@@ -14,6 +14,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext
 
 from exchange_ext.secrets import EncryptedSecretField
 from psa.resources.models import Resource
@@ -29,84 +30,84 @@ class ExchangeVersion(models.TextChoices):
 
 
 class ImportMode(models.TextChoices):
-    ALL = "all", "With ALL details"
-    TIMES_ONLY = "times_only", "Without details"
-    NONE = "none", "Do not import"
+    ALL = "all", _("With ALL details")
+    TIMES_ONLY = "times_only", _("Without details")
+    NONE = "none", _("Do not import")
 
 
 class ExchangeConfig(models.Model):
     """The one configuration of this installation (row pk=1, see :meth:`load`)."""
 
     # General tab (README, "Configuring the MS Exchange extension")
-    enabled = models.BooleanField("Enable MS Exchange integration", default=True)
-    profile_name = models.CharField("Profile name", max_length=100, blank=True)
+    enabled = models.BooleanField(_("Enable MS Exchange integration"), default=True)
+    profile_name = models.CharField(_("Profile name"), max_length=100, blank=True)
     hosted_by_third_party = models.BooleanField(
-        "Our Exchange server is hosted by a third party", default=False
+        _("Our Exchange server is hosted by a third party"), default=False
     )
-    server_address = models.CharField("Exchange server address", max_length=255, blank=True)
+    server_address = models.CharField(_("Exchange server address"), max_length=255, blank=True)
     virtual_directory = models.CharField(
-        "Exchange server virtual directory", max_length=255, blank=True
+        _("Exchange server virtual directory"), max_length=255, blank=True
     )
     exchange_version = models.CharField(
-        "Version",
+        _("Version"),
         max_length=10,
         choices=ExchangeVersion.choices,
         default=ExchangeVersion.EXCHANGE_2016,
     )
-    use_graph = models.BooleanField("Use MS Graph", default=True)
+    use_graph = models.BooleanField(_("Use MS Graph"), default=True)
     sync_interval_minutes = models.PositiveIntegerField(
-        "Request a sync every",
+        _("Request a sync every"),
         default=15,
         validators=[MinValueValidator(10), MaxValueValidator(1440)],
     )
     use_basic_auth = models.BooleanField(
-        "Use on-premise setup (basic authentication)", default=True
+        _("Use on-premise setup (basic authentication)"), default=True
     )
     username = models.CharField(max_length=255, blank=True)
     password = EncryptedSecretField(blank=True)
     domain = models.CharField(max_length=255, blank=True)
     use_for_all_users = models.BooleanField(
-        "Use these credentials to sync all user accounts", default=True
+        _("Use these credentials to sync all user accounts"), default=True
     )
-    tenant_id = models.CharField("Tenant ID", max_length=100, blank=True)
-    client_id = models.CharField("Application (client) ID", max_length=100, blank=True)
-    client_secret = EncryptedSecretField("Client secret", blank=True)
-    client_certificate = EncryptedSecretField("Certificate and private key (PEM)", blank=True)
-    notification_emails = models.TextField("Send email notifications to", blank=True)
+    tenant_id = models.CharField(_("Tenant ID"), max_length=100, blank=True)
+    client_id = models.CharField(_("Application (client) ID"), max_length=100, blank=True)
+    client_secret = EncryptedSecretField(_("Client secret"), blank=True)
+    client_certificate = EncryptedSecretField(_("Certificate and private key (PEM)"), blank=True)
+    notification_emails = models.TextField(_("Send email notifications to"), blank=True)
 
     # Synchronization tab (docs/sync-rules.md, "What syncs", "Import modes", "Sync window")
-    sync_appointments = models.BooleanField("Enable appointments", default=True)
+    sync_appointments = models.BooleanField(_("Enable appointments"), default=True)
     sync_contacts = models.BooleanField(
-        "Share contacts where the resource is account manager or opportunity owner", default=True
+        _("Share contacts where the resource is account manager or opportunity owner"), default=True
     )
-    sync_service_calls = models.BooleanField("Enable service calls", default=True)
-    sync_todos = models.BooleanField("Enable to-dos", default=True)
+    sync_service_calls = models.BooleanField(_("Enable service calls"), default=True)
+    sync_todos = models.BooleanField(_("Enable to-dos"), default=True)
     public_contacts_folder = models.BooleanField(
-        "Create public folder of ALL PSA contacts (only with EWS)", default=False
+        _("Create public folder of ALL PSA contacts (only with EWS)"), default=False
     )
     import_mode = models.CharField(
-        "Import of Exchange appointments",
+        _("Import of Exchange appointments"),
         max_length=12,
         choices=ImportMode.choices,
         default=ImportMode.ALL,
     )
-    import_free_time = models.BooleanField('Send "free time" appointments to PSA', default=True)
+    import_free_time = models.BooleanField(_('Send "free time" appointments to PSA'), default=True)
     past_days = models.PositiveSmallIntegerField(
-        "Past calendar entries", default=7, validators=DAYS_VALIDATORS
+        _("Past calendar entries"), default=7, validators=DAYS_VALIDATORS
     )
     recurring_days = models.PositiveSmallIntegerField(
-        "Recurring calendar entries", default=14, validators=DAYS_VALIDATORS
+        _("Recurring calendar entries"), default=14, validators=DAYS_VALIDATORS
     )
 
     # Bookkeeping
     installation_id = models.UUIDField(
-        default=uuid.uuid4, editable=False, help_text="Tags every item this installation writes."
+        default=uuid.uuid4, editable=False, help_text=_("Tags every item this installation writes.")
     )
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
-        verbose_name = "MS Exchange configuration"
-        permissions = [("manage_extension", "Can configure the MS Exchange extension")]
+        verbose_name = _("MS Exchange configuration")
+        permissions = [("manage_extension", _("Can configure the MS Exchange extension"))]
         constraints = [
             models.CheckConstraint(
                 condition=Q(sync_interval_minutes__gte=10, sync_interval_minutes__lte=1440),
@@ -139,37 +140,37 @@ class MailboxSettings(models.Model):
     """One resource's MS Exchange settings and sync status (profile › MS Exchange tab)."""
 
     class Status(models.TextChoices):
-        NEVER = "never", "Not synced yet"
-        OK = "ok", "OK"
-        FAILING = "failing", "Failing"
-        DISABLED = "disabled", "Disabled"
-        HELD = "held", "Held: deletions wait for an administrator"
+        NEVER = "never", _("Not synced yet")
+        OK = "ok", _("OK")
+        FAILING = "failing", _("Failing")
+        DISABLED = "disabled", _("Disabled")
+        HELD = "held", _("Held: deletions wait for an administrator")
 
     resource = models.OneToOneField(
         Resource, on_delete=models.CASCADE, related_name="exchange_settings"
     )
-    sync_enabled = models.BooleanField(default=False, help_text="Set on the Resources tab.")
+    sync_enabled = models.BooleanField(default=False, help_text=_("Set on the Resources tab."))
     # Stored when an administrator enables the resource and changed by administrators only
     # (docs/security.md, "Whose mailbox"): the shared account opens whatever address is here.
     mailbox = models.EmailField(
-        "Mailbox address",
+        _("Mailbox address"),
         blank=True,
-        help_text="Set when the resource is enabled; only an administrator changes it.",
+        help_text=_("Set when the resource is enabled; only an administrator changes it."),
     )
     # The address the sync used before an administrator changed it, until a run has moved the
     # items to the new one (docs/sync-rules.md, "Mailbox moves"; exchange_ext/engine/moves.py).
     previous_mailbox = models.EmailField(
-        "Previous mailbox address",
+        _("Previous mailbox address"),
         blank=True,
-        help_text="Set when the address changes; cleared once the next run moved the items.",
+        help_text=_("Set when the address changes; cleared once the next run moved the items."),
     )
     username = models.CharField(max_length=255, blank=True)
     password = EncryptedSecretField(blank=True)
-    export_appointments = models.BooleanField("Sync PSA appointments to Exchange", default=True)
-    import_appointments = models.BooleanField("Sync Exchange appointments to PSA", default=True)
-    export_service_calls = models.BooleanField("Sync service calls", default=True)
-    export_todos = models.BooleanField("Sync to-dos", default=True)
-    export_contacts = models.BooleanField("Sync contacts", default=True)
+    export_appointments = models.BooleanField(_("Sync PSA appointments to Exchange"), default=True)
+    import_appointments = models.BooleanField(_("Sync Exchange appointments to PSA"), default=True)
+    export_service_calls = models.BooleanField(_("Sync service calls"), default=True)
+    export_todos = models.BooleanField(_("Sync to-dos"), default=True)
+    export_contacts = models.BooleanField(_("Sync contacts"), default=True)
     past_days = models.PositiveSmallIntegerField(null=True, blank=True, validators=DAYS_VALIDATORS)
     recurring_days = models.PositiveSmallIntegerField(
         null=True, blank=True, validators=DAYS_VALIDATORS
@@ -182,30 +183,32 @@ class MailboxSettings(models.Model):
     last_error = models.TextField(blank=True)
     enabled_at = models.DateTimeField(null=True, blank=True)
     sync_requested_at = models.DateTimeField(
-        null=True, blank=True, help_text='Set by "Sync now"; cleared when a run picks it up.'
+        null=True, blank=True, help_text=_('Set by "Sync now"; cleared when a run picks it up.')
     )
     resync_requested_at = models.DateTimeField(
         null=True,
         blank=True,
-        help_text="Set when a server change resets sync state: the next run re-reads everything.",
+        help_text=_(
+            "Set when a server change resets sync state: the next run re-reads everything."
+        ),
     )
 
     # Operations (exchange_ext.jobs.dispatcher / notifications): back-off and alert bookkeeping.
     last_error_kind = models.CharField(
-        max_length=40, blank=True, help_text="The error class of the last failed run."
+        max_length=40, blank=True, help_text=_("The error class of the last failed run.")
     )
     consecutive_failures = models.PositiveIntegerField(default=0)
     failing_since = models.DateTimeField(null=True, blank=True)
     last_dispatched_at = models.DateTimeField(
-        null=True, blank=True, help_text="The dispatcher's clock when it last queued a sync."
+        null=True, blank=True, help_text=_("The dispatcher's clock when it last queued a sync.")
     )
     queued_at = models.DateTimeField(
-        null=True, blank=True, help_text="A sync task is queued (at most one until it starts)."
+        null=True, blank=True, help_text=_("A sync task is queued (at most one until it starts).")
     )
     notified_state = models.CharField(
         max_length=10,
         blank=True,
-        help_text="What the admins were last told: '' (nothing/OK), 'failing' or 'outage'.",
+        help_text=_("What the admins were last told: '' (nothing/OK), 'failing' or 'outage'."),
     )
     last_notified_at = models.DateTimeField(null=True, blank=True)
 
@@ -231,8 +234,8 @@ class MailboxSettings(models.Model):
     )
 
     class Meta:
-        verbose_name = "mailbox settings"
-        verbose_name_plural = "mailbox settings"
+        verbose_name = _("mailbox settings")
+        verbose_name_plural = _("mailbox settings")
         constraints = [
             models.CheckConstraint(
                 condition=(Q(past_days__isnull=True) | Q(past_days__gte=1, past_days__lte=30))
@@ -315,7 +318,7 @@ class FolderSyncState(models.Model):
     mailbox_settings = models.ForeignKey(
         MailboxSettings, on_delete=models.CASCADE, related_name="folder_states"
     )
-    folder = models.CharField(max_length=50, help_text="calendar, contacts, public_contacts …")
+    folder = models.CharField(max_length=50, help_text=_("calendar, contacts, public_contacts …"))
     state = models.TextField(blank=True)
     # The day the recurring window was last expanded (one CalendarView a day when nothing
     # in the feed asks for one).
@@ -327,6 +330,15 @@ class FolderSyncState(models.Model):
     # it (resumed, when a budget split it across runs) instead of starting over.
     # docs/sync-rules.md, "Scheduling, leases and budgets".
     full_read_since = models.DateTimeField(null=True, blank=True)
+    # The PSA side read incrementally (docs/performance.md, "Incremental planning"): the audit
+    # trail's entries up to ``psa_cursor`` are planned; ``planned_as`` fingerprints the options
+    # the folder was last planned under in full, at ``reconciled_at`` (daily at most).
+    psa_cursor = models.BigIntegerField(null=True, blank=True)
+    planned_as = models.CharField(max_length=64, blank=True)
+    reconciled_at = models.DateTimeField(null=True, blank=True)
+    # Keys whose writes failed when last planned ("kind:psa_id"): planned again by the next
+    # cycle, as a whole plan would.
+    retry_keys = models.JSONField(default=list, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
@@ -376,16 +388,16 @@ class HeldDeletion(models.Model):
     """
 
     class Op(models.TextChoices):
-        DELETE_IN_EXCHANGE = "delete_in_exchange", "Delete the Exchange copy"
-        DELETE_PSA = "delete_psa", "Delete the PSA item"
-        MARK_EXCHANGE_DELETED = "mark_exchange_deleted", "Exchange copy gone"
-        UNLINK = "unlink", "Unlink"
+        DELETE_IN_EXCHANGE = "delete_in_exchange", _("Delete the Exchange copy")
+        DELETE_PSA = "delete_psa", _("Delete the PSA item")
+        MARK_EXCHANGE_DELETED = "mark_exchange_deleted", _("Exchange copy gone")
+        UNLINK = "unlink", _("Unlink")
 
     class State(models.TextChoices):
-        PENDING = "pending", "Pending until the pass ends"
-        HELD = "held", "Held by the mass-delete guard"
-        CONFIRMED = "confirmed", "Confirmed: apply at the next run"
-        RESTORED = "restored", "Restore: apply at the next run"
+        PENDING = "pending", _("Pending until the pass ends")
+        HELD = "held", _("Held by the mass-delete guard")
+        CONFIRMED = "confirmed", _("Confirmed: apply at the next run")
+        RESTORED = "restored", _("Restore: apply at the next run")
 
     mailbox_settings = models.ForeignKey(
         MailboxSettings, on_delete=models.CASCADE, related_name="held_deletions"
@@ -424,13 +436,13 @@ class ItemLink(models.Model):
     """
 
     class State(models.TextChoices):
-        LINKED = "linked", "Linked"
-        EXCHANGE_DELETED = "exchange_deleted", "Deleted in Exchange"
-        UNLINKED = "unlinked", "Unlinked"
+        LINKED = "linked", _("Linked")
+        EXCHANGE_DELETED = "exchange_deleted", _("Deleted in Exchange")
+        UNLINKED = "unlinked", _("Unlinked")
 
     class Origin(models.TextChoices):
-        PSA = "psa", "PSA"
-        EXCHANGE = "exchange", "Exchange"
+        PSA = "psa", _("PSA")
+        EXCHANGE = "exchange", _("Exchange")
 
     mailbox_settings = models.ForeignKey(
         MailboxSettings, on_delete=models.CASCADE, related_name="links"
@@ -487,11 +499,11 @@ class PublicFolderState(models.Model):
     last_success_at = models.DateTimeField(null=True, blank=True)
     last_error = models.TextField(blank=True)
     last_dispatched_at = models.DateTimeField(
-        null=True, blank=True, help_text="The dispatcher's clock when it last queued the job."
+        null=True, blank=True, help_text=_("The dispatcher's clock when it last queued the job.")
     )
 
     class Meta:
-        verbose_name = "public contacts folder state"
+        verbose_name = _("public contacts folder state")
 
     def __str__(self) -> str:
         return "public contacts folder"
@@ -549,17 +561,17 @@ class SyncRun(models.Model):
     """
 
     class Outcome(models.TextChoices):
-        RUNNING = "running", "Running"
-        OK = "ok", "OK"
-        PARTIAL = "partial", "Some items failed"
-        FAILED = "failed", "Failed"
-        GUARD_TRIPPED = "guard_tripped", "Stopped: too many deletions"
-        SKIPPED = "skipped", "Skipped (already running)"
+        RUNNING = "running", _("Running")
+        OK = "ok", _("OK")
+        PARTIAL = "partial", _("Some items failed")
+        FAILED = "failed", _("Failed")
+        GUARD_TRIPPED = "guard_tripped", _("Stopped: too many deletions")
+        SKIPPED = "skipped", _("Skipped (already running)")
 
     class Trigger(models.TextChoices):
-        MANUAL = "manual", "Manual"
-        SCHEDULED = "scheduled", "Scheduled"
-        SYNC_NOW = "sync_now", "Sync now"
+        MANUAL = "manual", _("Manual")
+        SCHEDULED = "scheduled", _("Scheduled")
+        SYNC_NOW = "sync_now", _("Sync now")
         REMOVAL = "removal", _("Remove synced items")
 
     # Null: a run of the installation-wide public contacts folder job.
@@ -597,8 +609,13 @@ class SyncRun(models.Model):
 
     def summary(self, side: str) -> str:
         """``"2 created, 1 updated"`` for one side; ``"—"`` when nothing was written."""
+        words = {
+            "created": lambda n: ngettext("%(count)d created", "%(count)d created", n),
+            "updated": lambda n: ngettext("%(count)d updated", "%(count)d updated", n),
+            "deleted": lambda n: ngettext("%(count)d deleted", "%(count)d deleted", n),
+        }
         parts = [
-            f"{n} {action}"
+            words[action](n) % {"count": n}
             for action in ("created", "updated", "deleted")
             if (n := self.side_total(side, action))
         ]
@@ -617,8 +634,8 @@ class SyncLogEntry(models.Model):
     """A per-item error or conflict of one run (the run itself carries whole-run errors)."""
 
     class Level(models.TextChoices):
-        ERROR = "error", "Error"
-        CONFLICT = "conflict", "Conflict"
+        ERROR = "error", _("Error")
+        CONFLICT = "conflict", _("Conflict")
 
     run = models.ForeignKey(SyncRun, on_delete=models.CASCADE, related_name="entries")
     level = models.CharField(max_length=10, choices=Level.choices)
@@ -629,7 +646,7 @@ class SyncLogEntry(models.Model):
 
     class Meta:
         ordering = ["id"]
-        verbose_name_plural = "sync log entries"
+        verbose_name_plural = _("sync log entries")
 
     def __str__(self) -> str:
         return f"{self.level} {self.psa_key}: {self.message[:60]}"

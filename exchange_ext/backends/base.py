@@ -24,11 +24,14 @@ Contracts every implementation keeps (checked by ``tests/contract``):
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from types import TracebackType
 from typing import Any, ClassVar
+
+from django.core.exceptions import ImproperlyConfigured  # type: ignore[import-untyped]
+from django.utils.translation import gettext  # type: ignore[import-untyped]
 
 from exchange_ext.sync.records import ExchangeItem, FieldGroup, PsaTag, Record
 from exchange_ext.sync.windows import SyncWindow
@@ -44,6 +47,30 @@ class FolderKind(StrEnum):
 
 
 # --- errors ---------------------------------------------------------------------------------
+
+
+class Translated:
+    """A class attribute in plain words, read in the active language (Django's translation).
+
+    Each read returns a ``str`` translated for whoever is being answered: the page's viewer, an
+    email's recipient (whoever activated the language). The error classes below keep their
+    English text in these; ``_`` marks each for ``makemessages``.
+    """
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __get__(self, instance: object, owner: type | None = None) -> str:
+        if not self.text:
+            return ""  # gettext("") is the catalogue's header
+        try:
+            return str(gettext(self.text))
+        except ImproperlyConfigured:  # outside a configured Django: the English text
+            return self.text
+
+
+#: Marks an error class's plain words for translation (see :class:`Translated`).
+_ = Translated
 
 
 class BackendError(Exception):
@@ -70,9 +97,9 @@ class BackendError(Exception):
     """
 
     kind: ClassVar[str] = "BackendError"
-    plain: ClassVar[str] = ""
-    alert: ClassVar[str] = ""
-    hint: ClassVar[str] = ""
+    plain = Translated("")
+    alert = Translated("")
+    hint = Translated("")
     permanent: bool = False
     outage: ClassVar[bool] = False
 
@@ -101,18 +128,19 @@ class BackendError(Exception):
 
     def in_plain_words(self) -> str:
         """The error for a run summary: the plain words, then the server's text if any."""
-        return " ".join(part for part in (self.plain, self.detail) if part) or "The sync failed."
+        words = " ".join(part for part in (self.plain, self.detail) if part)
+        return words or str(gettext("The sync failed."))
 
 
 class AuthFailed(BackendError):
     """The server refused the credentials (401, invalid grant, expired password)."""
 
     kind = "AuthFailed"
-    plain = "The Exchange server refused the credentials."
+    plain = _("The Exchange server refused the credentials.")
     alert = plain
-    hint = "Check the credentials on the resource's MS Exchange tab."
+    hint = _("Check the credentials on the resource's MS Exchange tab.")
     #: The hint when the General tab's sync account is used for every resource.
-    shared_account_hint = "Check the sync account's username and password on the General tab."
+    shared_account_hint = _("Check the sync account's username and password on the General tab.")
     permanent = True
 
 
@@ -126,9 +154,9 @@ class SharedCredentialsRefused(AuthFailed):
     """
 
     kind = "SharedCredentialsRefused"
-    plain = "The sync account's password was refused by Exchange."
-    alert = "The sync account's credentials were refused."
-    hint = "An administrator updates it on the General tab."
+    plain = _("The sync account's password was refused by Exchange.")
+    alert = _("The sync account's credentials were refused.")
+    hint = _("An administrator updates it on the General tab.")
 
     def stop_message(self) -> str:
         """What every stopped mailbox shows: what went wrong and who fixes it where."""
@@ -141,21 +169,21 @@ class AppCredentialsRefused(SharedCredentialsRefused):
     a token Microsoft no longer accepts."""
 
     kind = "AppCredentialsRefused"
-    alert = "The sync app's credentials were refused."
-    plain = (
+    alert = _("The sync app's credentials were refused.")
+    plain = _(
         "Microsoft's sign-in service refused the sync app's credentials (tenant, client ID, "
         "client secret or certificate)."
     )
-    hint = "An administrator updates them on the General tab."
+    hint = _("An administrator updates them on the General tab.")
 
 
 class MailboxNotFound(BackendError):
     """The mailbox does not exist or has no Exchange mailbox."""
 
     kind = "MailboxNotFound"
-    plain = "The mailbox was not found on the Exchange server."
+    plain = _("The mailbox was not found on the Exchange server.")
     alert = plain
-    hint = "Check the mailbox address on the resource's MS Exchange tab."
+    hint = _("Check the mailbox address on the resource's MS Exchange tab.")
     permanent = True
 
 
@@ -163,9 +191,9 @@ class ImpersonationDenied(BackendError):
     """The sync account may not act for this mailbox (no ApplicationImpersonation / RBAC scope)."""
 
     kind = "ImpersonationDenied"
-    plain = "The sync account may not access this mailbox."
-    alert = "The sync account may not open this mailbox."
-    hint = (
+    plain = _("The sync account may not access this mailbox.")
+    alert = _("The sync account may not open this mailbox.")
+    hint = _(
         "Give the sync account the ApplicationImpersonation role for this mailbox, or let the "
         "resource use own credentials (General tab)."
     )
@@ -176,9 +204,9 @@ class Throttled(BackendError):
     """The server asked us to slow down. The runner waits ``retry_after_seconds`` at least."""
 
     kind = "Throttled"
-    plain = "The Exchange server asked us to slow down; the next run retries."
-    alert = "The Exchange server keeps asking the sync to slow down."
-    hint = "The server keeps throttling the sync account; check its throttling policy."
+    plain = _("The Exchange server asked us to slow down; the next run retries.")
+    alert = _("The Exchange server keeps asking the sync to slow down.")
+    hint = _("The server keeps throttling the sync account; check its throttling policy.")
 
     def __init__(self, message: str = "", *, retry_after_seconds: float = 60.0) -> None:
         super().__init__(message)
@@ -189,9 +217,9 @@ class Unavailable(BackendError):
     """Transient outage: connection refused or reset, timeout, 5xx, a truncated response."""
 
     kind = "Unavailable"
-    plain = "The Exchange server could not be reached; the next run retries."
-    alert = "The Exchange server could not be reached."
-    hint = (
+    plain = _("The Exchange server could not be reached; the next run retries.")
+    alert = _("The Exchange server could not be reached.")
+    hint = _(
         "Check that the Exchange server is running and reachable from the PSA server (server "
         "address on the General tab)."
     )
@@ -204,9 +232,9 @@ class ItemUnreadable(Unavailable):
     the item again. Never a deletion (docs/sync-rules.md, "Deletes")."""
 
     kind = "ItemUnreadable"
-    plain = "Exchange could not read an item; the next run reads it again and deletes nothing."
-    alert = "Exchange could not read an item of this mailbox."
-    hint = (
+    plain = _("Exchange could not read an item; the next run reads it again and deletes nothing.")
+    alert = _("Exchange could not read an item of this mailbox.")
+    hint = _(
         "If this lasts, open the mailbox in Outlook and check the item named in the log; "
         "Exchange may report it as corrupt."
     )
@@ -223,9 +251,9 @@ class AddressRefused(BackendError):
     """
 
     kind = "AddressRefused"
-    plain = "The Exchange server's address is refused."
-    alert = "The Exchange server's address resolves to a network the PSA does not connect to."
-    hint = (
+    plain = _("The Exchange server's address is refused.")
+    alert = _("The Exchange server's address resolves to a network the PSA does not connect to.")
+    hint = _(
         "Check the server address on the General tab. If the server really is at that "
         "address, the operator lists its network in EXCHANGE_ALLOWED_NETWORKS."
     )
@@ -249,12 +277,12 @@ class ResponseTooLarge(Unavailable):
     """
 
     kind = "ResponseTooLarge"
-    plain = (
+    plain = _(
         "The Exchange server sent a response too large or too deeply nested to read safely; "
         "nothing was changed and the next run retries."
     )
-    alert = "The Exchange server keeps sending responses too large or too deeply nested to read."
-    hint = (
+    alert = _("The Exchange server keeps sending responses too large or too deeply nested to read.")
+    hint = _(
         "Look in the mailbox for unusually large items (huge bodies) and check that nothing "
         "between the PSA server and Exchange (a proxy) alters the responses."
     )
@@ -272,8 +300,8 @@ class GuardTripped(BackendError):
     """
 
     kind = "GuardTripped"
-    alert = "The sync stopped before deleting many items at once."
-    hint = "Check the mailbox in Exchange: the sync stopped before deleting items."
+    alert = _("The sync stopped before deleting many items at once.")
+    hint = _("Check the mailbox in Exchange: the sync stopped before deleting items.")
 
 
 class UnexpectedError(BackendError):
@@ -283,19 +311,19 @@ class UnexpectedError(BackendError):
     or an email."""
 
     kind = "UnexpectedError"
-    plain = "An unexpected error stopped the sync."
+    plain = _("An unexpected error stopped the sync.")
     alert = plain
-    hint = (
+    hint = _(
         "The next run retries. If it keeps failing, the server log has the details for "
         "whoever runs the PSA server."
     )
 
     @classmethod
     def for_exception(cls, error: BaseException) -> UnexpectedError:
-        return cls(
-            f"An unexpected error stopped the sync: {type(error).__name__}. "
-            "The details are in the server log."
+        text = gettext(
+            "An unexpected error stopped the sync: %(type)s. The details are in the server log."
         )
+        return cls(str(text) % {"type": type(error).__name__})
 
     def in_plain_words(self) -> str:
         return self.detail or self.plain
@@ -307,8 +335,8 @@ class SyncOverdue(BackendError):
     raised: the watchdog records it, with what it found, as a failing status."""
 
     kind = "SyncOverdue"
-    alert = "No sync has completed for a long time."
-    hint = (
+    alert = _("No sync has completed for a long time.")
+    hint = _(
         "Check that the background worker (manage.py qcluster) runs and takes tasks; the "
         "Status tab shows the queue and the latest runs."
     )
@@ -346,6 +374,17 @@ class ItemNotFound(ItemError):
 # --- values -----------------------------------------------------------------------------------
 
 
+KnownVersions = Callable[[Sequence[str]], Mapping[str, str]]
+"""The caller's versions of items a change feed reports, so that a read skips our own writes.
+
+Called with the Exchange ids a :meth:`MailboxSession.read_changes` page reports as created or
+updated (once per page, all of them in one call, so the caller answers with one query); returns
+``{exchange_id: change_key}`` for those the caller already holds at that exact version (its
+links' stored change keys), and nothing for the others. An id whose change key in the feed
+equals the one returned is not read (docs/performance.md).
+"""
+
+
 @dataclass(frozen=True)
 class ChangePage:
     """One page of changes in a folder since a sync state.
@@ -353,6 +392,11 @@ class ChangePage:
     ``full_read`` is true when the read started without a state: ``created`` then lists every
     item of the folder (across all pages) and ``updated``/``deleted`` are empty.
     ``new_state`` resumes after this page; ``more_available`` asks for another call with it.
+
+    ``unchanged`` lists the ids the feed reported as created or updated whose change key
+    equals the one the caller's :data:`KnownVersions` returned: their content was not read and
+    they are in neither ``created`` nor ``updated``. In a full read they still count as listed
+    (present in the folder, not gone). Always empty when no ``known`` was passed.
     """
 
     created: tuple[ExchangeItem, ...]
@@ -361,6 +405,7 @@ class ChangePage:
     new_state: str
     more_available: bool
     full_read: bool
+    unchanged: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -453,12 +498,25 @@ class MailboxSession(abc.ABC):
     max_batch: int = 100
 
     @abc.abstractmethod
-    def read_changes(self, folder: FolderKind, state: str | None, window: SyncWindow) -> ChangePage:
+    def read_changes(
+        self,
+        folder: FolderKind,
+        state: str | None,
+        window: SyncWindow,
+        known: KnownVersions | None = None,
+    ) -> ChangePage:
         """Return the next page of changes in ``folder`` after ``state`` (``None``: full read).
 
         EWS: SyncFolderItems. Graph: ``calendarView/delta`` (bound to ``window``) or contacts
         delta. Recurring masters are reported as masters (type RecurringMaster); their
         occurrences come from :meth:`read_window`. Items outside ``window`` may be included.
+
+        ``known`` (no content reads of our own writes): called once per page with every id the
+        feed reports as created or updated (full reads included); an item whose change key in
+        the feed equals the one ``known`` returns for it is not read (no GetItem, no GET, no
+        ``$batch`` part) and goes into ``ChangePage.unchanged`` instead of ``created`` or
+        ``updated``. Any other item is read as without ``known`` (a different or stale change
+        key: someone else's edit). Deleted ids are unaffected. ``None``: every item is read.
 
         Raises :class:`SyncStateExpired` for an invalid/expired state, :class:`Unavailable`
         for an incomplete or malformed response (never a page built from one), and the
@@ -588,6 +646,7 @@ __all__ = [
     "ItemNotFound",
     "ItemRejected",
     "ItemUnreadable",
+    "KnownVersions",
     "MailboxNotFound",
     "MailboxSession",
     "NewItem",

@@ -7,7 +7,8 @@ what the server is (``reidentify``: another protocol's ids; ``copy_items``: a ma
 migrated; ``remove_mailbox``), fault hooks
 (:meth:`MemoryBackend.fail_next`, :meth:`MemoryBackend.expire_states`, ``reject_if``,
 :meth:`MemoryBackend.set_unreadable`: an item every read of fails, as a corrupt one does) and
-counters (writes per call, meeting messages — always zero, by construction).
+counters (writes per call, meeting messages — always zero, by construction; ``content_reads``:
+the items whose content a change-feed read fetched, as GetItem or a Graph GET would).
 
 Sync states are opaque strings naming a position in a per-mailbox change log; expiring states
 bumps an epoch that every older state carries. Every calendar item has an iCalendar UID (its
@@ -35,6 +36,7 @@ from exchange_ext.backends.base import (
     ItemNotFound,
     ItemRejected,
     ItemUnreadable,
+    KnownVersions,
     MailboxNotFound,
     MailboxSession,
     NewItem,
@@ -163,6 +165,9 @@ class MemoryBackend(ExchangeBackend):
         self.epoch = 1
         self.meeting_messages_sent = 0  # never incremented: nothing here sends mail
         self.calls: list[tuple[str, int]] = []  # (operation, number of items)
+        # The ids whose content read_changes read, in order (GetItem / Graph GET on a server);
+        # items a ``known`` callback vouched for are listed by id only and never appear here.
+        self.content_reads: list[str] = []
         self._faults: list[_Fault] = []
         self._counter = itertools.count(1)
         # Items every read of fails (ItemUnreadable), while the change feed still lists them.
@@ -455,14 +460,20 @@ class MemorySession(MailboxSession):
         self.backend = backend
         self.mailbox = mailbox
 
-    def read_changes(self, folder: FolderKind, state: str | None, window: SyncWindow) -> ChangePage:
+    def read_changes(
+        self,
+        folder: FolderKind,
+        state: str | None,
+        window: SyncWindow,
+        known: KnownVersions | None = None,
+    ) -> ChangePage:
         self._call("read_changes", 0)
         if state is None:
-            return self._full_page(folder, self._head(), 0)
+            return self._full_page(folder, self._head(), 0, known)
         kind, position, offset = self._parse_state(state)
         if kind == "full":
-            return self._full_page(folder, position, offset)
-        return self._change_page(folder, position)
+            return self._full_page(folder, position, offset, known)
+        return self._change_page(folder, position, known)
 
     def read_window(self, folder: FolderKind, window: SyncWindow) -> list[ExchangeItem]:
         self._call("read_window", 0)
@@ -553,7 +564,9 @@ class MemorySession(MailboxSession):
             raise SyncStateExpired("the sync state has expired")
         return parts[2], int(parts[3]), int(parts[4])
 
-    def _full_page(self, folder: FolderKind, position: int, after: int) -> ChangePage:
+    def _full_page(
+        self, folder: FolderKind, position: int, after: int, known: KnownVersions | None
+    ) -> ChangePage:
         # A full read lists the folder as it is now, in id order, resuming after the last id
         # listed (``after``: its number), as a server's cursor does: items created or deleted
         # meanwhile never make it skip one. Changes made meanwhile come again afterwards from
@@ -561,28 +574,54 @@ class MemorySession(MailboxSession):
         items = sorted(self._in(folder), key=lambda stored: _id_number(stored.exchange_id))
         rest = [stored for stored in items if _id_number(stored.exchange_id) > after]
         page = rest[: self.backend.page_size]
-        self.backend.check_readable(page)
         more = len(rest) > len(page)
         new_state = (
             self._state("full", position, _id_number(page[-1].exchange_id))
             if more
             else self._state("inc", position)
         )
-        created = tuple(stored.as_item() for stored in page)
-        return ChangePage(created, (), (), new_state, more, full_read=True)
+        to_read, unchanged = self._split_known(page, known)
+        created = self._read(to_read)
+        return ChangePage(created, (), (), new_state, more, full_read=True, unchanged=unchanged)
 
-    def _change_page(self, folder: FolderKind, position: int) -> ChangePage:
+    def _change_page(
+        self, folder: FolderKind, position: int, known: KnownVersions | None
+    ) -> ChangePage:
         entries = [e for e in self.mailbox.log if e[0] > position and e[1] is folder]
         page = entries[: self.backend.page_size]
         new_position = page[-1][0] if page else position
         ids = list(dict.fromkeys(exchange_id for _, _, exchange_id in page))
-        self.backend.check_readable([self.mailbox.items[i] for i in ids if i in self.mailbox.items])
-        updated = tuple(self.mailbox.items[i].as_item() for i in ids if i in self.mailbox.items)
+        live = [self.mailbox.items[i] for i in ids if i in self.mailbox.items]
+        to_read, unchanged = self._split_known(live, known)
+        updated = self._read(to_read)
         deleted = tuple(i for i in ids if i not in self.mailbox.items)
         more = len(entries) > len(page)
         return ChangePage(
-            (), updated, deleted, self._state("inc", new_position), more, full_read=False
-        )
+            (), updated, deleted, self._state("inc", new_position), more, full_read=False,
+            unchanged=unchanged,
+        )  # fmt: skip
+
+    @staticmethod
+    def _split_known(
+        page: Sequence[StoredItem], known: KnownVersions | None
+    ) -> tuple[list[StoredItem], tuple[str, ...]]:
+        """The page's items to read, and the ids the caller holds at their current version
+        (one ``known`` call per page; see :meth:`MailboxSession.read_changes`)."""
+        if known is None or not page:
+            return list(page), ()
+        versions = known([stored.exchange_id for stored in page])
+        unchanged = [
+            s for s in page if s.change_key and versions.get(s.exchange_id) == s.change_key
+        ]
+        skipped = {stored.exchange_id for stored in unchanged}
+        to_read = [stored for stored in page if stored.exchange_id not in skipped]
+        return to_read, tuple(stored.exchange_id for stored in unchanged)
+
+    def _read(self, page: Sequence[StoredItem]) -> tuple[ExchangeItem, ...]:
+        """The items' content, as GetItem reads it (an unreadable one fails the page)."""
+        self.backend.check_readable(page)
+        self.backend.content_reads += [stored.exchange_id for stored in page]
+        return tuple(stored.as_item() for stored in page)
 
     def _in(self, folder: FolderKind) -> list[StoredItem]:
         return [stored for stored in self.mailbox.items.values() if stored.folder is folder]

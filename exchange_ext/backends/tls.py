@@ -26,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import os
 import socket
+import ssl
 import sys
 import threading
 from pathlib import Path
@@ -171,7 +172,39 @@ class TrustedCAAdapter(BoundedBodyAdapter):  # bodies read within backends/limit
         return super().send(request, **kwargs)
 
     def cert_verify(self, conn: Any, url: str, verify: Any, cert: Any) -> None:
-        super().cert_verify(conn, url, ca_bundle_path(), cert)
+        bundle = ca_bundle_path()
+        super().cert_verify(conn, url, bundle, cert)
+        context = getattr(conn, "conn_kw", {}).get("ssl_context")
+        if context is not None and context is _contexts.get(bundle):
+            conn.ca_certs = None  # the pool's context holds this bundle already (below)
+
+    def build_connection_pool_key_attributes(
+        self, request: requests.PreparedRequest, verify: Any, cert: Any = None
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """requests hands urllib3 the bundle's path, which it loads again for every new
+        connection (16 ms of CPU per sync run, docs/performance.md); hand it the bundle loaded
+        once per process instead: the same certificates, verified the same way."""
+        host_params, pool_kwargs = super().build_connection_pool_key_attributes(
+            request, verify, cert
+        )
+        if isinstance(verify, str) and pool_kwargs.get("ca_certs") == verify:
+            del pool_kwargs["ca_certs"]
+            pool_kwargs["ssl_context"] = _verifying_context(verify)
+        return host_params, pool_kwargs
+
+
+_contexts: dict[str, ssl.SSLContext] = {}
+
+
+def _verifying_context(bundle: str) -> ssl.SSLContext:
+    """A client context trusting exactly ``bundle`` (certificates and host names checked),
+    built once per process and bundle file (its name changes with its content)."""
+    with _lock:
+        context = _contexts.get(bundle)
+        if context is None:
+            context = ssl.create_default_context(cafile=bundle)
+            _contexts[bundle] = context
+        return context
 
 
 def _check_proxied_target(url: str) -> None:

@@ -34,6 +34,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -47,9 +48,16 @@ from exchange_ext.backends.base import (
     SyncStateExpired,
     WriteResult,
 )
-from exchange_ext.engine import held, leases, moves, psa_store
+from exchange_ext.engine import held, leases, moves, psa_store, scope
 from exchange_ext.engine import status as mailbox_status
-from exchange_ext.engine.links import folder_of, load_baseline, save_links
+from exchange_ext.engine.links import (
+    count_linked,
+    folder_of,
+    known_versions,
+    load_baseline,
+    load_links,
+    save_links,
+)
 from exchange_ext.engine.runner import DEFAULT_BUDGET_SECONDS, MAX_PAGES_PER_FOLDER, Job, run_job
 from exchange_ext.engine.runs import RunLog
 from exchange_ext.engine.writes import ExchangeWriter, LinkBook
@@ -218,6 +226,7 @@ class _Chunk:
     new_state: str
     first: bool = False
     last: bool = False
+    unchanged: tuple[str, ...] = ()
 
     @property
     def whole(self) -> bool:
@@ -245,6 +254,13 @@ class _Cycle:
     stop_message: str = ""
     session: MailboxSession | None = None
     window_read: set[FolderKind] = field(default_factory=set)
+    # Folders whose PSA changes this cycle has read (once per folder and cycle), and what the
+    # page in hand planned: the cursor to store with it, and whether it planned in full.
+    psa_read: set[FolderKind] = field(default_factory=set)
+    planned: dict[FolderKind, _Planned] = field(default_factory=dict)
+    # Keys to plan again, per folder (their writes failed, or a decision on held deletions
+    # left them to the planner): every page plans them until one does without failing.
+    retry: dict[FolderKind, set[PsaKey]] = field(default_factory=dict)
 
     @property
     def window(self) -> SyncWindow:
@@ -303,7 +319,9 @@ class _Cycle:
         committed with its state, until the feed is caught up or the budget is spent."""
         session = self.require_session()
         for _ in range(MAX_PAGES_PER_FOLDER):
-            page = session.read_changes(folder, state, self.window)
+            # Items we hold at their version (our own writes echoed back, or unchanged items
+            # of a full read) are not read again: the page lists them as unchanged.
+            page = session.read_changes(folder, state, self.window, known_versions(self.mailbox))
             stuck = page.more_available and page.new_state == state
             last = not page.more_available or stuck
             chunk = _Chunk(
@@ -313,6 +331,7 @@ class _Cycle:
                 page.new_state,
                 first=state is None,
                 last=last,
+                unchanged=page.unchanged,
             )
             committed = self.sync_chunk(folder, chunk, row)
             if committed and last:
@@ -330,22 +349,27 @@ class _Cycle:
         if self.lease_seconds:
             leases.renew(self.mailbox.pk, self.token, self.lease_seconds)
 
-    def view_of(
-        self, folder: FolderKind, chunk: _Chunk, baseline: dict[PsaKey, Link], row: Any
-    ) -> ExchangeView:
-        """The chunk as the planner sees it, with recurring series expanded when needed."""
+    def expands(self, folder: FolderKind, chunk: _Chunk, row: Any) -> bool:
+        """Whether this chunk's view expands the recurring window."""
+        if folder is not FolderKind.CALENDAR:
+            return False
+        # A full read expands the window once, with its last page (every master is read by
+        # then); its earlier pages expand nothing, so no series counts as expanded there.
+        if chunk.full_read:
+            return chunk.last
+        masters = any(
+            item.calendar_item_type is CalendarItemType.RECURRING_MASTER for item in chunk.items
+        )
+        return masters or self.window_due(folder, row)
+
+    def view_of(self, folder: FolderKind, chunk: _Chunk, expand: bool) -> ExchangeView:
+        """The chunk as the planner sees it, with recurring series expanded when asked."""
         items = list(chunk.items)
         masters = {
             item.exchange_id
             for item in items
             if item.calendar_item_type is CalendarItemType.RECURRING_MASTER
         }
-        # A full read expands the window once, with its last page (every master is read by
-        # then); its earlier pages expand nothing, so no series counts as expanded there.
-        if chunk.full_read:
-            expand = chunk.last
-        else:
-            expand = bool(masters) or self.window_due(folder, baseline, row)
         if folder is not FolderKind.CALENDAR or not expand:
             masters = set()
         else:
@@ -362,20 +386,17 @@ class _Cycle:
             deleted=frozenset(chunk.deleted),
             full_read=chunk.whole,
             expanded_series=frozenset(masters),
+            unchanged=frozenset(chunk.unchanged),
         )
 
-    def window_due(self, folder: FolderKind, baseline: dict[PsaKey, Link], row: Any) -> bool:
+    def window_due(self, folder: FolderKind, row: Any) -> bool:
         # Occurrences enter and leave the window as days pass, without any feed entry: the
         # window is re-expanded once a day while linked occurrences exist.
         if folder in self.window_read:
             return False
-        if not any("|" in link.exchange_id for link in baseline.values()):
+        if row is not None and row.window_read_on == self.now.date():
             return False
-        row = (
-            row
-            or FolderSyncState.objects.filter(mailbox_settings=self.mailbox, folder=folder).first()
-        )
-        return row is None or row.window_read_on != self.now.date()
+        return scope.has_occurrence_links(self.mailbox)
 
     def require_session(self) -> MailboxSession:
         assert self.session is not None
@@ -393,21 +414,124 @@ class _Cycle:
 
     def sync_chunk(self, folder: FolderKind, chunk: _Chunk, row: Any) -> bool:
         """Plan and apply one chunk, its deletions kept pending; return whether it committed
-        completely (False: the time budget ran out in its writes)."""
-        baseline = self.folder_baseline(folder)
-        psa = psa_store.load_psa_items(self.mailbox, self.options, self.window)
-        psa = {k: v for k, v in psa.items() if _in(k, folder)}
-        if chunk.split:
-            chunk = self.with_gaps(folder, chunk, baseline)
-        view = self.view_of(folder, chunk, baseline, row)
-        result = plan(baseline, psa, view, self.plan_options, self.now)
-        result = self.with_tagged(folder, baseline, psa, view, result)
+        completely (False: the time budget ran out in its writes).
+
+        The chunk is planned against the keys it touches, or in full when no key set can
+        stand for the whole (:mod:`exchange_ext.engine.scope`)."""
+        states = FolderSyncState.objects.filter(mailbox_settings=self.mailbox, folder=folder)
+        row = row or states.first()
+        expand = self.expands(folder, chunk, row)
+        changes = self.psa_changes(folder, row)
+        if self.plans_in_full(folder, chunk, row, expand, changes):
+            cursor = scope.settled_cursor()
+            baseline = self.folder_baseline(folder)
+            psa = psa_store.load_psa_items(self.mailbox, self.options, self.window)
+            psa = {k: v for k, v in psa.items() if _in(k, folder)}
+            if chunk.split:
+                chunk = self.with_gaps(folder, chunk, baseline)
+            view = self.view_of(folder, chunk, expand)
+            linked = _linked(baseline)
+            if not view.items and len(baseline.keys() | psa.keys()) > SLICE:
+                return self.sync_in_slices(folder, chunk, baseline, psa, view, linked, cursor)
+            self.planned[folder] = _Planned(cursor, full=True, keys=None)
+        else:
+            view = self.view_of(folder, chunk, expand=False)
+            keys = scope.exchange_keys(self.mailbox, view, self.options)
+            keys |= changes.keys if changes else set()
+            keys |= self.retry.get(folder, set()) | held.keys(self.mailbox, folder.value)
+            keys = {key for key in keys if _in(key, folder)}
+            baseline = load_links(self.mailbox, keys) if keys else {}
+            psa = psa_store.load_psa_items(self.mailbox, self.options, self.window, keys)
+            linked = count_linked(self.mailbox, folder)
+            cursor = changes.cursor if changes else None
+            self.planned[folder] = _Planned(cursor, full=False, keys=frozenset(keys))
+        return self.plan_and_commit(folder, chunk, baseline, psa, view, linked)
+
+    def sync_in_slices(
+        self,
+        folder: FolderKind,
+        chunk: _Chunk,
+        baseline: dict[PsaKey, Link],
+        psa: dict[PsaKey, Any],
+        view: ExchangeView,
+        linked: int,
+        cursor: int,
+    ) -> bool:
+        """A whole plan of a view without items (an export into an empty folder, a full read
+        that found everything as we hold it, a reconciliation on a quiet page), in slices of
+        :data:`SLICE` keys, each written and committed on its own: the plan, the writes and
+        the links of a 20,000-item mailbox never stand in memory at once. With no Exchange item
+        in the view, no key's plan depends on another's. The last slice stores the page's
+        state; a crash before it re-reads the page, and the slices done plan nothing again."""
+        keys = sorted(baseline.keys() | psa.keys(), key=lambda k: (k.kind.value, k.psa_id))
+        for start in range(0, len(keys), SLICE):
+            part = frozenset(keys[start : start + SLICE])
+            last = start + SLICE >= len(keys)
+            self.planned[folder] = _Planned(cursor, full=True, keys=part)
+            done = self.plan_and_commit(
+                folder,
+                chunk if last else None,
+                {key: baseline[key] for key in part if key in baseline},
+                {key: psa[key] for key in part if key in psa},
+                view,
+                linked,
+            )
+            if not done:
+                return False
+            if not last:
+                self.renew_lease()
+        return True
+
+    def plan_and_commit(
+        self,
+        folder: FolderKind,
+        chunk: _Chunk | None,
+        baseline: dict[PsaKey, Link],
+        psa: dict[PsaKey, Any],
+        view: ExchangeView,
+        linked: int,
+    ) -> bool:
+        """Plan ``baseline`` and ``psa`` against ``view``, write, commit (``chunk``: the
+        page whose state this commit stores; None for a slice before the last)."""
+        if baseline or psa or view.items or view.deleted:
+            result = plan(baseline, psa, view, self.plan_options, self.now)
+            result = self.with_tagged(folder, baseline, psa, view, result)
+        else:
+            result = o.Plan(())  # a quiet page: nothing to plan, its state to store
         destructive = tuple(op for op in result.ops if isinstance(op, o.DESTRUCTIVE))
         kept = o.Plan(tuple(op for op in result.ops if not isinstance(op, o.DESTRUCTIVE)))
         written = ExchangeWriter(self, folder).write(kept.ops)
-        linked = sum(1 for link in baseline.values() if link.state is LinkState.LINKED)
         pending = _Pending(destructive, _titles(destructive, psa, view), linked)
         return self.commit(folder, chunk, kept, written, baseline, pending)
+
+    def psa_changes(self, folder: FolderKind, row: Any) -> scope.PsaChanges | None:
+        """The PSA's audited changes since the folder's cursor, read with the folder's first
+        page of this cycle (None: already read this cycle, or no cursor yet)."""
+        if folder in self.psa_read or row is None or row.psa_cursor is None:
+            return None
+        self.psa_read.add(folder)
+        self.retry[folder] = set(scope.decoded_keys(row.retry_keys, self.mailbox))
+        kinds = {kind for kind in ItemKind if folder_of(kind) is folder}
+        return scope.psa_changes_since(row.psa_cursor, self.mailbox, kinds)
+
+    def plans_in_full(
+        self,
+        folder: FolderKind,
+        chunk: _Chunk,
+        row: Any,
+        expand: bool,
+        changes: scope.PsaChanges | None,
+    ) -> bool:
+        """Whether no key set can stand for the whole: a full read, an expanded window, a
+        folder never planned in full or planned under other options, the daily
+        reconciliation, or a PSA change that concerns every item."""
+        if chunk.full_read or expand or row is None or row.psa_cursor is None:
+            return True
+        if changes is not None and changes.everything:
+            return True
+        if row.planned_as != scope.fingerprint(self.options):
+            return True
+        return scope.reconciliation_due(row.reconciled_at, self.now)
 
     def with_gaps(self, folder: FolderKind, chunk: _Chunk, baseline: dict[PsaKey, Link]) -> _Chunk:
         """A page of a full read spanning pages, with what the read shows gone so far.
@@ -417,7 +541,7 @@ class _Cycle:
         page: a linked imported item not listed yet whose identity (iCalendar UID) an unlinked
         item of this page carries, so the planner re-identifies it instead of importing a copy.
         """
-        listed = {item.exchange_id for item in chunk.items}
+        listed = {item.exchange_id for item in chunk.items} | set(chunk.unchanged)
         if not chunk.first:
             listed |= set(
                 FullReadSeen.objects.filter(
@@ -489,9 +613,11 @@ class _Cycle:
                 if settled is not None:
                     held.drop([r for r in settled if not _failed(r, book.failed)])
                 self.log.flush()
+                if pending is not None and complete:
+                    self.replanned(folder, book.failed | _follow_ups(result.ops))
+                    held.defer(self.mailbox, folder.value, pending.ops, pending.titles)
                 if chunk is not None and complete:
                     assert pending is not None
-                    held.defer(self.mailbox, folder.value, pending.ops, pending.titles)
                     self.keep_listed(folder, chunk, links)
                     self.save_state(folder, chunk, pass_base=pending.linked)
                 leases.check(self.mailbox.pk, self.token)
@@ -503,6 +629,13 @@ class _Cycle:
         if not complete:
             self.out_of_time()
         return complete
+
+    def replanned(self, folder: FolderKind, failed: set[PsaKey]) -> None:
+        """The page planned its keys: those that failed stay to plan again, the rest are done."""
+        planned = self.planned.get(folder)
+        retry = self.retry.get(folder, set())
+        done = retry if planned is None or planned.keys is None else retry & planned.keys
+        self.retry[folder] = (retry - done) | failed
 
     def keep_listed(
         self, folder: FolderKind, chunk: _Chunk, links: dict[PsaKey, Link | None]
@@ -516,7 +649,7 @@ class _Cycle:
             kept.delete()  # a read that began afresh, or the read is over
         if chunk.last:
             return
-        ids = {item.exchange_id for item in chunk.items}
+        ids = {item.exchange_id for item in chunk.items} | set(chunk.unchanged)
         ids |= {link.exchange_id for link in links.values() if link and link.exchange_id}
         FullReadSeen.objects.bulk_create(
             [
@@ -533,6 +666,13 @@ class _Cycle:
         values: dict[str, Any] = {"state": chunk.new_state}
         if chunk.full_read and chunk.first:
             values["full_read_since"] = self.started
+        values["retry_keys"] = scope.encoded_keys(self.retry.get(folder, set()))
+        planned = self.planned.pop(folder, None)
+        if planned is not None and planned.cursor is not None:
+            values["psa_cursor"] = planned.cursor
+        if planned is not None and planned.full:
+            values["planned_as"] = scope.fingerprint(self.options)
+            values["reconciled_at"] = self.now
         if folder in self.window_read:
             values["window_read_on"] = self.now.date()
         row, created = FolderSyncState.objects.get_or_create(
@@ -586,10 +726,39 @@ class _Cycle:
     ) -> None:
         written = ExchangeWriter(self, folder).write(ops)
         self.commit(folder, None, o.Plan(tuple(ops)), written, baseline, settled=rows)
+        # What these ops leave to the planner (a restored item exported again, a failed
+        # delete) is planned by the folder's next page, not only by the daily full plan.
+        keys = {held.key_of(op) for op in ops}
+        self.retry.setdefault(folder, set()).update(keys)
+        states = FolderSyncState.objects.filter(mailbox_settings=self.mailbox, folder=folder)
+        for row in states:
+            keys |= scope.decoded_keys(row.retry_keys, self.mailbox)
+            states.update(retry_keys=scope.encoded_keys(keys))
+
+
+def _follow_ups(ops: Iterable[o.Op]) -> set[PsaKey]:
+    """Keys a plan may have more to do for once its ops are applied (a relink, a merge in
+    steps): planned again by the next page. A create settles its key in one step."""
+    creates = o.CreateInExchange | o.CreateInPsa
+    return {deferred.key_of(op) for op in ops if not isinstance(op, creates)}
+
+
+#: A whole plan of a view without items runs in slices of this many keys (bounded memory).
+SLICE = 1000
 
 
 def _in(key: PsaKey, folder: FolderKind) -> bool:
     return folder_of(key.kind) is folder
+
+
+@dataclass(frozen=True)
+class _Planned:
+    """What a page planned: ``cursor``, the audit entry up to which the PSA's changes are
+    planned with it (None: unchanged); ``full``: every key, not just those it touched."""
+
+    cursor: int | None
+    full: bool
+    keys: frozenset[PsaKey] | None  # the keys it planned (None: all)
 
 
 @dataclass(frozen=True)

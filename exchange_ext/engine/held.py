@@ -21,7 +21,7 @@ from django.db.models import Q
 from exchange_ext.models import HeldDeletion, MailboxSettings
 from exchange_ext.sync import held as deferred
 from exchange_ext.sync import ops as o
-from exchange_ext.sync.records import Link, PsaKey
+from exchange_ext.sync.records import ItemKind, Link, PsaKey
 
 State = HeldDeletion.State
 Op = HeldDeletion.Op
@@ -66,6 +66,18 @@ def rows(mailbox: MailboxSettings, folder: str, *states: str) -> list[HeldDeleti
             mailbox_settings=mailbox, folder=folder, state__in=states
         ).order_by("created_at", "pk")
     )
+
+
+def keys(mailbox: MailboxSettings, folder: str) -> set[PsaKey]:
+    """The keys of the folder's pending and held deletions (every page plans them again, and
+    keeps them back: docs/sync-rules.md, "Mass-delete guard"). One query."""
+    rows_ = HeldDeletion.objects.filter(mailbox_settings=mailbox, folder=folder)
+    found = rows_.values_list("kind", "psa_id")
+    resource_id = mailbox.resource_id
+    return {
+        PsaKey(ItemKind(kind), psa_id, resource_id if kind == ItemKind.SERVICE_CALL else None)
+        for kind, psa_id in found
+    }
 
 
 def hold(rows_: Sequence[HeldDeletion]) -> None:

@@ -7,9 +7,9 @@ a page's bookkeeping costs the same for 10 items as for 5,000.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping, Sequence
 
-from exchange_ext.backends.base import FolderKind
+from exchange_ext.backends.base import FolderKind, KnownVersions
 from exchange_ext.models import ItemLink, MailboxSettings, PublicFolderLink
 from exchange_ext.sync.records import Digest, ItemKind, Link, LinkState, PsaKey, Side
 
@@ -21,7 +21,46 @@ def folder_of(kind: ItemKind) -> FolderKind:
 def load_baseline(mailbox: MailboxSettings) -> dict[PsaKey, Link]:
     """Every link of the mailbox, in every state."""
     rows = ItemLink.objects.filter(mailbox_settings=mailbox)
-    return {link.key: link for link in (_to_link(mailbox, row) for row in rows)}
+    return {link.key: link for link in (to_link(mailbox, row) for row in rows)}
+
+
+def load_links(mailbox: MailboxSettings, keys: Collection[PsaKey]) -> dict[PsaKey, Link]:
+    """The links of just these keys, in every state: one query per kind asked for."""
+    links: dict[PsaKey, Link] = {}
+    for kind in {key.kind for key in keys}:
+        ids = sorted({key.psa_id for key in keys if key.kind is kind})
+        for start in range(0, len(ids), 500):
+            rows = ItemLink.objects.filter(
+                mailbox_settings=mailbox, kind=kind, psa_id__in=ids[start : start + 500]
+            )
+            links.update((link.key, link) for link in (to_link(mailbox, r) for r in rows))
+    return links
+
+
+def count_linked(mailbox: MailboxSettings, folder: FolderKind) -> int:
+    """How many of the folder's items are synced (the mass-delete guard's base). One query."""
+    return ItemLink.objects.filter(
+        mailbox_settings=mailbox, folder=folder.value, state=ItemLink.State.LINKED
+    ).count()
+
+
+def known_versions(mailbox: MailboxSettings) -> KnownVersions:
+    """The versions of the mailbox's items we hold (the link's change key by Exchange id), for
+    a backend to skip reading items we wrote ourselves (docs/performance.md)."""
+
+    def known(exchange_ids: Sequence[str]) -> Mapping[str, str]:
+        found: dict[str, str] = {}
+        ids = sorted(set(exchange_ids))
+        for start in range(0, len(ids), 500):
+            rows = ItemLink.objects.filter(
+                mailbox_settings=mailbox,
+                state=ItemLink.State.LINKED,
+                exchange_id__in=ids[start : start + 500],
+            ).values_list("exchange_id", "change_key")
+            found.update((exchange_id, key) for exchange_id, key in rows if key)
+        return found
+
+    return known
 
 
 def save_links(mailbox: MailboxSettings, changes: Mapping[PsaKey, Link | None]) -> None:
@@ -48,7 +87,8 @@ def save_links(mailbox: MailboxSettings, changes: Mapping[PsaKey, Link | None]) 
         )  # fmt: skip
 
 
-def _to_link(mailbox: MailboxSettings, row: ItemLink) -> Link:
+def to_link(mailbox: MailboxSettings, row: ItemLink) -> Link:
+    """The core's record of a stored link."""
     kind = ItemKind(row.kind)
     # A service call's key names the resource whose copy this is (the mailbox's).
     resource_id = mailbox.resource_id if kind is ItemKind.SERVICE_CALL else None

@@ -8,13 +8,15 @@ stay in one place. A ValidationError on one item is returned as that item's erro
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, fields
 
 from django.conf import settings as django_settings
 from django.core.exceptions import ValidationError
 from django.db.models import Q, QuerySet
+from django.utils import translation
 
+from exchange_ext.engine.labels import resource_labels
 from exchange_ext.models import ExchangeConfig, ItemLink, MailboxSettings
 from exchange_ext.sync import ops as o
 from exchange_ext.sync.mapping import (
@@ -43,6 +45,7 @@ from exchange_ext.sync.records import (
 from exchange_ext.sync.windows import SyncWindow
 from psa.audit.origin import Origin
 from psa.crm.models import Account, Contact
+from psa.i18n import chosen_language
 from psa.scheduling.actions import (
     do_create_appointment,
     do_delete_appointment,
@@ -83,6 +86,7 @@ def sync_options(config: ExchangeConfig, mailbox: MailboxSettings) -> SyncOption
         recurring_days=mailbox.recurring_days or config.recurring_days,
         time_zone=mailbox.resource.time_zone,
         base_url=django_settings.PSA_BASE_URL,
+        labels=resource_labels(mailbox.resource),
     )
 
 
@@ -90,22 +94,31 @@ def sync_options(config: ExchangeConfig, mailbox: MailboxSettings) -> SyncOption
 
 
 def load_psa_items(
-    mailbox: MailboxSettings, options: SyncOptions, window: SyncWindow
+    mailbox: MailboxSettings,
+    options: SyncOptions,
+    window: SyncWindow,
+    only: Collection[PsaKey] | None = None,
 ) -> dict[PsaKey, PsaItem]:
     """Every PSA item in this mailbox's scope: those ending in the window, plus every linked
     one whatever its dates (so the planner can tell "aged out" from "deleted").
 
-    A kind that is off is not loaded (the planner leaves its links alone). Five queries.
+    ``only``: just these keys (those a page touches; docs/performance.md, "Incremental
+    planning") — the same rows the whole load would give for them, no others; a kind with no
+    key asked for is not queried. A kind that is off is not loaded (the planner leaves its
+    links alone). At most five queries.
     """
-    loaders = (
-        _appointments,
-        _service_calls,
-        _todos,
-        _contacts,
-    )
+    loaders = {
+        ItemKind.APPOINTMENT: _appointments,
+        ItemKind.SERVICE_CALL: _service_calls,
+        ItemKind.TODO: _todos,
+        ItemKind.CONTACT: _contacts,
+    }
     items: dict[PsaKey, PsaItem] = {}
-    for loader in loaders:
-        items.update((item.key, item) for item in loader(mailbox, options, window))
+    for kind, loader in loaders.items():
+        ids = None if only is None else {key.psa_id for key in only if key.kind is kind}
+        if ids is not None and not ids:
+            continue
+        items.update((item.key, item) for item in loader(mailbox, options, window, ids))
     return items
 
 
@@ -113,12 +126,17 @@ def _linked_ids(mailbox: MailboxSettings, kind: ItemKind) -> QuerySet[ItemLink, 
     return ItemLink.objects.filter(mailbox_settings=mailbox, kind=kind).values("psa_id")
 
 
-def _in_scope(mailbox: MailboxSettings, kind: ItemKind, window: SyncWindow) -> Q:
-    return Q(end__gt=window.start) | Q(pk__in=_linked_ids(mailbox, kind))
+# Just these PSA ids (a page's keys), or None: every item in scope.
+_Ids = Collection[int] | None
+
+
+def _in_scope(mailbox: MailboxSettings, kind: ItemKind, window: SyncWindow, ids: _Ids) -> Q:
+    scope = Q(end__gt=window.start) | Q(pk__in=_linked_ids(mailbox, kind))
+    return scope if ids is None else scope & Q(pk__in=list(ids))
 
 
 def _appointments(
-    mailbox: MailboxSettings, options: SyncOptions, window: SyncWindow
+    mailbox: MailboxSettings, options: SyncOptions, window: SyncWindow, ids: _Ids = None
 ) -> Iterable[PsaItem]:
     origins = []
     if ItemKind.APPOINTMENT in options.export_kinds:
@@ -126,7 +144,7 @@ def _appointments(
     if options.import_mode is not ImportMode.NONE:
         origins.append(Appointment.Origin.EXCHANGE)
     rows = Appointment.objects.filter(
-        _in_scope(mailbox, ItemKind.APPOINTMENT, window),
+        _in_scope(mailbox, ItemKind.APPOINTMENT, window, ids),
         resource_id=mailbox.resource_id,
         origin__in=origins,
     )
@@ -142,13 +160,13 @@ def _appointments(
 
 
 def _service_calls(
-    mailbox: MailboxSettings, options: SyncOptions, window: SyncWindow
+    mailbox: MailboxSettings, options: SyncOptions, window: SyncWindow, ids: _Ids = None
 ) -> Iterable[PsaItem]:
     if ItemKind.SERVICE_CALL not in options.export_kinds:
         return
     rows = (
         ServiceCall.objects.filter(
-            _in_scope(mailbox, ItemKind.SERVICE_CALL, window), resources=mailbox.resource_id
+            _in_scope(mailbox, ItemKind.SERVICE_CALL, window, ids), resources=mailbox.resource_id
         )
         .select_related("account")
         .prefetch_related("tickets")
@@ -163,31 +181,37 @@ def _service_calls(
         )  # fmt: skip
         # One copy per assigned resource: the key carries the resource.
         key = PsaKey(ItemKind.SERVICE_CALL, row.pk, mailbox.resource_id)
-        yield PsaItem(key, service_call_record(values, options.base_url))
+        yield PsaItem(key, service_call_record(values, options.base_url, options.labels))
 
 
-def _todos(mailbox: MailboxSettings, options: SyncOptions, window: SyncWindow) -> Iterable[PsaItem]:
+def _todos(
+    mailbox: MailboxSettings, options: SyncOptions, window: SyncWindow, ids: _Ids = None
+) -> Iterable[PsaItem]:
     if ItemKind.TODO not in options.export_kinds:
         return
     rows = Todo.objects.filter(
-        _in_scope(mailbox, ItemKind.TODO, window), resource_id=mailbox.resource_id
+        _in_scope(mailbox, ItemKind.TODO, window, ids), resource_id=mailbox.resource_id
     ).select_related("account", "contact")
+    language = chosen_language(mailbox.resource)
     for row in rows:
         contact = row.contact
+        with translation.override(language):  # the action type in the resource's language
+            action_type = str(row.get_action_type_display())
         values = TodoValues(
             psa_id=row.pk, account=_account(row.account),
-            action_type=row.get_action_type_display(), description=row.description,
+            action_type=action_type, description=row.description,
             start=row.start, end=row.end,
             contact_name=contact.full_name if contact else "",
             contact_phone=(contact.business_phone or contact.mobile_phone) if contact else "",
             contact_email=contact.email if contact else "",
             completed=row.completed, time_zone=options.time_zone,
         )  # fmt: skip
-        yield PsaItem(PsaKey(ItemKind.TODO, row.pk), todo_record(values, options.base_url))
+        record = todo_record(values, options.base_url, options.labels)
+        yield PsaItem(PsaKey(ItemKind.TODO, row.pk), record)
 
 
 def _contacts(
-    mailbox: MailboxSettings, options: SyncOptions, window: SyncWindow
+    mailbox: MailboxSettings, options: SyncOptions, window: SyncWindow, ids: _Ids = None
 ) -> Iterable[PsaItem]:
     """Active contacts of the accounts the resource manages, and the contacts of the open
     opportunities it owns. Leaving that scope (or going inactive) makes the item absent."""
@@ -197,6 +221,8 @@ def _contacts(
     scope = Q(account__account_manager_id=resource_id) | Q(
         opportunities__owner_id=resource_id, opportunities__closed=False
     )
+    if ids is not None:
+        scope &= Q(pk__in=list(ids))
     rows = Contact.objects.filter(scope, active=True).select_related("account").distinct()
     yield from (_contact_item(row) for row in rows)
 

@@ -25,6 +25,8 @@ from typing import Any
 from django.db.models import Case, F, Q, Value, When
 from django.db.models.functions import Coalesce
 from django.utils import timezone
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
 
 from exchange_ext.backends.base import (
     AppCredentialsRefused,
@@ -38,8 +40,8 @@ from exchange_ext.models import ExchangeConfig, MailboxSettings
 Status = MailboxSettings.Status
 #: The stored kinds of a stop caused by the shared credentials (lifted by the General tab only).
 SHARED_STOP_KINDS = (SharedCredentialsRefused.kind, AppCredentialsRefused.kind)
-STOPPED_REASON = "Sync stopped after a permanent error; save the resource's settings to retry."
-SHARED_STOP_REASON = (
+STOPPED_REASON = _("Sync stopped after a permanent error; save the resource's settings to retry.")
+SHARED_STOP_REASON = _(
     "Sync stopped: the sync account's credentials were refused; an administrator updates them "
     "on the General tab."
 )
@@ -169,9 +171,13 @@ def inactive_reason(mailbox: MailboxSettings) -> str:
     ``""`` when it is active and may log in."""
     resource = mailbox.resource
     if not resource.active:
-        return "The resource is inactive in the PSA; its sync resumes when it is reactivated."
+        return gettext(
+            "The resource is inactive in the PSA; its sync resumes when it is reactivated."
+        )
     if not resource.user.is_active:
-        return "The resource's login is disabled; its sync resumes when the login is enabled again."
+        return gettext(
+            "The resource's login is disabled; its sync resumes when the login is enabled again."
+        )
     return ""
 
 
@@ -182,7 +188,8 @@ def stopped(mailbox: MailboxSettings) -> bool:
 
 def stop_reason(mailbox: MailboxSettings) -> str:
     """Why a stopped mailbox's runs are skipped, naming the tab whose save lifts the stop."""
-    return SHARED_STOP_REASON if mailbox.last_error_kind in SHARED_STOP_KINDS else STOPPED_REASON
+    shared = mailbox.last_error_kind in SHARED_STOP_KINDS
+    return str(SHARED_STOP_REASON if shared else STOPPED_REASON)
 
 
 # --- the watchdog (docs/sync-rules.md, "Notifications") ------------------------------------

@@ -20,6 +20,11 @@ each listing every resource concerned:
 
 Emails carry no secrets: names, mailbox addresses, the server URL, errors in plain words and
 links into the PSA; every configured secret is scrubbed from the text as a last line of defence.
+
+Each email is in its recipient's language (SPEC §1, "Languages"): the setup email in the
+resource's; an alert once per language among its recipients, a recipient who is a PSA user
+(a resource with that email) reading theirs, any other address ``PSA_LANGUAGE``
+(:func:`psa.i18n.chosen_language`).
 """
 
 from __future__ import annotations
@@ -31,9 +36,12 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives, get_connection
+from django.db.models.functions import Lower
 from django.template.loader import render_to_string
 from django.urls import reverse
-from django.utils import timezone
+from django.utils import timezone, translation
+from django.utils.html import format_html
+from django.utils.translation import gettext, gettext_noop, ngettext
 
 from exchange_ext.backends.base import (
     AuthFailed,
@@ -47,29 +55,35 @@ from exchange_ext.engine import status as mailbox_status
 from exchange_ext.jobs import watchdog
 from exchange_ext.models import ExchangeConfig, MailboxSettings, ServerOutage
 from exchange_ext.secrets import Secret
+from psa.i18n import chosen_language
+from psa.resources.models import Resource
 
 logger = logging.getLogger(__name__)
 
-SETUP_SUBJECT = "Your calendar now syncs with Microsoft Exchange"
+SETUP_SUBJECT = gettext_noop("Your calendar now syncs with Microsoft Exchange")
 PROFILE_PATH = "/profile/exchange/"
 
 
 def setup_message(mailbox_settings: MailboxSettings) -> EmailMultiAlternatives:
-    """The setup email (text + HTML) for one newly enabled resource, to the resource's email."""
+    """The setup email (text + HTML) for one newly enabled resource, to the resource's email,
+    in the resource's language."""
     resource = mailbox_settings.resource
+    mailbox = mailbox_settings.effective_mailbox
     context = {
         "resource_name": resource.full_name,
-        "mailbox": mailbox_settings.effective_mailbox,
+        "mailbox": mailbox,
+        "mailbox_html": format_html("<strong>{}</strong>", mailbox),
         "profile_url": f"{settings.PSA_BASE_URL.rstrip('/')}{PROFILE_PATH}",
     }
-    message = EmailMultiAlternatives(
-        subject=SETUP_SUBJECT,
-        body=render_to_string("exchange_ext/emails/setup.txt", context),
-        to=[resource.email],
-    )
-    message.attach_alternative(
-        render_to_string("exchange_ext/emails/setup.html", context), "text/html"
-    )
+    with translation.override(chosen_language(resource)):
+        message = EmailMultiAlternatives(
+            subject=gettext(SETUP_SUBJECT),
+            body=render_to_string("exchange_ext/emails/setup.txt", context),
+            to=[resource.email],
+        )
+        message.attach_alternative(
+            render_to_string("exchange_ext/emails/setup.html", context), "text/html"
+        )
     return message
 
 
@@ -120,7 +134,8 @@ THROTTLING_ALERT_AFTER = dt.timedelta(hours=2)
 REMINDER_EVERY = dt.timedelta(hours=24)
 OUTAGE_MIN_RESOURCES = 3
 MAX_ERROR_CHARS = 300
-DEFAULT_HINT = "See the resource's MS Exchange tab for the recent sync log."
+DEFAULT_HINT = gettext_noop("See the resource's MS Exchange tab for the recent sync log.")
+NO_ERROR_RECORDED = gettext_noop("No error recorded.")
 
 
 @dataclass(frozen=True)
@@ -190,12 +205,12 @@ def _outage_step(
         if not _server_down(rows):
             return []
         down = _unreachable(rows)
-        subject = f"MS Exchange: the server cannot be reached ({len(down)} resources failing)"
-        if not _send_alert(config, "outage", subject, down):
+        sent = _send_alert(config, "outage", down)
+        if sent is None:
             return []
         ServerOutage.objects.create(started_at=now, last_notified_at=now, affected=len(down))
         _mark(down, "outage", now)
-        return [subject]
+        return sent
     # Resources that fail the same way while the outage lasts are part of it: no email each.
     _mark([r for r in _unreachable(rows) if r.notified_state == ""], "outage", None)
     covered = [r for r in rows if r.notified_state == "outage"]
@@ -204,12 +219,12 @@ def _outage_step(
         return _end_outage(config, outage, covered, still, now)
     if outage.last_notified_at > now - REMINDER_EVERY:
         return []
-    subject = f"MS Exchange: reminder, the server still cannot be reached ({len(still)} failing)"
-    if not _send_alert(config, "outage_reminder", subject, still):
+    sent = _send_alert(config, "outage_reminder", still)
+    if sent is None:
         return []
     ServerOutage.objects.filter(pk=outage.pk).update(last_notified_at=now)
     _mark(still, "outage", now)
-    return [subject]
+    return sent
 
 
 def _outage_over(rows: Sequence[MailboxSettings], covered: Sequence[MailboxSettings]) -> bool:
@@ -227,13 +242,13 @@ def _end_outage(
     now: dt.datetime,
 ) -> list[str]:
     back = [r for r in covered if r.status == Status.OK]
-    subject = f"MS Exchange: the server works again ({len(back)} resources sync again)"
-    if not _send_alert(config, "outage_recovered", subject, back, still_failing=still):
+    sent = _send_alert(config, "outage_recovered", back, still_failing=still)
+    if sent is None:
         return []
     ServerOutage.objects.filter(pk=outage.pk).update(ended_at=now)
     _mark(back, "", None)
     _mark(still, "failing", now)
-    return [subject]
+    return sent
 
 
 def _resource_step(
@@ -242,17 +257,13 @@ def _resource_step(
     new = [r for r in rows if r.notified_state == "" and alerting(r, now, config)]
     sent = _shared_step(config, [r for r in new if _shared_stop(r)], now)
     new = [r for r in new if not _shared_stop(r)]
-    if new:
-        subject = f"MS Exchange: sync failing for {_names(new)}"
-        if _send_alert(config, "failing", subject, new):
-            _mark(new, "failing", now)
-            sent.append(subject)
+    if new and (subjects := _send_alert(config, "failing", new)) is not None:
+        _mark(new, "failing", now)
+        sent += subjects
     back = [r for r in rows if r.notified_state == "failing" and r.status == Status.OK]
-    if back:
-        subject = f"MS Exchange: sync works again for {_names(back)}"
-        if _send_alert(config, "recovered", subject, back):
-            _mark(back, "", None)
-            sent.append(subject)
+    if back and (subjects := _send_alert(config, "recovered", back)) is not None:
+        _mark(back, "", None)
+        sent += subjects
     due = [
         r
         for r in rows
@@ -260,11 +271,9 @@ def _resource_step(
         and r.status in (Status.FAILING, Status.DISABLED)
         and (r.last_notified_at is None or r.last_notified_at <= now - REMINDER_EVERY)
     ]
-    if due:
-        subject = f"MS Exchange: reminder, sync still failing for {_names(due)}"
-        if _send_alert(config, "reminder", subject, due):
-            _mark(due, "failing", now)
-            sent.append(subject)
+    if due and (subjects := _send_alert(config, "reminder", due)) is not None:
+        _mark(due, "failing", now)
+        sent += subjects
     return sent
 
 
@@ -279,13 +288,11 @@ def _shared_step(
     (reminders and recoveries go with the per-resource emails)."""
     if not rows:
         return []
-    subject = (
-        f"MS Exchange: the sync account's credentials were refused ({len(rows)} resources stopped)"
-    )
-    if not _send_alert(config, "shared_refused", subject, rows):
+    sent = _send_alert(config, "shared_refused", rows)
+    if sent is None:
         return []
     _mark(rows, "failing", now)
-    return [subject]
+    return sent
 
 
 def _mark(rows: Iterable[MailboxSettings], state: str, at: dt.datetime | None) -> None:
@@ -303,9 +310,48 @@ def _mark(rows: Iterable[MailboxSettings], state: str, at: dt.datetime | None) -
 
 
 def _names(rows: Sequence[MailboxSettings]) -> str:
-    names = [r.resource.full_name for r in rows[:3]]
-    more = f" and {len(rows) - 3} more" if len(rows) > 3 else ""
-    return ", ".join(names) + more
+    names = ", ".join(r.resource.full_name for r in rows[:3])
+    if len(rows) <= 3:
+        return names
+    more = len(rows) - 3
+    return ngettext("%(names)s and %(count)s more", "%(names)s and %(count)s more", more) % {
+        "names": names,
+        "count": more,
+    }
+
+
+def alert_subject(sort: str, rows: Sequence[MailboxSettings]) -> str:
+    """The subject of an alert of ``sort`` about ``rows``, in the active language."""
+    count = len(rows)
+    if sort == "outage":
+        return ngettext(
+            "MS Exchange: the server cannot be reached (%(count)s resource failing)",
+            "MS Exchange: the server cannot be reached (%(count)s resources failing)",
+            count,
+        ) % {"count": count}
+    if sort == "outage_reminder":
+        return gettext(
+            "MS Exchange: reminder, the server still cannot be reached (%(count)s failing)"
+        ) % {"count": count}
+    if sort == "outage_recovered":
+        return ngettext(
+            "MS Exchange: the server works again (%(count)s resource syncs again)",
+            "MS Exchange: the server works again (%(count)s resources sync again)",
+            count,
+        ) % {"count": count}
+    if sort == "shared_refused":
+        return ngettext(
+            "MS Exchange: the sync account's credentials were refused (%(count)s resource stopped)",
+            "MS Exchange: the sync account's credentials were refused "
+            "(%(count)s resources stopped)",
+            count,
+        ) % {"count": count}
+    names = {"names": _names(rows)}
+    if sort == "recovered":
+        return gettext("MS Exchange: sync works again for %(names)s") % names
+    if sort == "reminder":
+        return gettext("MS Exchange: reminder, sync still failing for %(names)s") % names
+    return gettext("MS Exchange: sync failing for %(names)s") % names
 
 
 # --- rendering and sending ------------------------------------------------------------------
@@ -316,29 +362,57 @@ def recipients(config: ExchangeConfig) -> list[str]:
     return [a.strip() for a in config.notification_emails.split(";") if a.strip()]
 
 
+def recipient_languages(addresses: Sequence[str]) -> dict[str, list[str]]:
+    """``addresses`` grouped by the language each reads, in the order first met: a PSA user
+    (a resource with that email, whatever its case) their chosen language, any other address
+    ``PSA_LANGUAGE``."""
+    lowered = {address.lower() for address in addresses}
+    people = Resource.objects.annotate(address=Lower("email")).filter(address__in=lowered)
+    by_address = {person.email.lower(): person for person in people}
+    groups: dict[str, list[str]] = {}
+    for address in addresses:
+        language = chosen_language(by_address.get(address.lower()))
+        groups.setdefault(language, []).append(address)
+    return groups
+
+
 def alert_message(
     config: ExchangeConfig,
     sort: str,
-    subject: str,
     rows: Sequence[MailboxSettings],
     *,
     still_failing: Sequence[MailboxSettings] = (),
+    to: Sequence[str] | None = None,
+    language: str | None = None,
 ) -> EmailMultiAlternatives:
-    """One alert email (text + HTML) to the admins; ``sort`` picks the wording."""
+    """One alert email (text + HTML) to ``to`` (default: every admin address), in
+    ``language`` (default: the active one); ``sort`` picks the wording."""
+    with translation.override(language or translation.get_language()):
+        return _alert_message(config, sort, rows, still_failing, to or recipients(config))
+
+
+def _alert_message(
+    config: ExchangeConfig,
+    sort: str,
+    rows: Sequence[MailboxSettings],
+    still_failing: Sequence[MailboxSettings],
+    to: Sequence[str],
+) -> EmailMultiAlternatives:
     secrets = _secrets(config, [*rows, *still_failing])
+    server_url = endpoint_url(config) if config.server_address else gettext("(not configured)")
     context = {
         "sort": sort,
         "first": _line(config, rows[0], secrets) if rows else None,
-        "server_url": endpoint_url(config) if config.server_address else "(not configured)",
+        "server_url": server_url,
+        "server_html": format_html("<code>{}</code>", server_url),
         "lines": [_line(config, r, secrets) for r in rows],
         "still_failing": [_line(config, r, secrets) for r in still_failing],
         "status_url": _absolute(reverse("exchange_ext:status")),
     }
     text = _scrub(render_to_string("exchange_ext/emails/alert.txt", context), secrets)
     html = _scrub(render_to_string("exchange_ext/emails/alert.html", context), secrets)
-    message = EmailMultiAlternatives(
-        subject=_scrub(" ".join(subject.split())[:200], secrets), body=text, to=recipients(config)
-    )
+    subject = " ".join(alert_subject(sort, rows).split())[:200]
+    message = EmailMultiAlternatives(subject=_scrub(subject, secrets), body=text, to=list(to))
     message.attach_alternative(html, "text/html")
     return message
 
@@ -346,21 +420,39 @@ def alert_message(
 def _send_alert(
     config: ExchangeConfig,
     sort: str,
-    subject: str,
     rows: Sequence[MailboxSettings],
     *,
     still_failing: Sequence[MailboxSettings] = (),
-) -> bool:
-    """Send (or, with no recipients, skip) one alert; False when the mail server failed."""
-    if not recipients(config):
-        return True  # nobody to tell; the bookkeeping still moves on
-    message = alert_message(config, sort, subject, rows, still_failing=still_failing)
-    try:
-        message.send(fail_silently=False)
-    except Exception as error:  # SMTP down: never the sync's problem; next minute retries
-        logger.warning("exchange alert %r not sent: %s", sort, type(error).__name__)
-        return False
-    return True
+) -> list[str] | None:
+    """Send one alert, one message per language among its recipients; return the subjects
+    sent, or None when none could be sent (the mail server failed: the next minute retries).
+
+    With no recipients nothing is sent and the bookkeeping still moves on: the subject in the
+    installation's language is returned.
+    """
+    groups = recipient_languages(recipients(config))
+    if not groups:
+        with translation.override(str(settings.PSA_LANGUAGE)):
+            return [alert_subject(sort, rows)]  # nobody to tell
+    sent: list[str] = []
+    for language, addresses in groups.items():
+        message = alert_message(
+            config, sort, rows, still_failing=still_failing, to=addresses, language=language
+        )
+        try:
+            message.send(fail_silently=False)
+        except Exception as error:  # SMTP down: never the sync's problem; next minute retries
+            logger.warning(
+                "exchange alert %r (%s) not sent: %s", sort, language, type(error).__name__
+            )
+            continue
+        sent.append(str(message.subject))
+    return sent or None
+
+
+def _translated(text: str) -> str:
+    """``text`` (an English sentence of the error classes) in the active language."""
+    return gettext(text) if text else ""
 
 
 def _error_class(row: MailboxSettings) -> type[BackendError]:
@@ -374,10 +466,11 @@ def _line(config: ExchangeConfig, row: MailboxSettings, secrets: list[str]) -> L
     shared = issubclass(error_class, SharedCredentialsRefused)  # carries its own hint
     if issubclass(error_class, AuthFailed) and config.use_for_all_users and not shared:
         hint = AuthFailed.shared_account_hint
-    recorded = " ".join((row.last_error or "No error recorded.").split())
+    hint = _translated(hint)
+    recorded = " ".join((row.last_error or gettext(NO_ERROR_RECORDED)).split())
     if len(recorded) > MAX_ERROR_CHARS:
         recorded = recorded[: MAX_ERROR_CHARS - 1] + "…"
-    plain = error_class.alert
+    plain = _translated(error_class.alert)
     url = _absolute(reverse("exchange_ext:resource_settings", args=[row.resource_id]))
     return Line(
         resource=row.resource.full_name,

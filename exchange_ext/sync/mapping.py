@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, replace
 
+from exchange_ext.sync.labels import ENGLISH, ItemLabels
 from exchange_ext.sync.records import (
     CalendarRecord,
     ContactRecord,
@@ -33,7 +34,8 @@ _SHOW_AS_TO_PSA = {value: key for key, value in _PSA_TO_SHOW_AS.items()}
 # The PSA has no "working elsewhere": the resource is reachable, so it does not block time.
 _SHOW_AS_TO_PSA[ShowAs.WORKING_ELSEWHERE] = "free"
 
-# What a private or detail-less import is titled (as Autotask does).
+# What a private or detail-less import is titled (as Autotask does). Stored in English: the PSA
+# shows it in the viewer's language (psa/scheduling/models.py, Appointment.display_title).
 PLACEHOLDER_SUBJECT = "Appointment"
 _ATTENDEES_PREFIX = "\n\nAttendees: "
 
@@ -171,17 +173,20 @@ def appointment_values(record: CalendarRecord) -> AppointmentValues:
     )
 
 
-def deep_link(base_url: str, path: str) -> str:
-    return f"Open in PSA: {base_url.rstrip('/')}/{path.strip('/')}/"
+def deep_link(base_url: str, path: str, labels: ItemLabels = ENGLISH) -> str:
+    return labels.render("open_in_psa", url=f"{base_url.rstrip('/')}/{path.strip('/')}/")
 
 
-def service_call_record(values: ServiceCallValues, base_url: str) -> CalendarRecord:
+def service_call_record(
+    values: ServiceCallValues, base_url: str, labels: ItemLabels = ENGLISH
+) -> CalendarRecord:
     """A service call's copy: account, tickets, description and a deep link in the body;
-    located at the account unless overridden; Free once completed or cancelled."""
+    located at the account unless overridden; Free once completed or cancelled. The words are
+    ``labels`` (the resource's language)."""
     closed = values.status in ("complete", "cancelled")
     return CalendarRecord(
-        subject=f"Service call: {values.account.name}",
-        body=_service_call_body(values, base_url),
+        subject=labels.render("service_call_subject", account=values.account.name),
+        body=_service_call_body(values, base_url, labels),
         start=values.start,
         end=values.end,
         location=values.location_override or values.account.address_text,
@@ -190,23 +195,30 @@ def service_call_record(values: ServiceCallValues, base_url: str) -> CalendarRec
     )
 
 
-def _service_call_body(values: ServiceCallValues, base_url: str) -> str:
-    lines = [f"Account: {values.account.name}"]
+def _service_call_body(values: ServiceCallValues, base_url: str, labels: ItemLabels) -> str:
+    lines = [labels.render("account_line", name=values.account.name)]
     if values.account.phone:
-        lines.append(f"Phone: {values.account.phone}")
-    lines += [f"Ticket {ticket.number}: {ticket.title}" for ticket in values.tickets]
+        lines.append(labels.render("phone_line", phone=values.account.phone))
+    lines += [
+        labels.render("ticket_line", number=ticket.number, title=ticket.title)
+        for ticket in values.tickets
+    ]
     lines += ["", values.description.strip(), ""]
-    lines.append(deep_link(base_url, f"calendar/service-calls/{values.psa_id}"))
+    lines.append(deep_link(base_url, f"calendar/service-calls/{values.psa_id}", labels))
     return "\n".join(lines)
 
 
-def todo_record(values: TodoValues, base_url: str) -> CalendarRecord:
+def todo_record(values: TodoValues, base_url: str, labels: ItemLabels = ENGLISH) -> CalendarRecord:
     """A to-do as a calendar appointment: account/contact in the body, a deep link; completed
-    to-dos are shown as Free (they no longer take the resource's time)."""
+    to-dos are shown as Free (they no longer take the resource's time). The words are
+    ``labels`` (the resource's language)."""
     first_line = next(iter(values.description.strip().splitlines()), "")
+    subject = values.action_type
+    if first_line:
+        subject = labels.render("todo_subject", action=values.action_type, summary=first_line)
     return CalendarRecord(
-        subject=f"{values.action_type}: {first_line}".rstrip(": "),
-        body=_todo_body(values, base_url),
+        subject=subject.rstrip(": "),
+        body=_todo_body(values, base_url, labels),
         start=values.start,
         end=values.end,
         show_as=ShowAs.FREE if values.completed else ShowAs.BUSY,
@@ -214,13 +226,15 @@ def todo_record(values: TodoValues, base_url: str) -> CalendarRecord:
     )
 
 
-def _todo_body(values: TodoValues, base_url: str) -> str:
-    lines = [f"Account: {values.account.name}"]
+def _todo_body(values: TodoValues, base_url: str, labels: ItemLabels) -> str:
+    lines = [labels.render("account_line", name=values.account.name)]
     if values.contact_name:
         contact = [values.contact_name, values.contact_phone, values.contact_email]
-        lines.append("Contact: " + ", ".join(part for part in contact if part))
+        lines.append(
+            labels.render("contact_line", contact=", ".join(part for part in contact if part))
+        )
     lines += ["", values.description.strip(), ""]
-    lines.append(deep_link(base_url, f"calendar/todos/{values.psa_id}"))
+    lines.append(deep_link(base_url, f"calendar/todos/{values.psa_id}", labels))
     return "\n".join(lines)
 
 

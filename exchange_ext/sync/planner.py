@@ -429,10 +429,13 @@ class _Planner:
 
     def found_as_is(self, link: Link) -> bool:
         """Whether the link's item is in this view under its id or its identity."""
-        present = link.exchange_id in self.by_id and link.exchange_id not in self.exchange.deleted
+        seen = link.exchange_id in self.by_id or link.exchange_id in self.exchange.unchanged
+        present = seen and link.exchange_id not in self.exchange.deleted
         return present or (link.identity is not None and link.identity in self.by_identity)
 
     def is_gone(self, exchange_id: str) -> bool:
+        if exchange_id in self.exchange.unchanged and exchange_id not in self.exchange.deleted:
+            return False
         if exchange_id in self.exchange.deleted or self.exchange.full_read:
             return True
         master_id = master_of(exchange_id)
@@ -488,12 +491,13 @@ class _Planner:
         return is_in_window(item.record, self.window, is_occurrence=is_occurrence)
 
     def emit_create(self, item: PsaItem, reason: str) -> None:
+        digest = digest_record(item.record)  # both sides hold this record once it is written
         link = Link(
             key=item.key,
             exchange_id="",
             change_key="",
-            psa_digest=digest_record(item.record),
-            exchange_digest=digest_record(item.record),
+            psa_digest=digest,
+            exchange_digest=digest,
             origin=item.origin,
             exchange_start=_start_of(item.record),
         )

@@ -11,6 +11,8 @@ import datetime as dt
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
+from exchange_ext.sync.labels import ENGLISH, ItemLabels
+
 
 class ItemKind(StrEnum):
     APPOINTMENT = "appointment"
@@ -349,6 +351,8 @@ class SyncOptions:
     guard_ratio: float = 0.5
     # Set for one run by an admin who confirmed the deletions the guard stopped.
     guard_overridden: bool = False
+    # The words written into exported items, in the resource's language (English by default).
+    labels: ItemLabels = ENGLISH
 
     def tag_for(self, key: PsaKey) -> PsaTag:
         return PsaTag(self.installation_id, key)
@@ -364,6 +368,8 @@ class ExchangeView:
     occurrences in the window are all in ``items`` even in an incremental view (a CalendarView
     read), so a linked occurrence of such a master that is absent was deleted.
     ``tagged`` holds items found by tag lookup outside the view (``find_by_tag``).
+    ``unchanged`` lists ids the read found exactly as their links hold them (not read again,
+    docs/performance.md): present, so never gone, even in a full read.
     """
 
     items: tuple[ExchangeItem, ...] = ()
@@ -371,3 +377,4 @@ class ExchangeView:
     full_read: bool = False
     expanded_series: frozenset[str] = frozenset()
     tagged: tuple[ExchangeItem, ...] = field(default=())
+    unchanged: frozenset[str] = frozenset()

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 from exchange_ext.backends import factory
 from exchange_ext.engine import status as mailbox_status
@@ -37,7 +38,7 @@ CREDENTIAL_FIELDS = (
     "client_certificate",
     "use_for_all_users",
 )
-SYNC_RUNNING_MESSAGE = (
+SYNC_RUNNING_MESSAGE = _(
     "We cannot save your changes at this time because a sync is running, please try again later."
 )
 
@@ -45,8 +46,9 @@ SYNC_RUNNING_MESSAGE = (
 class SyncRunning(Exception):
     """A guarded change was saved while a mailbox holds a live sync lease (nothing was saved)."""
 
-    def __init__(self, message: str = SYNC_RUNNING_MESSAGE) -> None:
-        super().__init__(message)
+    def __init__(self, message: str = "") -> None:
+        # Translated when raised: a refusal is shown to the administrator saving now.
+        super().__init__(message or str(SYNC_RUNNING_MESSAGE))
 
 
 @dataclass(frozen=True)

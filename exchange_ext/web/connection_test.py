@@ -17,6 +17,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from django.core.exceptions import ValidationError
+from django.utils.translation import gettext, gettext_noop
+from django.utils.translation import gettext_lazy as _
 
 from exchange_ext.backends import factory
 from exchange_ext.backends.base import BackendError
@@ -24,10 +26,15 @@ from exchange_ext.models import ExchangeConfig, MailboxSettings
 from exchange_ext.secrets import Secret, UndecryptableSecret
 from exchange_ext.web import validators
 
-FIX_FIELDS_MESSAGE = "Correct the marked fields, then save again."
-ASK_ADMIN_MESSAGE = "The MS Exchange settings of this installation are incomplete: ask your admin."
-EWS_CERTIFICATE_MESSAGE = (
+FIX_FIELDS_MESSAGE = _("Correct the marked fields, then save again.")
+ASK_ADMIN_MESSAGE = _(
+    "The MS Exchange settings of this installation are incomplete: ask your admin."
+)
+EWS_CERTIFICATE_MESSAGE = _(
     "Testing certificate sign-in over EWS is not available yet; use a client secret."
+)
+UNDECRYPTABLE_MESSAGE = gettext_noop(
+    "The stored secret cannot be decrypted (the keys changed): enter it again."
 )
 
 
@@ -110,7 +117,9 @@ def probe_config_connection(
     if report.ok and config.use_for_all_users and not target:
         return ConnectionReport(
             True,
-            "Connected and signed in. Impersonation will be checked when a resource is enabled.",
+            gettext(
+                "Connected and signed in. Impersonation will be checked when a resource is enabled."
+            ),
         )
     return report
 
@@ -133,7 +142,8 @@ def probe_mailbox_connection(settings: MailboxSettings, config: ExchangeConfig) 
         if report.ok or report.field_errors:
             return report
         # The app registration's problems are the admin's to fix: no field of this form.
-        return ConnectionReport(False, f"{report.message} Ask your admin.")
+        text = gettext("%(message)s Ask your admin.") % {"message": report.message}
+        return ConnectionReport(False, text)
     shared_account = config.use_for_all_users or not config.use_basic_auth
     if _config_problems(config, with_credentials=shared_account):
         return ConnectionReport(False, ASK_ADMIN_MESSAGE)
@@ -145,7 +155,7 @@ def probe_mailbox_connection(settings: MailboxSettings, config: ExchangeConfig) 
         return _probe(config, address, _SHARED_ACCOUNT)
     missing = _missing_own_credentials(settings)
     if missing:
-        return ConnectionReport(False, "Enter your username and password.", missing)
+        return ConnectionReport(False, gettext("Enter your username and password."), missing)
     return _probe(config, address, _OWN_ACCOUNT, mailbox_settings=settings)
 
 
@@ -164,7 +174,8 @@ def _probe(
         # the keys cannot open); this is the last word on anything they let through.
         if form is not _GENERAL:
             return ConnectionReport(False, ASK_ADMIN_MESSAGE)  # the admin's settings
-        return ConnectionReport(False, f"The connection cannot be tested: {error.message}.")
+        text = gettext("The connection cannot be tested: %(error)s.") % {"error": error.message}
+        return ConnectionReport(False, text)
     result = backend.probe(mailbox)
     return ConnectionReport(result.ok, result.message, _on_form(result.field_errors, form))
 
@@ -180,7 +191,7 @@ def _config_problems(config: ExchangeConfig, *, with_credentials: bool = True) -
     except ValidationError as error:
         problems["server_address"] = " ".join(error.messages)
     if re.search(r"[\s?#\\]|://|\.\.", config.virtual_directory or ""):
-        problems["virtual_directory"] = "Enter a path such as /EWS/Exchange.asmx."
+        problems["virtual_directory"] = gettext("Enter a path such as /EWS/Exchange.asmx.")
     if config.use_basic_auth and with_credentials:
         problems.update(_basic_credential_problems(config))
     return problems
@@ -189,7 +200,7 @@ def _config_problems(config: ExchangeConfig, *, with_credentials: bool = True) -
 def _basic_credential_problems(config: ExchangeConfig) -> dict[str, str]:
     problems: dict[str, str] = {}
     if not config.username.strip():
-        problems["username"] = "Enter the sync account's username."
+        problems["username"] = gettext("Enter the sync account's username.")
     problems.update(_password_problem(config.password, "password"))
     try:
         validators.validate_credentials_domain(config.username, config.domain)
@@ -200,21 +211,21 @@ def _basic_credential_problems(config: ExchangeConfig) -> dict[str, str]:
 
 def _password_problem(secret: Secret | str | None, name: str) -> dict[str, str]:
     if isinstance(secret, UndecryptableSecret):
-        return {name: "The stored secret cannot be decrypted (the keys changed): enter it again."}
+        return {name: gettext(UNDECRYPTABLE_MESSAGE)}
     if not secret:
-        return {name: "Enter the password."}
+        return {name: gettext("Enter the password.")}
     return {}
 
 
 def _oauth_problems(config: ExchangeConfig) -> dict[str, str]:
     """EWS over OAuth (Office 365 without Graph): the app registration's fields."""
     problems = {
-        name: "This field is required for Office 365."
+        name: gettext("This field is required for Office 365.")
         for name in ("tenant_id", "client_id")
         if not getattr(config, name).strip()
     }
     if not config.client_secret and not config.client_certificate:
-        problems["client_secret"] = "Enter a client secret (or a certificate)."
+        problems["client_secret"] = gettext("Enter a client secret (or a certificate).")
     if isinstance(config.client_secret, UndecryptableSecret):
         problems |= _password_problem(config.client_secret, "client_secret")
     return problems
@@ -223,22 +234,20 @@ def _oauth_problems(config: ExchangeConfig) -> dict[str, str]:
 def _graph_problems(config: ExchangeConfig) -> dict[str, str]:
     """Microsoft Graph: the app registration's fields that are missing or unreadable."""
     problems = {
-        name: "This field is required for Microsoft Graph."
+        name: gettext("This field is required for Microsoft Graph.")
         for name in ("tenant_id", "client_id")
         if not getattr(config, name).strip()
     }
     for name in ("client_secret", "client_certificate"):
         if isinstance(getattr(config, name), UndecryptableSecret):
-            problems[name] = (
-                "The stored secret cannot be decrypted (the keys changed): enter it again."
-            )
+            problems[name] = gettext(UNDECRYPTABLE_MESSAGE)
     if not config.client_secret and not config.client_certificate:
-        problems["client_secret"] = "Enter a client secret or upload a certificate."
+        problems["client_secret"] = gettext("Enter a client secret or upload a certificate.")
     return problems
 
 
 def _missing_own_credentials(settings: MailboxSettings) -> dict[str, str]:
-    problems = {} if settings.username.strip() else {"username": "Enter your username."}
+    problems = {} if settings.username.strip() else {"username": gettext("Enter your username.")}
     return problems | _password_problem(settings.password, "password")
 
 

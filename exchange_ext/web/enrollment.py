@@ -14,6 +14,7 @@ from django.db import connection, transaction
 from django.db.models import Case, F, OuterRef, Subquery, When
 from django.db.models.functions import Lower
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from exchange_ext.engine import status as mailbox_status
 from exchange_ext.models import MailboxSettings
@@ -69,7 +70,9 @@ def refused_enrollments(resource_ids: Iterable[int]) -> dict[int, str]:
         if address:
             wanted[resource.pk] = address
         else:
-            refused[resource.pk] = f"{resource} has no email address to sync."
+            refused[resource.pk] = gettext("%(resource)s has no email address to sync.") % {
+                "resource": resource
+            }
     owners = (
         MailboxSettings.objects.filter(mailbox__in=set(wanted.values()))
         .select_related("resource")
@@ -79,10 +82,10 @@ def refused_enrollments(resource_ids: Iterable[int]) -> dict[int, str]:
     for resource_id, address in wanted.items():
         owner = owner_of.get(address)
         if owner is not None and owner.resource_id != resource_id:
-            refused[resource_id] = (
-                f"The mailbox {address} already belongs to {owner.resource}; an administrator "
+            refused[resource_id] = gettext(
+                "The mailbox %(mailbox)s already belongs to %(resource)s; an administrator "
                 "changes one of the two mailbox addresses on the resource's page first."
-            )
+            ) % {"mailbox": address, "resource": owner.resource}
     return refused
 
 

@@ -21,6 +21,8 @@ from typing import Any
 from django import forms
 from django.core.exceptions import ValidationError
 from django.forms.boundfield import BoundField
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
 
 from exchange_ext.models import ExchangeConfig, ImportMode, MailboxSettings
 from exchange_ext.web.validators import (
@@ -30,22 +32,22 @@ from exchange_ext.web.validators import (
     validate_server_address,
 )
 
-INTERVAL_MESSAGE = "Sync interval must be between 10 and 1440 minutes"
-DAYS_MESSAGE = "Enter a number of days between 1 and 30"
-KEEP_PASSWORD_HELP = "Leave blank to keep the stored password."
-SHARED_ACCOUNT_HELP = (
+INTERVAL_MESSAGE = _("Sync interval must be between 10 and 1440 minutes")
+DAYS_MESSAGE = _("Enter a number of days between 1 and 30")
+KEEP_PASSWORD_HELP = _("Leave blank to keep the stored password.")
+SHARED_ACCOUNT_HELP = _(
     "Your administrator syncs all mailboxes with a shared service account; no password is needed."
 )
-TURNED_OFF_HELP = "Turned off by your administrator."
-PUBLIC_FOLDER_WARNING = "Every Exchange user in your organisation can read this folder."
-MAILBOX_READ_ONLY_HELP = (
+TURNED_OFF_HELP = _("Turned off by your administrator.")
+PUBLIC_FOLDER_WARNING = _("Every Exchange user in your organisation can read this folder.")
+MAILBOX_READ_ONLY_HELP = _(
     "Set by your administrator when your sync was enabled; only an administrator changes it."
 )
-MAILBOX_ADMIN_HELP = (
+MAILBOX_ADMIN_HELP = _(
     "The mailbox this resource's sync opens. A new address is saved only after a connection "
     "test of it passes."
 )
-MAILBOX_BEFORE_ENABLING_HELP = (
+MAILBOX_BEFORE_ENABLING_HELP = _(
     "Blank: the resource's PSA email when you enable it on the Resources tab."
 )
 
@@ -100,7 +102,7 @@ class SecretFieldsMixin(WarningsMixin):
         for name in self.secret_fields:
             form.initial[name] = ""  # model_to_dict would hand the Secret to the widget
             if getattr(form.instance, name):
-                form.fields[name].help_text = "A value is stored. Leave blank to keep it."
+                form.fields[name].help_text = _("A value is stored. Leave blank to keep it.")
 
     def stored_or_typed(self, name: str) -> Any:
         """The posted secret, or the stored one when the field was left blank."""
@@ -123,6 +125,7 @@ class SecretFieldsMixin(WarningsMixin):
 def password_field() -> forms.CharField:
     """A write-only password input (never rendered back; blank keeps the stored one)."""
     return forms.CharField(
+        label=_("Password"),
         required=False,
         max_length=MAX_PASSWORD_LENGTH,
         strip=False,
@@ -142,22 +145,22 @@ class GeneralForm(SecretFieldsMixin, forms.ModelForm):
 
     password = password_field()
     client_secret = forms.CharField(
-        label="Client secret",
+        label=_("Client secret"),
         required=False,
         strip=False,
         widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "off"}),
     )
     client_certificate = forms.CharField(
-        label="Certificate and private key (PEM)",
+        label=_("Certificate and private key (PEM)"),
         required=False,
         widget=SecretTextarea(attrs={"rows": 3, "spellcheck": "false", "autocomplete": "off"}),
-        help_text="Paste the certificate and its private key, or use a client secret instead.",
+        help_text=_("Paste the certificate and its private key, or use a client secret instead."),
     )
     sync_interval_minutes = forms.IntegerField(
-        label="Request a sync every",
+        label=_("Request a sync every"),
         validators=[validate_interval],
         widget=forms.NumberInput(attrs={"min": 10, "max": 1440}),
-        help_text="Minutes, from 10 to 1440. A sync may take longer when Exchange is busy.",
+        help_text=_("Minutes, from 10 to 1440. A sync may take longer when Exchange is busy."),
     )
 
     class Meta:
@@ -182,16 +185,18 @@ class GeneralForm(SecretFieldsMixin, forms.ModelForm):
             "client_certificate",
             "notification_emails",
         ]
-        labels = {"username": "Username", "password": "Password", "domain": "Domain"}
+        labels = {"username": _("Username"), "password": _("Password"), "domain": _("Domain")}
         help_texts = {
-            "enabled": "When off, settings can be saved and tested but nothing syncs.",
-            "server_address": "Host name, optionally with :port (443 or 2610). Not an IP address.",
-            "virtual_directory": "Leave blank for /EWS/Exchange.asmx.",
-            "domain": r"Not needed when the username is DOMAIN\user or user@domain.",
-            "use_for_all_users": (
+            "enabled": _("When off, settings can be saved and tested but nothing syncs."),
+            "server_address": _(
+                "Host name, optionally with :port (443 or 2610). Not an IP address."
+            ),
+            "virtual_directory": _("Leave blank for /EWS/Exchange.asmx."),
+            "domain": _(r"Not needed when the username is DOMAIN\user or user@domain."),
+            "use_for_all_users": _(
                 "The sync account impersonates every enabled mailbox; users enter no password."
             ),
-            "notification_emails": "Separate addresses with semicolons.",
+            "notification_emails": _("Separate addresses with semicolons."),
         }
         widgets = {
             "notification_emails": forms.TextInput(
@@ -231,18 +236,18 @@ class GeneralForm(SecretFieldsMixin, forms.ModelForm):
         cleaned = super().clean()
         if cleaned.get("use_basic_auth"):
             cleaned["use_graph"] = False  # hidden in the UI, so never trusted from the POST
-            self._require("username", "Enter the sync account's username.")
+            self._require("username", gettext("Enter the sync account's username."))
             if not self.stored_or_typed("password"):
-                self.add_error("password", "Enter the sync account's password.")
+                self.add_error("password", gettext("Enter the sync account's password."))
             if cleaned.get("username"):
                 self._check_domain(cleaned)
         else:
-            self._require("tenant_id", "Enter the tenant ID of your Office 365 directory.")
-            self._require("client_id", "Enter the application (client) ID.")
+            self._require("tenant_id", gettext("Enter the tenant ID of your Office 365 directory."))
+            self._require("client_id", gettext("Enter the application (client) ID."))
             if not (
                 self.stored_or_typed("client_secret") or self.stored_or_typed("client_certificate")
             ):
-                self.add_error("client_secret", "Enter a client secret or a certificate.")
+                self.add_error("client_secret", gettext("Enter a client secret or a certificate."))
         self._clean_secrets()
         return cleaned
 
@@ -267,16 +272,16 @@ class SynchronizationForm(forms.ModelForm):
     bound_field_class = WarningBoundField
 
     past_days = forms.IntegerField(
-        label="Past calendar entries",
+        label=_("Past calendar entries"),
         validators=[validate_days],
         widget=forms.NumberInput(attrs={"min": 1, "max": 30}),
-        help_text="Days back the sync looks (1–30).",
+        help_text=_("Days back the sync looks (1–30)."),
     )
     recurring_days = forms.IntegerField(
-        label="Recurring calendar entries",
+        label=_("Recurring calendar entries"),
         validators=[validate_days],
         widget=forms.NumberInput(attrs={"min": 1, "max": 30}),
-        help_text="Days ahead recurring series are expanded (1–30).",
+        help_text=_("Days ahead recurring series are expanded (1–30)."),
     )
 
     class Meta:
@@ -294,10 +299,10 @@ class SynchronizationForm(forms.ModelForm):
         ]
         widgets = {"import_mode": forms.RadioSelect}
         help_texts = {
-            "sync_appointments": "Export PSA appointments to each resource's calendar.",
-            "sync_service_calls": "Export service calls to every assigned resource.",
-            "sync_todos": "Export and import the to-dos assigned to each resource.",
-            "import_free_time": (
+            "sync_appointments": _("Export PSA appointments to each resource's calendar."),
+            "sync_service_calls": _("Export service calls to every assigned resource."),
+            "sync_todos": _("Export and import the to-dos assigned to each resource."),
+            "import_free_time": _(
                 "Off: appointments shown as Free are not imported. Imported free time does not "
                 "count toward availability."
             ),
@@ -309,9 +314,9 @@ class SynchronizationForm(forms.ModelForm):
         if self.uses_graph:
             self.fields["public_contacts_folder"].disabled = True
         self.fields["import_mode"].choices = [
-            (ImportMode.ALL, "With ALL details (subject, body, attendees, location)"),
-            (ImportMode.TIMES_ONLY, "Without details (start and end only)"),
-            (ImportMode.NONE, "Do not import"),
+            (ImportMode.ALL, gettext("With ALL details (subject, body, attendees, location)")),
+            (ImportMode.TIMES_ONLY, gettext("Without details (start and end only)")),
+            (ImportMode.NONE, gettext("Do not import")),
         ]
 
     def clean(self) -> dict[str, Any]:
@@ -332,9 +337,9 @@ class IdListField(forms.Field):
         try:
             ids = {int(v) for v in values}
         except (TypeError, ValueError):
-            raise ValidationError("Invalid resource id.", code="invalid") from None
+            raise ValidationError(_("Invalid resource id."), code="invalid") from None
         if any(i <= 0 for i in ids):
-            raise ValidationError("Invalid resource id.", code="invalid")
+            raise ValidationError(_("Invalid resource id."), code="invalid")
         return ids
 
 
@@ -351,7 +356,7 @@ class ResourcesForm(forms.Form):
         cleaned = super().clean()
         shown, enabled = cleaned.get("shown", set()), cleaned.get("enabled", set())
         if not enabled <= shown:
-            raise ValidationError("Only resources shown on the page can be enabled.")
+            raise ValidationError(gettext("Only resources shown on the page can be enabled."))
         return cleaned
 
     @property
@@ -382,13 +387,13 @@ class MailboxSettingsForm(SecretFieldsMixin, forms.ModelForm):
 
     password = password_field()
     past_days = forms.IntegerField(
-        label="Past days",
+        label=_("Past days"),
         required=False,
         validators=[validate_days],
         widget=forms.NumberInput(attrs={"min": 1, "max": 30}),
     )
     recurring_days = forms.IntegerField(
-        label="Recurring days",
+        label=_("Recurring days"),
         required=False,
         validators=[validate_days],
         widget=forms.NumberInput(attrs={"min": 1, "max": 30}),
@@ -408,7 +413,7 @@ class MailboxSettingsForm(SecretFieldsMixin, forms.ModelForm):
             "past_days",
             "recurring_days",
         ]
-        labels = {"username": "Username", "password": "Password"}
+        labels = {"username": _("Username"), "password": _("Password")}
 
     def __init__(
         self,
@@ -427,10 +432,9 @@ class MailboxSettingsForm(SecretFieldsMixin, forms.ModelForm):
         if not self.instance.mailbox:
             self.initial["mailbox"] = self.instance.resource.email.lower()
         self._init_mailbox()
-        self.fields["past_days"].help_text = f"Blank: {config.past_days} (organisation default)."
-        self.fields[
-            "recurring_days"
-        ].help_text = f"Blank: {config.recurring_days} (organisation default)."
+        default_help = gettext("Blank: %(days)s (organisation default).")
+        self.fields["past_days"].help_text = default_help % {"days": config.past_days}
+        self.fields["recurring_days"].help_text = default_help % {"days": config.recurring_days}
         self._init_secrets()
         self._disable_by_config(config)
 
@@ -479,8 +483,11 @@ class MailboxSettingsForm(SecretFieldsMixin, forms.ModelForm):
         )
         if mailbox and owner is not None:
             raise ValidationError(
-                f"{mailbox} is already the mailbox of {owner.resource}. One mailbox belongs to "
-                "one resource."
+                gettext(
+                    "%(mailbox)s is already the mailbox of %(resource)s. One mailbox belongs to "
+                    "one resource."
+                )
+                % {"mailbox": mailbox, "resource": owner.resource}
             )
         return mailbox
 
@@ -493,11 +500,11 @@ class MailboxSettingsForm(SecretFieldsMixin, forms.ModelForm):
         trial.mailbox = mailbox
         report = self._probe(trial)
         if not report.ok:
-            self.add_error(
-                "mailbox",
-                f"The connection test of {mailbox} failed, so the address was not changed: "
-                f"{report.message}",
+            text = gettext(
+                "The connection test of %(mailbox)s failed, so the address was not changed: "
+                "%(message)s"
             )
+            self.add_error("mailbox", text % {"mailbox": mailbox, "message": report.message})
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()

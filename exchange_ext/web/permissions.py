@@ -18,6 +18,7 @@ from django.contrib.auth.decorators import login_required
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
+from django.utils.translation import gettext
 
 from psa.resources.models import Resource
 
@@ -34,7 +35,7 @@ def can_manage_extension(user: User) -> bool:
 def require_manage_extension(user: User) -> None:
     """Raise PermissionDenied (HTTP 403) unless ``user`` configures the extension."""
     if not can_manage_extension(user):
-        raise PermissionDenied("Only MS Exchange administrators can open this page.")
+        raise PermissionDenied(gettext("Only MS Exchange administrators can open this page."))
 
 
 def manager_required(view: View) -> View:

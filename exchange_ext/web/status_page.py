@@ -10,6 +10,7 @@ import logging
 from dataclasses import dataclass
 
 from django.db.models import Count, Q
+from django.utils.translation import gettext
 
 from exchange_ext.models import MailboxSettings, ServerOutage, SyncRun
 
@@ -84,4 +85,4 @@ def queue_depth() -> QueueDepth:
         return QueueDepth(waiting=int(broker.queue_size() or 0), broker=broker.info())
     except Exception as error:  # Redis down: the page still renders, saying so
         logger.warning("queue depth unavailable: %s", type(error).__name__)
-        return QueueDepth(waiting=None, broker="unreachable")
+        return QueueDepth(waiting=None, broker=gettext("unreachable"))

@@ -14,13 +14,17 @@ import re
 import idna
 from django.core.exceptions import ImproperlyConfigured, ValidationError
 from django.core.validators import EmailValidator
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
 
 MAX_PASSWORD_LENGTH = 128
 ALLOWED_PORTS_ENV = "EXCHANGE_ALLOWED_PORTS"
 DEFAULT_ALLOWED_PORTS = (443, 2610)
 
-HOST_ONLY_MESSAGE = "Enter the host name only, e.g. mail.example.com — without https:// or a path."
-IP_LITERAL_MESSAGE = (
+HOST_ONLY_MESSAGE = _(
+    "Enter the host name only, e.g. mail.example.com — without https:// or a path."
+)
+IP_LITERAL_MESSAGE = _(
     "IP addresses are not allowed: enter the server's host name, which must match its TLS "
     "certificate."
 )
@@ -57,7 +61,7 @@ def validate_server_address(value: str) -> str:
     """
     value = (value or "").strip()
     if not value:
-        raise ValidationError("Enter the Exchange server's host name.", code="required")
+        raise ValidationError(_("Enter the Exchange server's host name."), code="required")
     if "://" in value or _URL_PARTS.search(value) or any(ch.isspace() for ch in value):
         raise ValidationError(HOST_ONLY_MESSAGE, code="not_host")
     host, port = _split_port(value)
@@ -94,7 +98,7 @@ def _reject_ip_literal(host: str) -> None:
 
 def _normalize_host_name(host: str) -> str:
     invalid = ValidationError(
-        "Enter a valid host name, e.g. mail.example.com.", code="invalid_host"
+        _("Enter a valid host name, e.g. mail.example.com."), code="invalid_host"
     )
     host = host.lower().removesuffix(".")
     try:
@@ -114,9 +118,16 @@ def _check_port(port: str) -> None:
     allowed = ", ".join(str(p) for p in ports)
     if not port.isdigit() or int(port) not in ports:
         raise ValidationError(
-            f"Port {port or '(empty)'} is not allowed: use one of {allowed} "
-            f"(operators set the allowed ports with {ALLOWED_PORTS_ENV}).",
+            _(
+                "Port %(port)s is not allowed: use one of %(allowed)s "
+                "(operators set the allowed ports with %(setting)s)."
+            ),
             code="port",
+            params={
+                "port": port or gettext("(empty)"),
+                "allowed": allowed,
+                "setting": ALLOWED_PORTS_ENV,
+            },
         )
 
 
@@ -130,14 +141,14 @@ def validate_notification_emails(value: str) -> list[str]:
     value = value or ""
     if any(ord(ch) < 32 or ord(ch) == 127 for ch in value.replace("\t", " ")):
         raise ValidationError(
-            "Line breaks and control characters are not allowed in the address list.",
+            _("Line breaks and control characters are not allowed in the address list."),
             code="control",
         )
     entries = [entry.strip() for entry in value.split(";")]
     addresses = [entry for entry in entries if entry]
     if any("," in entry for entry in addresses):
         raise ValidationError(
-            "Separate addresses with semicolons, not commas: %(bad)s",
+            _("Separate addresses with semicolons, not commas: %(bad)s"),
             code="comma",
             params={"bad": "; ".join(a for a in addresses if "," in a)},
         )
@@ -145,7 +156,9 @@ def validate_notification_emails(value: str) -> list[str]:
     bad = [address for address in addresses if not _is_valid_email(validator, address)]
     if bad:
         raise ValidationError(
-            "Not a valid email address: %(bad)s", code="invalid", params={"bad": "; ".join(bad)}
+            _("Not a valid email address: %(bad)s"),
+            code="invalid",
+            params={"bad": "; ".join(bad)},
         )
     return addresses
 
@@ -175,11 +188,18 @@ def validate_credentials_domain(username: str, domain: str) -> None:
     carried = _domains_in_username(username)
     if not carried and not domain:
         raise ValidationError(
-            {"domain": "Enter the domain, or write the username as DOMAIN\\user or user@domain."}
+            {
+                "domain": gettext(
+                    "Enter the domain, or write the username as DOMAIN\\user or user@domain."
+                )
+            }
         )
     if carried and domain and domain.lower() not in carried:
         raise ValidationError(
-            {"domain": f"The domain {domain} does not match the one in the username."}
+            {
+                "domain": gettext("The domain %(domain)s does not match the one in the username.")
+                % {"domain": domain}
+            }
         )
 
 

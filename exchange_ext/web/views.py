@@ -19,6 +19,8 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.translation import gettext, ngettext
+from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_POST
 
 from exchange_ext.engine import held
@@ -38,11 +40,12 @@ from exchange_ext.web.forms import (
 )
 from exchange_ext.web.permissions import manager_required
 from exchange_ext.web.status_page import status_page
+from psa.i18n.collation import collated
 from psa.resources.models import Resource
 from psa.resources.permissions import own_resource
 from psa.scheduling.selection import fallback_zone_name
 
-SAVED_MESSAGE = "MS Exchange configuration successfully updated."
+SAVED_MESSAGE = _("MS Exchange configuration successfully updated.")
 RESOURCES_PER_PAGE = 50
 
 
@@ -52,15 +55,15 @@ class AdminTab:
     current one's slug."""
 
     slug: str
-    label: str
+    label: str  # a lazy translation: rendered in the viewer's language
     url_name: str
 
 
 ADMIN_TABS = (
-    AdminTab("general", "General", "exchange_ext:general"),
-    AdminTab("synchronization", "Synchronization", "exchange_ext:synchronization"),
-    AdminTab("resources", "Resources", "exchange_ext:resources"),
-    AdminTab("status", "Status", "exchange_ext:status"),
+    AdminTab("general", _("General"), "exchange_ext:general"),
+    AdminTab("synchronization", _("Synchronization"), "exchange_ext:synchronization"),
+    AdminTab("resources", _("Resources"), "exchange_ext:resources"),
+    AdminTab("status", _("Status"), "exchange_ext:status"),
 )
 
 
@@ -97,8 +100,10 @@ def _save_general(request: HttpRequest, form: GeneralForm) -> bool:
     if outcome.resync_reset:
         messages.info(
             request,
-            "The server settings changed: every mailbox's items will be re-read on the next "
-            "sync (existing items are re-linked, not duplicated).",
+            gettext(
+                "The server settings changed: every mailbox's items will be re-read on the next "
+                "sync (existing items are re-linked, not duplicated)."
+            ),
         )
     return True
 
@@ -144,7 +149,7 @@ class ResourceRow:
     def status(self) -> tuple[str, str]:
         """(css class, label): Disabled unless enabled here; else the runner's status."""
         if not self.enabled or self.settings is None:
-            return "disabled", "Disabled"
+            return "disabled", gettext("Disabled")
         return self.settings.status, self.settings.get_status_display()
 
 
@@ -180,7 +185,7 @@ def _resource_rows(query: str) -> QuerySet[Resource]:
             | Q(email__icontains=word)
             | Q(exchange_settings__mailbox__icontains=word)
         )
-    return rows.order_by("last_name", "first_name", "pk")
+    return rows.order_by(collated("last_name"), collated("first_name"), "pk")
 
 
 def _loaded_settings(resource: Resource) -> MailboxSettings | None:
@@ -192,7 +197,8 @@ def _loaded_settings(resource: Resource) -> MailboxSettings | None:
 
 def _save_enrollment(request: HttpRequest, form: ResourcesForm) -> None:
     if not form.is_valid():
-        messages.error(request, "Nothing was saved: " + " ".join(form.non_field_errors()))
+        errors = " ".join(form.non_field_errors())
+        messages.error(request, gettext("Nothing was saved: %(errors)s") % {"errors": errors})
         return
     disabled_ids = form.disabled_ids
     were_enabled = MailboxSettings.objects.filter(resource_id__in=disabled_ids, sync_enabled=True)
@@ -200,14 +206,27 @@ def _save_enrollment(request: HttpRequest, form: ResourcesForm) -> None:
     refused = refused_enrollments(form.cleaned_data["enabled"])
     enabled = set_enabled_resources(form.cleaned_data["enabled"], disabled_ids)
     for reason in refused.values():
-        messages.error(request, f"Not enabled: {reason}")
+        messages.error(request, gettext("Not enabled: %(reason)s") % {"reason": reason})
     dispatcher.enqueue_syncs([s.pk for s in enabled], SyncRun.Trigger.SCHEDULED)
     failed = send_setup_emails(enabled)
     sent = sorted(s.resource.email for s in enabled if s.resource.email not in failed)
-    text = f"{_count(len(enabled), 'resource')} enabled, {disabled} disabled"
-    messages.success(request, text + (f"; setup email sent to {', '.join(sent)}." if sent else "."))
+    counts = {"enabled": len(enabled), "disabled": disabled, "sent": ", ".join(sent)}
+    if sent:
+        text = ngettext(
+            "%(enabled)d resource enabled, %(disabled)d disabled; setup email sent to %(sent)s.",
+            "%(enabled)d resources enabled, %(disabled)d disabled; setup email sent to %(sent)s.",
+            len(enabled),
+        )
+    else:
+        text = ngettext(
+            "%(enabled)d resource enabled, %(disabled)d disabled.",
+            "%(enabled)d resources enabled, %(disabled)d disabled.",
+            len(enabled),
+        )
+    messages.success(request, text % counts)
     if failed:
-        messages.warning(request, f"The setup email could not be sent to {', '.join(failed)}.")
+        text = gettext("The setup email could not be sent to %(addresses)s.")
+        messages.warning(request, text % {"addresses": ", ".join(failed)})
 
 
 def _resources_url(query: str, page: Any) -> str:
@@ -291,7 +310,7 @@ def _settings_page(request: HttpRequest, resource: Resource, *, admin: bool) -> 
         form.save()
         mailbox_status.lift_stop(form.instance.pk)
         dispatcher.enqueue_syncs([form.instance.pk], SyncRun.Trigger.SCHEDULED)
-        messages.success(request, "MS Exchange settings saved.")
+        messages.success(request, gettext("MS Exchange settings saved."))
         return redirect(_settings_urls(resource, admin)["save"])
     return _render_settings(request, form, resource, admin=admin, status=_status(form))
 
@@ -303,10 +322,12 @@ def _test_connection(request: HttpRequest, resource: Resource, *, admin: bool) -
     report = probe_mailbox_connection(settings, config)
     form = MailboxSettingsForm(instance=settings, config=config, admin=admin)
     if report.ok:
-        messages.success(request, f"Connection test passed. {report.message}".strip())
+        text = gettext("Connection test passed. %(message)s") % {"message": report.message}
+        messages.success(request, text.strip())
     else:
         form.add_warnings(report.field_errors)
-        messages.error(request, f"Connection test failed: {report.message}")
+        text = gettext("Connection test failed: %(message)s") % {"message": report.message}
+        messages.error(request, text)
     return _render_settings(request, form, resource, admin=admin)
 
 
@@ -315,17 +336,21 @@ def _request_sync(request: HttpRequest, resource: Resource, *, admin: bool) -> H
     be lost or find the mailbox busy); refused when it could not run."""
     settings = _settings_of(resource)
     if not ExchangeConfig.load().enabled:
-        messages.error(request, "The MS Exchange integration is turned off; nothing syncs.")
+        messages.error(
+            request, gettext("The MS Exchange integration is turned off; nothing syncs.")
+        )
     elif not settings.sync_enabled:
         messages.error(
             request,
-            "Sync is not enabled for this resource. An administrator enables it on the "
-            "MS Exchange Resources tab.",
+            gettext(
+                "Sync is not enabled for this resource. An administrator enables it on the "
+                "MS Exchange Resources tab."
+            ),
         )
     else:
         MailboxSettings.objects.filter(pk=settings.pk).update(sync_requested_at=timezone.now())
         dispatcher.enqueue_sync(settings.pk, SyncRun.Trigger.SYNC_NOW)
-        messages.success(request, "Sync requested; it will start within a minute.")
+        messages.success(request, gettext("Sync requested; it will start within a minute."))
     return redirect(_settings_urls(resource, admin)["save"])
 
 
@@ -386,7 +411,3 @@ def _viewer_zone(request: HttpRequest) -> str:
 
 def _status(form: Any) -> int:
     return 400 if form.is_bound and form.errors else 200
-
-
-def _count(n: int, noun: str) -> str:
-    return f"{n} {noun}{'' if n == 1 else 's'}"

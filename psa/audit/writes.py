@@ -76,10 +76,18 @@ def update_object(
 
 
 def delete_object(origin: Origin, instance: models.Model) -> None:
-    """Delete ``instance`` and record what it was."""
+    """Delete ``instance`` and record what it was: every field (many-to-many too) as
+    ``[old, None]``, so readers of the trail know what a deleted row pointed to."""
     with transaction.atomic():
         pk = instance.pk
-        _record(origin, instance, AuditEntry.Action.DELETE, {})
+        changes: Changes = {
+            field.name: [_jsonable(getattr(instance, field.attname)), None]
+            for field in instance._meta.concrete_fields
+            if not field.primary_key
+        }
+        many = instance._meta.many_to_many
+        changes.update({field.name: [_m2m_keys(instance, field.name), None] for field in many})
+        _record(origin, instance, AuditEntry.Action.DELETE, changes)
         instance.delete()
         instance.pk = pk  # listeners after commit still need to know which row went
 

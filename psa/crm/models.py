@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
+from django.utils.translation import gettext_lazy as _
 
 from psa.resources.models import Resource
 
@@ -12,11 +13,11 @@ from psa.resources.models import Resource
 class Address(models.Model):
     """Postal address fields shared by accounts and contacts."""
 
-    street = models.CharField(max_length=200, blank=True)
-    city = models.CharField(max_length=100, blank=True)
-    postal_code = models.CharField(max_length=20, blank=True)
-    state = models.CharField(max_length=100, blank=True)
-    country = models.CharField(max_length=100, blank=True)
+    street = models.CharField(max_length=200, blank=True, verbose_name=_("street"))
+    city = models.CharField(max_length=100, blank=True, verbose_name=_("city"))
+    postal_code = models.CharField(max_length=20, blank=True, verbose_name=_("postal code"))
+    state = models.CharField(max_length=100, blank=True, verbose_name=_("state"))
+    country = models.CharField(max_length=100, blank=True, verbose_name=_("country"))
 
     class Meta:
         abstract = True
@@ -36,18 +37,21 @@ class Address(models.Model):
 class Account(Address):
     """A client organisation, looked after by an account manager."""
 
-    name = models.CharField(max_length=200, unique=True)
-    phone = models.CharField(max_length=50, blank=True)
+    name = models.CharField(max_length=200, unique=True, verbose_name=_("name"))
+    phone = models.CharField(max_length=50, blank=True, verbose_name=_("phone"))
     account_manager = models.ForeignKey(
         Resource,
         null=True,
         blank=True,
         on_delete=models.SET_NULL,
         related_name="managed_accounts",
+        verbose_name=_("account manager"),
     )
-    active = models.BooleanField(default=True)
+    active = models.BooleanField(default=True, verbose_name=_("active"))
 
     class Meta:
+        verbose_name = _("account")
+        verbose_name_plural = _("accounts")
         ordering = ["name"]
 
     def __str__(self) -> str:
@@ -57,19 +61,23 @@ class Account(Address):
 class Contact(Address):
     """A person at an account. Up to three email addresses, as Exchange contacts hold."""
 
-    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="contacts")
-    first_name = models.CharField(max_length=100, blank=True)
-    last_name = models.CharField(max_length=100)
-    title = models.CharField(max_length=100, blank=True)
-    email = models.EmailField(blank=True)
-    email2 = models.EmailField(blank=True)
-    email3 = models.EmailField(blank=True)
-    business_phone = models.CharField(max_length=50, blank=True)
-    mobile_phone = models.CharField(max_length=50, blank=True)
-    fax = models.CharField(max_length=50, blank=True)
-    active = models.BooleanField(default=True)
+    account = models.ForeignKey(
+        Account, on_delete=models.CASCADE, related_name="contacts", verbose_name=_("account")
+    )
+    first_name = models.CharField(max_length=100, blank=True, verbose_name=_("first name"))
+    last_name = models.CharField(max_length=100, verbose_name=_("last name"))
+    title = models.CharField(max_length=100, blank=True, verbose_name=_("title"))
+    email = models.EmailField(blank=True, verbose_name=_("email"))
+    email2 = models.EmailField(blank=True, verbose_name=_("email2"))
+    email3 = models.EmailField(blank=True, verbose_name=_("email3"))
+    business_phone = models.CharField(max_length=50, blank=True, verbose_name=_("business phone"))
+    mobile_phone = models.CharField(max_length=50, blank=True, verbose_name=_("mobile phone"))
+    fax = models.CharField(max_length=50, blank=True, verbose_name=_("fax"))
+    active = models.BooleanField(default=True, verbose_name=_("active"))
 
     class Meta:
+        verbose_name = _("contact")
+        verbose_name_plural = _("contacts")
         ordering = ["last_name", "first_name", "id"]
 
     def __str__(self) -> str:
@@ -88,25 +96,37 @@ class Opportunity(models.Model):
     """A potential sale at an account, owned by a resource."""
 
     class Stage(models.TextChoices):
-        PROSPECT = "prospect", "Prospect"
-        QUALIFIED = "qualified", "Qualified"
-        PROPOSAL = "proposal", "Proposal"
-        NEGOTIATION = "negotiation", "Negotiation"
-        WON = "won", "Closed – won"
-        LOST = "lost", "Closed – lost"
+        PROSPECT = "prospect", _("Prospect")
+        QUALIFIED = "qualified", _("Qualified")
+        PROPOSAL = "proposal", _("Proposal")
+        NEGOTIATION = "negotiation", _("Negotiation")
+        WON = "won", _("Closed – won")
+        LOST = "lost", _("Closed – lost")
 
-    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="opportunities")
-    contact = models.ForeignKey(
-        Contact, null=True, blank=True, on_delete=models.SET_NULL, related_name="opportunities"
+    account = models.ForeignKey(
+        Account, on_delete=models.CASCADE, related_name="opportunities", verbose_name=_("account")
     )
-    owner = models.ForeignKey(Resource, on_delete=models.PROTECT, related_name="opportunities")
-    title = models.CharField(max_length=200)
-    stage = models.CharField(max_length=20, choices=Stage.choices, default=Stage.PROSPECT)
-    closed = models.BooleanField(default=False)
+    contact = models.ForeignKey(
+        Contact,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="opportunities",
+        verbose_name=_("contact"),
+    )
+    owner = models.ForeignKey(
+        Resource, on_delete=models.PROTECT, related_name="opportunities", verbose_name=_("owner")
+    )
+    title = models.CharField(max_length=200, verbose_name=_("title"))
+    stage = models.CharField(
+        max_length=20, choices=Stage.choices, default=Stage.PROSPECT, verbose_name=_("stage")
+    )
+    closed = models.BooleanField(default=False, verbose_name=_("closed"))
 
     class Meta:
+        verbose_name = _("opportunity")
+        verbose_name_plural = _("opportunities")
         ordering = ["account__name", "title"]
-        verbose_name_plural = "opportunities"
         constraints = [
             # A won or lost opportunity is closed; an open stage is not.
             models.CheckConstraint(
@@ -122,5 +142,5 @@ class Opportunity(models.Model):
     def clean(self) -> None:
         if self.contact_id and self.account_id and self.contact.account_id != self.account_id:
             raise ValidationError(
-                {"contact": "The contact must belong to the opportunity's account."}
+                {"contact": _("The contact must belong to the opportunity's account.")}
             )

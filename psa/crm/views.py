@@ -15,11 +15,14 @@ from django.shortcuts import get_object_or_404, render
 from django.views.decorators.http import require_GET
 
 from psa.crm.models import Account, Contact
+from psa.i18n.collation import collated
 from psa.resources.permissions import own_resource, require_directory_access
 from psa.scheduling.models import ServiceCall
 from psa.scheduling.selection import fallback_zone_name
 
 PAGE_SIZE = 25
+# Names in the readers' order (docs/i18n.md, "Sorted lists"), as the models' Meta.ordering.
+CONTACT_ORDER = (collated("last_name"), collated("first_name"), "pk")
 ACTIVE_FILTERS = {"active": Q(active=True), "inactive": Q(active=False), "all": Q()}
 
 
@@ -29,7 +32,7 @@ def account_list(request: HttpRequest) -> HttpResponse:
     """Accounts whose name or city contains ``?q=``."""
     require_directory_access(request.user)
     query = request.GET.get("q", "").strip()
-    accounts = Account.objects.select_related("account_manager")
+    accounts = Account.objects.select_related("account_manager").order_by(collated("name"), "pk")
     if query:
         accounts = accounts.filter(Q(name__icontains=query) | Q(city__icontains=query))
     context = {"page": _page(request, accounts), "q": query}
@@ -47,7 +50,7 @@ def account_detail(request: HttpRequest, pk: int) -> HttpResponse:
     ).prefetch_related("resources", "tickets")
     context = {
         "account": account,
-        "contacts": account.contacts.all(),
+        "contacts": account.contacts.order_by(*CONTACT_ORDER),
         "opportunities": account.opportunities.select_related("owner", "contact"),
         "service_calls": open_calls,
         "todos": account.todos.filter(completed_at=None).select_related("resource", "contact"),
@@ -65,7 +68,11 @@ def contact_list(request: HttpRequest) -> HttpResponse:
     active = request.GET.get("active", "active")
     if active not in ACTIVE_FILTERS:
         active = "active"
-    contacts = Contact.objects.select_related("account").filter(ACTIVE_FILTERS[active])
+    contacts = (
+        Contact.objects.select_related("account")
+        .filter(ACTIVE_FILTERS[active])
+        .order_by(*CONTACT_ORDER)
+    )
     if query:
         contacts = contacts.filter(_contact_search(query))
     context = {"page": _page(request, contacts), "q": query, "active": active}

@@ -1,7 +1,8 @@
 from django.apps import AppConfig
+from django.utils.translation import gettext_lazy as _
 
 
 class ExtensionsConfig(AppConfig):
     name = "psa.extensions"
     label = "extensions"
-    verbose_name = "Extensions & Integrations"
+    verbose_name = _("Extensions & Integrations")

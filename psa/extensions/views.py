@@ -8,6 +8,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
+from django.utils.translation import gettext as _
 
 from psa.extensions.registry import extension_pages_for
 
@@ -16,6 +17,6 @@ from psa.extensions.registry import extension_pages_for
 def extension_index(request: HttpRequest) -> HttpResponse:
     pages = extension_pages_for(request.user)
     if not pages:
-        raise PermissionDenied("You have no extension to configure.")
+        raise PermissionDenied(_("You have no extension to configure."))
     groups = [(group, list(items)) for group, items in groupby(pages, key=lambda p: p.group)]
     return render(request, "extensions/index.html", {"groups": groups})

@@ -15,10 +15,17 @@ from psa.resources.timezones import validate_time_zone
 class Organisation(models.Model):
     """The MSP that runs this PSA installation (one row)."""
 
-    name = models.CharField(max_length=200)
+    name = models.CharField(max_length=200, verbose_name=_("name"))
     default_time_zone = models.CharField(
-        max_length=64, default="UTC", validators=[validate_time_zone]
+        max_length=64,
+        default="UTC",
+        validators=[validate_time_zone],
+        verbose_name=_("default time zone"),
     )
+
+    class Meta:
+        verbose_name = _("organisation")
+        verbose_name_plural = _("organisations")
 
     def __str__(self) -> str:
         return self.name
@@ -37,22 +44,34 @@ class Resource(models.Model):
     """
 
     user = models.OneToOneField(
-        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="resource"
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        related_name="resource",
+        verbose_name=_("user"),
     )
-    first_name = models.CharField(max_length=100)
-    last_name = models.CharField(max_length=100)
-    email = models.EmailField()
-    time_zone = models.CharField(max_length=64, default="UTC", validators=[validate_time_zone])
-    active = models.BooleanField(default=True)
+    first_name = models.CharField(max_length=100, verbose_name=_("first name"))
+    last_name = models.CharField(max_length=100, verbose_name=_("last name"))
+    email = models.EmailField(verbose_name=_("email"))
+    time_zone = models.CharField(
+        max_length=64, default="UTC", validators=[validate_time_zone], verbose_name=_("time zone")
+    )
+    active = models.BooleanField(default=True, verbose_name=_("active"))
     # Blank: never chosen; pages then follow the browser, and emails and the text written into
     # Exchange items follow PSA_LANGUAGE (psa/i18n/__init__.py, docs/i18n.md).
     language = models.CharField(
-        _("language"), max_length=10, blank=True, default="", choices=settings.LANGUAGES
+        _("language"),
+        max_length=10,
+        blank=True,
+        default="",
+        db_default="",
+        choices=settings.LANGUAGES,
     )
 
     objects = ResourceQuerySet.as_manager()
 
     class Meta:
+        verbose_name = _("resource")
+        verbose_name_plural = _("resources")
         ordering = ["last_name", "first_name", "id"]
         permissions = [
             ("view_all_calendars", "Can see and edit every resource's calendar"),

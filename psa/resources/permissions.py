@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.core.exceptions import PermissionDenied
+from django.utils.translation import gettext as _
 
 from psa.resources.models import Resource
 
@@ -42,7 +43,7 @@ def can_manage_resource(user: User, resource: Resource) -> bool:
 def require_resource_access(user: User, resource: Resource) -> None:
     """Raise PermissionDenied (HTTP 403) unless ``user`` may manage ``resource``."""
     if not can_manage_resource(user, resource):
-        raise PermissionDenied("You can only work on your own calendar.")
+        raise PermissionDenied(_("You can only work on your own calendar."))
 
 
 def can_dispatch(user: User) -> bool:
@@ -62,12 +63,12 @@ def can_edit_service_call(user: User, service_call: ServiceCall) -> bool:
 
 def require_service_call_access(user: User, service_call: ServiceCall) -> None:
     if not can_edit_service_call(user, service_call):
-        raise PermissionDenied("Only dispatchers and assigned technicians can edit this call.")
+        raise PermissionDenied(_("Only dispatchers and assigned technicians can edit this call."))
 
 
 def require_dispatcher(user: User) -> None:
     if not can_dispatch(user):
-        raise PermissionDenied("Only dispatchers and administrators can do this.")
+        raise PermissionDenied(_("Only dispatchers and administrators can do this."))
 
 
 def can_use_directory(user: User) -> bool:
@@ -78,4 +79,4 @@ def can_use_directory(user: User) -> bool:
 
 def require_directory_access(user: User) -> None:
     if not can_use_directory(user):
-        raise PermissionDenied("Your login is not linked to a PSA resource.")
+        raise PermissionDenied(_("Your login is not linked to a PSA resource."))

@@ -6,6 +6,7 @@ import zoneinfo
 from functools import cache
 
 from django.core.exceptions import ValidationError
+from django.utils.translation import gettext_lazy as _
 
 
 @cache
@@ -17,7 +18,7 @@ def time_zone_names() -> tuple[str, ...]:
 def validate_time_zone(name: str) -> None:
     """Reject anything that is not an IANA zone name (``Europe/Berlin``, ``UTC``)."""
     if name not in time_zone_names():
-        raise ValidationError("%(name)s is not a known time zone.", params={"name": name})
+        raise ValidationError(_("%(name)s is not a known time zone."), params={"name": name})
 
 
 def time_zone_choices() -> list[tuple[str, str]]:

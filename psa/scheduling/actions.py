@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from django.db import transaction
+
 from psa.audit.origin import Origin
 from psa.audit.writes import Changes, create_object, delete_object, update_object
 from psa.resources.models import Resource
@@ -85,3 +87,12 @@ def do_create_ticket(origin: Origin, /, **fields: Any) -> Ticket:
 
 def do_update_ticket(origin: Origin, ticket: Ticket, /, **fields: Any) -> Changes:
     return update_object(origin, ticket, fields)
+
+
+def do_delete_ticket(origin: Origin, ticket: Ticket, /) -> None:
+    """Delete ``ticket``; the service calls referring to it lose it, each an audited write."""
+    with transaction.atomic():
+        for call in ticket.service_calls.all():
+            remaining = [t for t in call.tickets.all() if t.pk != ticket.pk]
+            update_object(origin, call, {}, many={"tickets": remaining})
+        delete_object(origin, ticket)

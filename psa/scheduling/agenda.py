@@ -13,6 +13,7 @@ from typing import Literal
 from zoneinfo import ZoneInfo
 
 from django.db.models import Q, QuerySet
+from django.utils.translation import gettext as _
 
 from psa.resources.models import Resource
 from psa.scheduling.localtime import day_start, local_today, week_start
@@ -124,7 +125,7 @@ def _when(
     """``09:00–10:00``; ``…`` where the item runs over the day's edge; zone abbreviations on a
     day the clocks change (Django's ``T`` format leaves them out exactly for repeated times)."""
     if all_day:
-        return "All day"
+        return _("All day")
     start = "…" if item.start < lo else _clock(item.start, tz, zoned)
     if item.end == item.start:
         return start

@@ -1,7 +1,9 @@
 """Forms for appointments, to-dos and service calls.
 
-Times are entered as local wall-clock date-times (``<input type="datetime-local">``) in the time
-zone given to the form (the resource's) and leave ``cleaned_data`` as aware UTC. Times that do
+Times are entered as local wall-clock date-times in the time zone given to the form (the
+resource's) and leave ``cleaned_data`` as aware UTC. Each is a native date input (an ISO value; the
+browser shows the date its own way) and a typed time that follows the product's language, not the
+browser's: ``15:00`` on a 24-hour clock, ``3:00 PM`` in US English (docs/i18n.md). Times that do
 not exist or happen twice around a DST change become errors on their field (see
 ``psa.scheduling.localtime``) — except an ambiguous time that is exactly the one the item already
 had, which keeps its instant so an unrelated edit of an item at such a time still saves.
@@ -10,49 +12,207 @@ had, which keeps its instant so an unrelated edit of an item at such a time stil
 from __future__ import annotations
 
 import datetime as dt
+import re
+import unicodedata
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from django import forms
 from django.db.models import Q
+from django.utils import dateformat, formats
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
 
 from psa.crm.models import Account, Contact
+from psa.i18n.collation import collated
 from psa.resources.models import Resource
 from psa.scheduling.localtime import LocalTimeError, day_start, to_local, to_utc
 from psa.scheduling.models import Appointment, ServiceCall, Ticket, Todo
 
 INPUT_FORMAT = "%Y-%m-%dT%H:%M"
+DATE_VALUE_FORMAT = "%Y-%m-%d"  # what <input type="date"> sends and shows
+
+
+def resource_order() -> tuple[Any, ...]:
+    """Resources in checkbox lists: in the readers' order (docs/i18n.md, "Sorted lists")."""
+    return collated("last_name"), collated("first_name"), "pk"
+
+
+# "15:00", "9:05", "15:00:30", "3:00 PM", "3 pm", "3:00 p.m.", "12:30AM" (after NFKC, so that
+# full-width digits typed with a Japanese or Chinese input method count too).
+_TIME_TEXT = re.compile(
+    r"^(?P<hour>\d{1,2})(?::(?P<minute>\d{2})(?::(?P<second>\d{2}))?)?"
+    r"\s*(?:(?P<meridiem>[ap])\.?\s*m\.?)?$",
+    re.IGNORECASE,
+)
+# The browser-side check of the time input: 24-hour "HH:MM"; US English also "h:mm AM/PM".
+PATTERN_24_HOUR = r"([01]?[0-9]|2[0-3]):[0-5][0-9]"
+PATTERN_12_HOUR = PATTERN_24_HOUR + r"|(0?[1-9]|1[0-2])(:[0-5][0-9])? ?[AaPp]\.? ?[Mm]\.?"
+
+
+def twelve_hour_clock() -> bool:
+    """Whether the active language shows times on a 12-hour clock (its TIME_FORMAT has AM/PM)."""
+    return any(char in formats.get_format("TIME_FORMAT") for char in "aAghP")
+
+
+def parse_time_text(text: str) -> dt.time | None:
+    """A wall-clock time typed in any language's way (24-hour, or 12-hour with AM/PM)."""
+    match = _TIME_TEXT.match(unicodedata.normalize("NFKC", text).strip())
+    if match is None:
+        return None
+    hour, meridiem = int(match["hour"]), (match["meridiem"] or "").lower()
+    if match["minute"] is None and not meridiem:
+        return None  # a bare "15" is not a time
+    if meridiem:
+        if not 1 <= hour <= 12:
+            return None
+        hour = hour % 12 + (12 if meridiem == "p" else 0)
+    minute, second = int(match["minute"] or 0), int(match["second"] or 0)
+    try:
+        return dt.time(hour, minute, second)
+    except ValueError:
+        return None
+
+
+def format_time_text(value: dt.time) -> str:
+    """``value`` as the time input shows it in the active language: "15:00" or "3:00 PM"."""
+    if not twelve_hour_clock():
+        return f"{value:%H:%M}"
+    return dateformat.time_format(value, "g:i A")  # "AM"/"PM" from Django's own catalogue
+
+
+def parse_date_text(text: str) -> dt.date | None:
+    """An ISO date (what date inputs send), else one in the active language's input formats
+    (what a browser without a date picker lets the user type)."""
+    text = unicodedata.normalize("NFKC", text).strip()
+    for fmt in (DATE_VALUE_FORMAT, *formats.get_format("DATE_INPUT_FORMATS")):
+        try:
+            return dt.datetime.strptime(text, fmt).date()
+        except ValueError:
+            continue
+    return None
+
+
+class LocalDateInput(forms.DateInput):
+    """The date part: a native date picker with an ISO value."""
+
+    input_type = "date"
+
+    def __init__(self, attrs: dict[str, Any] | None = None) -> None:
+        super().__init__(attrs={"class": "date-part"} | (attrs or {}), format=DATE_VALUE_FORMAT)
+
+
+class LocalTimeInput(forms.TextInput):
+    """The time part: typed text in the active language's clock ("15:00", or "3:00 PM" in US
+    English), checked by ``pattern`` in the browser and by ``parse_time_text`` on the server."""
+
+    def __init__(self, attrs: dict[str, Any] | None = None) -> None:
+        base = {"class": "time-part", "autocomplete": "off", "size": "8", "maxlength": "11"}
+        super().__init__(attrs=base | (attrs or {}))
+
+    def format_value(self, value: Any) -> str | None:
+        if isinstance(value, dt.datetime):
+            value = value.time()
+        if isinstance(value, dt.time):
+            return format_time_text(value)
+        return super().format_value(value)  # posted text: shown as typed
+
+    def get_context(self, name: str, value: Any, attrs: dict[str, Any] | None) -> dict[str, Any]:
+        context = super().get_context(name, value, attrs)
+        attrs = context["widget"]["attrs"]
+        if twelve_hour_clock():
+            hint = gettext("h:mm AM/PM")
+            attrs |= {"pattern": PATTERN_12_HOUR, "inputmode": "text"}
+        else:
+            hint = gettext("HH:MM")
+            attrs |= {"pattern": PATTERN_24_HOUR, "inputmode": "numeric"}
+        attrs |= {"placeholder": hint, "title": hint}
+        return context
+
+
+class LocalDateTimeWidget(forms.MultiWidget):
+    """A date input (``<name>_0``) and a time input (``<name>_1``). A single ISO value posted
+    under ``<name>`` ("2026-03-30T09:00", as the former ``datetime-local`` input sent) is read
+    too."""
+
+    def __init__(self, attrs: dict[str, Any] | None = None) -> None:
+        super().__init__((LocalDateInput(), LocalTimeInput()), attrs)
+        self.label: Any = ""
+
+    def decompress(self, value: Any) -> list[Any]:
+        if isinstance(value, str):
+            value = LocalDateTimeField.parse_single(value) or value
+        if isinstance(value, dt.datetime):
+            return [value.date(), value.time()]
+        if isinstance(value, dt.date):
+            return [value, None]
+        return [value, None] if value else [None, None]
+
+    def get_context(self, name: str, value: Any, attrs: dict[str, Any] | None) -> dict[str, Any]:
+        context = super().get_context(name, value, attrs)
+        if self.label:
+            time_attrs = context["widget"]["subwidgets"][1]["attrs"]
+            time_attrs["aria-label"] = gettext("%(label)s (time)") % {"label": self.label}
+        return context
+
+    def value_from_datadict(self, data: Any, files: Any, name: str) -> Any:
+        if name in data:
+            return data.get(name)
+        return super().value_from_datadict(data, files, name)
+
+    def value_omitted_from_data(self, data: Any, files: Any, name: str) -> bool:
+        return name not in data and super().value_omitted_from_data(data, files, name)
 
 
 class LocalDateTimeField(forms.Field):
     """A naive wall-clock date-time; the form decides which zone it is in."""
 
-    widget = forms.DateTimeInput(attrs={"type": "datetime-local"}, format=INPUT_FORMAT)
+    widget = LocalDateTimeWidget
     formats = (INPUT_FORMAT, "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%d %H:%M:%S")
-    default_error_messages = {"invalid": "Enter a date and time like 2026-03-30 09:00."}
+    default_error_messages = {"invalid": _("Enter a date and time like 2026-03-30 09:00.")}
+
+    def widget_attrs(self, widget: Any) -> dict[str, Any]:
+        if isinstance(widget, LocalDateTimeWidget):
+            widget.label = self.label  # names the time input for screen readers
+        return super().widget_attrs(widget)
+
+    @classmethod
+    def parse_single(cls, text: str) -> dt.datetime | None:
+        for fmt in cls.formats:
+            try:
+                return dt.datetime.strptime(text.strip(), fmt)
+            except ValueError:
+                continue
+        return None
 
     def to_python(self, value: Any) -> dt.datetime | None:
         # Django's DateTimeField would attach the *server's* zone and reject DST edge cases
         # itself; the resource's zone is applied in ScheduleForm.clean() instead.
-        if value in self.empty_values:
-            return None
         if isinstance(value, dt.datetime):
             return value.replace(tzinfo=None)
-        for fmt in self.formats:
-            try:
-                return dt.datetime.strptime(str(value).strip(), fmt)
-            except ValueError:
-                continue
-        raise forms.ValidationError(self.error_messages["invalid"], code="invalid")
+        if isinstance(value, (list, tuple)):
+            date_text, time_text = (str(part or "").strip() for part in (*value, "", "")[:2])
+            if not date_text and not time_text:
+                return None
+            day, time = parse_date_text(date_text), parse_time_text(time_text)
+            if day is None or time is None:
+                raise forms.ValidationError(self.error_messages["invalid"], code="invalid")
+            return dt.datetime.combine(day, time)
+        if value in self.empty_values:
+            return None
+        parsed = self.parse_single(str(value))
+        if parsed is None:
+            raise forms.ValidationError(self.error_messages["invalid"], code="invalid")
+        return parsed
 
 
 class ScheduleForm(forms.Form):
     """Base of the item forms: ``start`` and ``end`` in ``tz``, converted to UTC on clean."""
 
-    start = LocalDateTimeField(label="Start")
-    end = LocalDateTimeField(label="End")
+    start = LocalDateTimeField(label=_("Start"))
+    end = LocalDateTimeField(label=_("End"))
     end_may_equal_start = False
-    end_error = "The end must be after the start."
+    end_error = _("The end must be after the start.")
 
     def __init__(self, *args: Any, tz: ZoneInfo, item: Any = None, **kwargs: Any) -> None:
         self.tz = tz
@@ -101,12 +261,14 @@ class AppointmentForm(ScheduleForm):
     last day, which is how Exchange represents them.
     """
 
-    title = forms.CharField(max_length=255)
-    all_day = forms.BooleanField(required=False, label="All day")
-    location = forms.CharField(max_length=255, required=False)
-    show_as = forms.ChoiceField(choices=Appointment.ShowAs.choices, label="Show as")
-    private = forms.BooleanField(required=False)
-    description = forms.CharField(widget=forms.Textarea(attrs={"rows": 4}), required=False)
+    title = forms.CharField(max_length=255, label=_("Title"))
+    all_day = forms.BooleanField(required=False, label=_("All day"))
+    location = forms.CharField(max_length=255, required=False, label=_("Location"))
+    show_as = forms.ChoiceField(choices=Appointment.ShowAs.choices, label=_("Show as"))
+    private = forms.BooleanField(required=False, label=_("Private"))
+    description = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 4}), required=False, label=_("Description")
+    )
 
     field_order = ["title", "start", "end", "all_day", "location", "show_as", "private"]
 
@@ -129,17 +291,23 @@ class AppointmentForm(ScheduleForm):
 class TodoForm(ScheduleForm):
     """A to-do; ``completed`` keeps the original completion time when it stays ticked."""
 
-    end = LocalDateTimeField(label="Due")
+    end = LocalDateTimeField(label=_("Due"))
     end_may_equal_start = True
-    end_error = "The due time cannot be before the start."
+    end_error = _("The due time cannot be before the start.")
 
-    account = forms.ModelChoiceField(queryset=Account.objects.all())
-    contact = forms.ModelChoiceField(
-        queryset=Contact.objects.select_related("account"), required=False
+    account = forms.ModelChoiceField(
+        queryset=Account.objects.order_by(collated("name"), "pk"), label=_("Account")
     )
-    action_type = forms.ChoiceField(choices=Todo.ActionType.choices, label="Action type")
-    description = forms.CharField(widget=forms.Textarea(attrs={"rows": 4}))
-    completed = forms.BooleanField(required=False)
+    contact = forms.ModelChoiceField(
+        queryset=Contact.objects.select_related("account").order_by(
+            collated("first_name"), collated("last_name"), collated("account__name"), "pk"
+        ),
+        required=False,
+        label=_("Contact"),
+    )
+    action_type = forms.ChoiceField(choices=Todo.ActionType.choices, label=_("Action type"))
+    description = forms.CharField(widget=forms.Textarea(attrs={"rows": 4}), label=_("Description"))
+    completed = forms.BooleanField(required=False, label=_("Completed"))
 
     field_order = ["account", "contact", "action_type", "description", "start", "end"]
 
@@ -172,23 +340,28 @@ class TodoForm(ScheduleForm):
 class ServiceCallForm(ScheduleForm):
     """A service call. ``can_assign=False`` shows the assignment but ignores posted changes."""
 
-    account = forms.ModelChoiceField(queryset=Account.objects.all())
-    description = forms.CharField(widget=forms.Textarea(attrs={"rows": 4}))
-    status = forms.ChoiceField(choices=ServiceCall.Status.choices)
+    account = forms.ModelChoiceField(
+        queryset=Account.objects.order_by(collated("name"), "pk"), label=_("Account")
+    )
+    description = forms.CharField(widget=forms.Textarea(attrs={"rows": 4}), label=_("Description"))
+    status = forms.ChoiceField(choices=ServiceCall.Status.choices, label=_("Status"))
     location_override = forms.CharField(
         max_length=255,
         required=False,
-        label="Location",
-        help_text="Leave blank to use the account's address.",
+        label=_("Location"),
+        help_text=_("Leave blank to use the account's address."),
     )
     resources = forms.ModelMultipleChoiceField(
-        queryset=Resource.objects.active(),
+        queryset=Resource.objects.active().order_by(*resource_order()),
         widget=forms.CheckboxSelectMultiple,
         required=False,
-        label="Assigned resources",
+        label=_("Assigned resources"),
     )
     tickets = forms.ModelMultipleChoiceField(
-        queryset=Ticket.objects.all(), widget=forms.CheckboxSelectMultiple, required=False
+        queryset=Ticket.objects.all(),
+        widget=forms.CheckboxSelectMultiple,
+        required=False,
+        label=_("Tickets"),
     )
 
     field_order = ["account", "description", "start", "end", "status", "location_override"]
@@ -200,9 +373,11 @@ class ServiceCallForm(ScheduleForm):
         if self.item is not None:
             self.fields["account"].disabled = True
             # Keep a resource that has since been deactivated visible and assigned.
-            self.fields["resources"].queryset = Resource.objects.filter(
-                Q(active=True) | Q(service_calls=self.item)
-            ).distinct()
+            self.fields["resources"].queryset = (
+                Resource.objects.filter(Q(active=True) | Q(service_calls=self.item))
+                .distinct()
+                .order_by(*resource_order())
+            )
 
     def initial_from(self, item: ServiceCall) -> dict[str, Any]:
         fields = ("account", "description", "status", "location_override")

@@ -12,6 +12,8 @@ from __future__ import annotations
 import datetime as dt
 from zoneinfo import ZoneInfo
 
+from django.utils.translation import gettext as _
+
 
 class LocalTimeError(ValueError):
     """A wall-clock time that does not name exactly one instant in its zone."""
@@ -41,15 +43,21 @@ def to_utc(local: dt.datetime, tz: ZoneInfo) -> dt.datetime:
     later = naive.replace(tzinfo=tz, fold=1)
     if earlier.utcoffset() == later.utcoffset():
         return earlier.astimezone(dt.UTC)
-    when = f"{naive:%H:%M} on {naive:%Y-%m-%d}"
+    when = {"time": f"{naive:%H:%M}", "date": f"{naive:%Y-%m-%d}", "zone": tz.key}
     if earlier.astimezone(dt.UTC).astimezone(tz).replace(tzinfo=None) != naive:
         raise NonexistentLocalTime(
-            f"{when} does not exist in {tz.key}: the clocks go forward then. "
-            "Choose a time outside the skipped hour."
+            _(
+                "%(time)s on %(date)s does not exist in %(zone)s: the clocks go forward then. "
+                "Choose a time outside the skipped hour."
+            )
+            % when
         )
     raise AmbiguousLocalTime(
-        f"{when} happens twice in {tz.key}: the clocks go back then. "
-        "Choose a time outside the repeated hour.",
+        _(
+            "%(time)s on %(date)s happens twice in %(zone)s: the clocks go back then. "
+            "Choose a time outside the repeated hour."
+        )
+        % when,
         (earlier.astimezone(dt.UTC), later.astimezone(dt.UTC)),
     )
 

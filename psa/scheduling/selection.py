@@ -17,6 +17,7 @@ from django.http import HttpRequest
 from django.shortcuts import get_object_or_404
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.translation import gettext as _
 
 from psa.resources.models import Organisation, Resource
 from psa.resources.permissions import own_resource, require_resource_access
@@ -33,7 +34,7 @@ def requested_resource(request: HttpRequest) -> Resource | None:
     if not raw:
         return own_resource(request.user)
     if not raw.isdigit():
-        raise BadRequest("The resource must be given by its number.")
+        raise BadRequest(_("The resource must be given by its number."))
     resource = get_object_or_404(Resource, pk=int(raw))
     require_resource_access(request.user, resource)
     return resource
@@ -45,13 +46,14 @@ def requested_window(request: HttpRequest, resource: Resource) -> tuple[AgendaWi
     days = _parse_days(request.GET.get("days"))
     if days is None:
         problems.append(
-            f"Showing {DEFAULT_DAYS} days: “days” must be a number from 1 to {MAX_DAYS}."
+            _("Showing %(days)s days: “days” must be a number from 1 to %(max)s.")
+            % {"days": DEFAULT_DAYS, "max": MAX_DAYS}
         )
         days = DEFAULT_DAYS
     raw_start = request.GET.get("start", "")
     start = _parse_date(raw_start) if raw_start else None
     if raw_start and start is None:
-        problems.append("Showing this week: “start” must be a date like 2026-03-30.")
+        problems.append(_("Showing this week: “start” must be a date like 2026-03-30."))
     if start is None:
         return AgendaWindow.this_week(resource.tzinfo, days), problems
     return AgendaWindow(start, days), problems

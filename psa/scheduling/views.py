@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -32,10 +33,12 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET
 
 from psa.audit.origin import Origin
 from psa.form_errors import add_action_errors
+from psa.i18n.collation import collated
 from psa.resources.models import Resource
 from psa.resources.permissions import (
     can_dispatch,
@@ -61,12 +64,25 @@ from psa.scheduling.selection import (
 Item = Appointment | ServiceCall | Todo
 
 
+@dataclass(frozen=True)
+class DeleteTexts:
+    """What the delete page of one kind of item says: whole sentences, each translated."""
+
+    title: str
+    question: str
+    done: str
+
+
 @login_required
 @require_GET
 def agenda(request: HttpRequest) -> HttpResponse:
     """A resource's items over a range of days, in the resource's time zone."""
     resource = requested_resource(request)
-    choices = Resource.objects.active() if can_view_all_calendars(request.user) else None
+    choices = (
+        Resource.objects.active().order_by(collated("last_name"), collated("first_name"), "pk")
+        if can_view_all_calendars(request.user)
+        else None
+    )
     if resource is None:
         return render(request, "calendar/no_resource.html", {"choices": choices})
     window, problems = requested_window(request, resource)
@@ -91,11 +107,11 @@ def appointment_create(request: HttpRequest) -> HttpResponse:
         lambda: actions.do_create_appointment(
             Origin.by_user(request.user), resource=resource, **form.cleaned_data
         ),
-        "Appointment created.",
+        _("Appointment created."),
     )
     if created is not None:
         return redirect(safe_next(request, agenda_url_for(resource, created.start)))
-    return _render_form(request, form, resource.tzinfo, "New appointment", resource)
+    return _render_form(request, form, resource.tzinfo, _("New appointment"), resource)
 
 
 @login_required
@@ -108,7 +124,7 @@ def appointment_edit(request: HttpRequest, pk: int) -> HttpResponse:
         request,
         form,
         lambda: _update(actions.do_update_appointment, request, appointment, form.cleaned_data),
-        "Appointment saved.",
+        _("Appointment saved."),
     )
     if done is not None:
         return redirect(safe_next(request, agenda_url_for(appointment.resource, done.start)))
@@ -117,7 +133,7 @@ def appointment_edit(request: HttpRequest, pk: int) -> HttpResponse:
         request,
         form,
         appointment.resource.tzinfo,
-        "Edit appointment",
+        _("Edit appointment"),
         appointment.resource,
         delete_url,
     )
@@ -127,9 +143,14 @@ def appointment_edit(request: HttpRequest, pk: int) -> HttpResponse:
 def appointment_delete(request: HttpRequest, pk: int) -> HttpResponse:
     appointment = _appointment(request, pk)
     if appointment.read_only:
-        raise PermissionDenied("This appointment is read-only.")
+        raise PermissionDenied(_("This appointment is read-only."))
+    texts = DeleteTexts(
+        title=_("Delete appointment"),
+        question=_("Delete this appointment?"),
+        done=_("The appointment was deleted."),
+    )
     return _confirm_delete(
-        request, appointment, appointment.resource, actions.do_delete_appointment, "appointment"
+        request, appointment, appointment.resource, actions.do_delete_appointment, texts
     )
 
 
@@ -143,11 +164,11 @@ def todo_create(request: HttpRequest) -> HttpResponse:
         lambda: actions.do_create_todo(
             Origin.by_user(request.user), resource=resource, **form.action_fields(timezone.now())
         ),
-        "To-do created.",
+        _("To-do created."),
     )
     if created is not None:
         return redirect(safe_next(request, agenda_url_for(resource, created.start)))
-    return _render_form(request, form, resource.tzinfo, "New to-do", resource)
+    return _render_form(request, form, resource.tzinfo, _("New to-do"), resource)
 
 
 @login_required
@@ -158,20 +179,25 @@ def todo_edit(request: HttpRequest, pk: int) -> HttpResponse:
         request,
         form,
         lambda: _update(actions.do_update_todo, request, todo, form.action_fields(timezone.now())),
-        "To-do saved.",
+        _("To-do saved."),
     )
     if done is not None:
         return redirect(safe_next(request, agenda_url_for(todo.resource, done.start)))
     delete_url = reverse("todo_delete", args=[pk])
     return _render_form(
-        request, form, todo.resource.tzinfo, "Edit to-do", todo.resource, delete_url
+        request, form, todo.resource.tzinfo, _("Edit to-do"), todo.resource, delete_url
     )
 
 
 @login_required
 def todo_delete(request: HttpRequest, pk: int) -> HttpResponse:
     todo = _todo(request, pk)
-    return _confirm_delete(request, todo, todo.resource, actions.do_delete_todo, "to-do")
+    texts = DeleteTexts(
+        title=_("Delete to-do"),
+        question=_("Delete this to-do?"),
+        done=_("The to-do was deleted."),
+    )
+    return _confirm_delete(request, todo, todo.resource, actions.do_delete_todo, texts)
 
 
 @login_required
@@ -188,11 +214,11 @@ def service_call_create(request: HttpRequest) -> HttpResponse:
         lambda: actions.do_create_service_call(
             Origin.by_user(request.user), **form.action_fields()
         ),
-        "Service call created.",
+        _("Service call created."),
     )
     if created is not None:
         return redirect(safe_next(request, _service_call_agenda(request, created)))
-    return _render_form(request, form, tz, "New service call")
+    return _render_form(request, form, tz, _("New service call"))
 
 
 @login_required
@@ -207,11 +233,11 @@ def service_call_edit(request: HttpRequest, pk: int) -> HttpResponse:
         request,
         form,
         lambda: _update(actions.do_update_service_call, request, call, form.action_fields()),
-        "Service call saved.",
+        _("Service call saved."),
     )
     if done is not None:
         return redirect(safe_next(request, _service_call_agenda(request, call)))
-    return _render_form(request, form, tz, "Edit service call")
+    return _render_form(request, form, tz, _("Edit service call"))
 
 
 # --- shared pieces -------------------------------------------------------------------------
@@ -225,7 +251,7 @@ def _resource_to_schedule(request: HttpRequest) -> Resource:
     """Whose calendar a new item goes on: ``?resource=`` (checked) or the user's own."""
     resource = requested_resource(request)
     if resource is None:
-        raise PermissionDenied("Your login is not linked to a PSA resource.")
+        raise PermissionDenied(_("Your login is not linked to a PSA resource."))
     return resource
 
 
@@ -312,7 +338,7 @@ def _form_status(form: forms.Form) -> int:
 
 def _read_only(request: HttpRequest, appointment: Appointment) -> HttpResponse:
     if request.method == "POST":
-        raise PermissionDenied("This appointment is read-only.")
+        raise PermissionDenied(_("This appointment is read-only."))
     return render(request, "calendar/appointment_detail.html", {"appointment": appointment})
 
 
@@ -321,13 +347,19 @@ def _confirm_delete(
     item: Item,
     resource: Resource,
     delete: Callable[[Origin, Any], None],
-    noun: str,
+    texts: DeleteTexts,
 ) -> HttpResponse:
     """GET: ask; POST: delete through ``delete`` and go back to the agenda."""
     back = safe_next(request, agenda_url_for(resource, item.start))
     if request.method == "POST":
         delete(Origin.by_user(request.user), item)
-        messages.success(request, f"The {noun} was deleted.")
+        messages.success(request, texts.done)
         return redirect(back)
-    context = {"item": item, "noun": noun, "cancel_url": back, "next": request.GET.get("next", "")}
+    context = {
+        "item": item,
+        "title": texts.title,
+        "question": texts.question,
+        "cancel_url": back,
+        "next": request.GET.get("next", ""),
+    }
     return render(request, "calendar/confirm_delete.html", context)

@@ -25,6 +25,12 @@ CHROMIUM_ARGS = [
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
+    # Load the collation table now, not inside SQLite's collation callback on the live server's
+    # thread: that thread shares the test's in-memory connection, and a long callback there can
+    # deadlock with the test thread (see psa/i18n/collation.py).
+    from psa.i18n.collation import _collator
+
+    _collator()
     if not CHROMIUM.exists():
         pytest.skip(f"{CHROMIUM} is missing: install Debian's chromium (the Makefile does)")
     from playwright.sync_api import sync_playwright

@@ -19,16 +19,19 @@ def today_at(resource: Resource, hour: int) -> dt.datetime:
     return clock.day(0, f"{hour:02d}:00", tz=resource.time_zone)
 
 
-def local_input(resource: Resource, hour: int) -> str:
-    """A ``datetime-local`` value for ``hour`` o'clock today in ``resource``'s time zone."""
-    return f"{today_at(resource, hour).astimezone(resource.tzinfo):%Y-%m-%dT%H:%M}"
+def fill_when(page, field: str, resource: Resource, hour: int) -> None:
+    """Type ``hour`` o'clock today in ``resource``'s time zone into the date input and the time
+    input (24-hour, the English default) of ``field``."""
+    local = today_at(resource, hour).astimezone(resource.tzinfo)
+    page.fill(f"#id_{field}_0", f"{local:%Y-%m-%d}")
+    page.fill(f"#id_{field}_1", f"{local:%H:%M}")
 
 
 def log_in(page, username: str) -> None:
     page.goto("/accounts/login/")
     page.fill("#id_username", username)
     page.fill("#id_password", PASSWORD)
-    page.click("button[type=submit]")
+    page.click("form[action*=login] button[type=submit]")  # not the header's language switch
     page.wait_for_url("**/calendar/")
 
 
@@ -41,8 +44,8 @@ def test_technician_manages_appointments_and_todos_on_this_weeks_agenda(page):
 
     page.click("text=New appointment")
     page.fill("#id_title", "Install printer")
-    page.fill("#id_start", local_input(tech, 13))
-    page.fill("#id_end", local_input(tech, 14))
+    fill_when(page, "start", tech, 13)
+    fill_when(page, "end", tech, 14)
     page.click("button:has-text('Save')")
     page.get_by_text("Appointment created.").wait_for()
     page.locator(".day.today").get_by_text("Install printer").click()
@@ -58,8 +61,8 @@ def test_technician_manages_appointments_and_todos_on_this_weeks_agenda(page):
     page.click("text=New to-do")
     page.select_option("#id_account", label="Acme Ltd")
     page.fill("#id_description", "Call about the invoice")
-    page.fill("#id_start", local_input(tech, 15))
-    page.fill("#id_end", local_input(tech, 15))
+    fill_when(page, "start", tech, 15)
+    fill_when(page, "end", tech, 15)
     page.click("button:has-text('Save')")
     page.get_by_text("To-do created.").wait_for()
     page.locator(".day.today").get_by_text("Call about the invoice").click()

@@ -43,7 +43,7 @@ def log_in(page, username: str) -> None:
     page.goto("/accounts/login/")
     page.fill("#id_username", username)
     page.fill("#id_password", PASSWORD)
-    page.click("button[type=submit]")
+    page.click("form[action*=login] button[type=submit]")  # not the header's language switch
     page.wait_for_url("**/calendar/")
 
 

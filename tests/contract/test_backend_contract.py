@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 
@@ -26,6 +27,7 @@ from exchange_ext.backends.base import (
     ItemDeletion,
     ItemNotFound,
     ItemRejected,
+    KnownVersions,
     MailboxNotFound,
     MailboxSession,
     NewItem,
@@ -72,6 +74,19 @@ class Subject:
     meeting_messages: Callable[[], int]
     # Creates a series (record of the first occurrence, starts); None where unsupported.
     create_series: Callable[[CalendarRecord, list[dt.datetime]], str] | None = None
+    # Content reads so far (memory: items read; EWS: GetItem requests; Graph: event/contact
+    # GETs, inside $batch or not), as the server counts them.
+    content_reads: Callable[[], int] = lambda: 0
+
+
+def sandbox_requests(handle: Any, *operations: str) -> Callable[[], int]:
+    """The sandbox's request-log count of ``operations`` (Graph: $batch parts included)."""
+
+    def count() -> int:
+        counters = handle.state.requests.query()["counters"]
+        return sum(counters.get(operation, 0) for operation in operations)
+
+    return count
 
 
 def memory_subject() -> Iterator[Subject]:
@@ -85,6 +100,7 @@ def memory_subject() -> Iterator[Subject]:
         expire_states=backend.expire_states,
         meeting_messages=lambda: backend.meeting_messages_sent,
         create_series=lambda record, starts: backend.put_series(mailbox, record, starts),
+        content_reads=lambda: len(backend.content_reads),
     )
 
 
@@ -98,6 +114,7 @@ def ews_subject() -> Iterator[Subject]:
             expire_states=driver.expire_states,
             meeting_messages=driver.meeting_messages,
             create_series=driver.create_series,
+            content_reads=sandbox_requests(driver.handle, "GetItem"),
         )
 
 
@@ -133,11 +150,11 @@ def create(session: MailboxSession, *records: CalendarRecord) -> list[tuple[str,
     return [(result.exchange_id, result.change_key) for result in results]
 
 
-def read_all(session: MailboxSession, state: str | None, folder=FolderKind.CALENDAR):  # type: ignore[no-untyped-def]
+def read_all(session: MailboxSession, state: str | None, folder=FolderKind.CALENDAR, known=None):  # type: ignore[no-untyped-def]
     """Every page from ``state``: (created+updated, deleted, final state, pages, full_read)."""
     items, deleted, pages, full = [], [], 0, False
     while True:
-        page = session.read_changes(folder, state, sync_window())
+        page = session.read_changes(folder, state, sync_window(), known)
         items += [*page.created, *page.updated]
         deleted += page.deleted
         state, pages, full = page.new_state, pages + 1, full or page.full_read
@@ -385,3 +402,108 @@ def test_errors_are_typed_and_say_whether_retrying_can_help(
 ) -> None:
     assert isinstance(error, BackendError)
     assert error.permanent is permanent
+
+
+# --- no content reads of our own writes (``known``) ----------------------------------------------
+
+
+class Known:
+    """A ``known`` callback over fixed versions that records what it was asked."""
+
+    def __init__(self, versions: Mapping[str, str]) -> None:
+        self.versions = dict(versions)
+        self.asked: list[tuple[str, ...]] = []
+
+    def __call__(self, ids: Sequence[str]) -> Mapping[str, str]:
+        self.asked.append(tuple(ids))
+        return {i: self.versions[i] for i in ids if i in self.versions}
+
+
+def read_pages(
+    session: MailboxSession, state: str | None, known: KnownVersions | None
+) -> tuple[list[str], list[str], list[str], bool]:
+    """Every page from ``state``: (ids read, ids unchanged, deleted, full_read)."""
+    read: list[str] = []
+    unchanged: list[str] = []
+    deleted: list[str] = []
+    full = False
+    while True:
+        page = session.read_changes(FolderKind.CALENDAR, state, sync_window(), known)
+        read += [item.exchange_id for item in (*page.created, *page.updated)]
+        unchanged += page.unchanged
+        deleted += page.deleted
+        state, full = page.new_state, full or page.full_read
+        if not page.more_available:
+            return read, unchanged, deleted, full
+
+
+def test_items_known_at_their_version_are_listed_unchanged_and_not_read(
+    subject: Subject, session: MailboxSession
+) -> None:
+    *_, state, _, _ = read_all(session, None)
+    created = dict(create(session, visit(1), visit(2)))
+    known = Known(created)
+    reads = subject.content_reads()
+
+    page = session.read_changes(FolderKind.CALENDAR, state, sync_window(), known)
+
+    assert set(page.unchanged) == set(created)
+    assert (page.created, page.updated, page.deleted) == ((), (), ())
+    assert subject.content_reads() == reads
+    assert len(known.asked) == 1 and set(known.asked[0]) == set(created)
+
+
+def test_an_item_edited_in_exchange_after_our_write_is_read(
+    subject: Subject, session: MailboxSession
+) -> None:
+    *_, state, _, _ = read_all(session, None)
+    (first, _), (second, _) = created = create(session, visit(1), visit(2))
+    subject.edit_as_user(first, visit(1, subject="Renamed in Outlook"))
+    reads = subject.content_reads()
+
+    read, unchanged, _, _ = read_pages(session, state, Known(dict(created)))
+
+    assert (read, unchanged) == ([first], [second])
+    assert subject.content_reads() > reads
+
+
+def test_a_full_read_lists_known_items_as_unchanged_and_reads_only_the_others(
+    subject: Subject, session: MailboxSession
+) -> None:
+    created = create(session, *(visit(n) for n in range(1, 6)))  # two pages of 3
+    ours, theirs = dict(created[:4]), created[4][0]
+    reads = subject.content_reads()
+
+    read, unchanged, deleted, full = read_pages(session, None, Known(ours))
+
+    assert full and deleted == []
+    assert sorted(unchanged) == sorted(ours) and read == [theirs]
+    assert subject.content_reads() - reads == 1
+
+
+def test_a_stale_known_change_key_means_the_item_is_read(
+    subject: Subject, session: MailboxSession
+) -> None:
+    *_, state, _, _ = read_all(session, None)
+    [(exchange_id, _)] = create(session, visit(1))
+    reads = subject.content_reads()
+
+    read, unchanged, _, _ = read_pages(session, state, Known({exchange_id: "CQAAAAstale=="}))
+
+    assert (read, unchanged) == ([exchange_id], [])
+    assert subject.content_reads() > reads
+
+
+def test_without_known_every_reported_item_is_read_as_before(
+    subject: Subject, session: MailboxSession
+) -> None:
+    *_, state, _, _ = read_all(session, None)
+    created = dict(create(session, visit(1), visit(2)))
+    reads = subject.content_reads()
+
+    read, unchanged, _, _ = read_pages(session, state, None)
+    nothing_known, *_ = read_pages(session, state, Known({}))
+
+    assert sorted(read) == sorted(created) and unchanged == []
+    assert nothing_known == read
+    assert subject.content_reads() > reads

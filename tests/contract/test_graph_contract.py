@@ -18,7 +18,7 @@ from exchange_ext.backends.graph.backend import GraphBackend, GraphSettings
 
 from .conftest import GraphIdsDriver, ews_driver
 from .test_backend_contract import *  # noqa: F403 - the suite's tests run here on Graph
-from .test_backend_contract import PAGE_SIZE, Subject
+from .test_backend_contract import PAGE_SIZE, Subject, sandbox_requests
 
 # The sandbox's Entra tenant and its unscoped app (exchange_ext/sandbox/default_config.json).
 TENANT_ID = "7d3f1b2a-5c4e-4f6a-9b8c-1a2b3c4d5e6f"
@@ -46,4 +46,5 @@ def subject(request: pytest.FixtureRequest) -> Iterator[Subject]:
             expire_states=graph_state.deltas.clear,
             meeting_messages=driver.meeting_messages,
             create_series=driver.create_series,
+            content_reads=sandbox_requests(driver.handle, "graph:events.get", "graph:contacts.get"),
         )

@@ -60,7 +60,8 @@ def test_lists_active_resources_with_mailbox_status_and_last_attempt(admin_clien
     assert "Jonas Brandt" in html and "jonas@northwind.example" in html
     assert "Failing" in html and 'title="The mailbox password was rejected by Exchange."' in html
     berlin_day = attempted.astimezone(ZoneInfo("Europe/Berlin"))
-    assert f"{berlin_day:%Y-%m-%d} 09:30" in html  # the admin's own zone
+    # The admin's own zone, in the short format of English ("en": day/month/year, 24 h).
+    assert f"{berlin_day:%d/%m/%Y} 09:30" in html
     assert f'href="/extensions/exchange/resources/{tech.pk}/"' in html
     assert "Old Leaver" not in html
     assert ">n/a</a>" in html  # the admin, never synced

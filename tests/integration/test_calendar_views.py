@@ -253,6 +253,56 @@ def test_technician_creates_an_appointment_in_their_own_zone_and_it_is_audited(c
     assert "start=2026-03-30" in response["Location"]
 
 
+@pytest.mark.parametrize(
+    ("language", "start_time", "end_time"),
+    [("de", "15:00", "16:30"), ("en-us", "3:00 PM", "4:30 pm"), ("ja", "１５:００", "16:30")],
+)
+def test_date_and_time_are_posted_apart_in_the_users_clock(client, language, start_time, end_time):
+    """The split inputs: an ISO date and a typed time (24 h, or 12 h in US English), read on
+    the resource's wall clock (Berlin, CEST on 30 March 2026: UTC+2)."""
+    tech = make_resource(time_zone="Europe/Berlin", language=language)
+    response = logged_in(client, tech).post(
+        reverse("appointment_create"),
+        {
+            "title": "Install",
+            "start_0": "2026-03-30",
+            "start_1": start_time,
+            "end_0": "2026-03-30",
+            "end_1": end_time,
+            "show_as": "busy",
+        },
+    )
+    assert response.status_code == 302
+    appointment = Appointment.objects.get(resource=tech)
+    assert (appointment.start, appointment.end) == (at("2026-03-30 13:00"), at("2026-03-30 14:30"))
+
+
+@pytest.mark.parametrize("time_text", ["25:00", "15", "13:00 PM", "noon"])
+def test_a_time_that_is_not_one_is_a_field_error(client, time_text):
+    tech = make_resource()
+    data = {"title": "X", "start_0": "2026-11-23", "start_1": time_text, "show_as": "busy"}
+    data |= {"end_0": "2026-11-23", "end_1": "23:00"}
+    response = logged_in(client, tech).post(reverse("appointment_create"), data)
+    assert response.status_code == 400
+    assert "Enter a date and time like 2026-03-30 09:00." in response.content.decode()
+    assert not Appointment.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("language", "shown"),
+    [("en", "15:00"), ("de", "15:00"), ("ja", "15:00"), ("zh-hans", "15:00"), ("en-us", "3:00 PM")],
+)
+def test_the_time_input_shows_the_users_clock(client, language, shown):
+    tech = make_resource(time_zone="Europe/Berlin", language=language)
+    appointment = make_appointment(tech, start=at("2026-11-23 14:00"))  # 15:00 in Berlin
+    html = logged_in(client, tech).get(reverse("appointment_edit", args=[appointment.pk]))
+    html = html.content.decode()
+    assert f'<html lang="{language}"' in html
+    assert 'type="date" name="start_0" value="2026-11-23"' in html
+    assert f'type="text" name="start_1" value="{shown}"' in html
+    assert "datetime-local" not in html
+
+
 def test_all_day_appointment_spans_local_midnight_to_midnight(client):
     tech = make_resource(time_zone="Europe/Berlin")
     logged_in(client, tech).post(
@@ -318,7 +368,8 @@ def test_end_before_start_is_a_field_error_and_keeps_the_input(client):
     assert response.status_code == 400
     assert "The end must be after the start." in html
     assert 'value="Backwards &lt;b&gt;"' in html and 'value="Room 7"' in html
-    assert 'value="2026-11-23T09:00"' in html
+    # The posted end comes back split into its date and its time in the language's clock.
+    assert 'name="end_0" value="2026-11-23"' in html and 'name="end_1" value="09:00"' in html
     assert not Appointment.objects.exists()
 
 
@@ -513,3 +564,22 @@ def test_an_item_spanning_midnight_shows_on_both_days_with_open_ends(client):
     response = logged_in(client, tech).get(CALENDAR, {"start": "2026-03-30", "days": "2"})
     assert "22:00–…" in day_html(response, "2026-03-30")
     assert "…–02:00" in day_html(response, "2026-03-31")
+
+
+def test_the_forms_list_names_in_the_readers_order(client):
+    """Accounts, contacts and resources sort with umlauts beside their base letter."""
+    dispatcher = make_dispatcher()
+    for name in ("Zeta", "Bäckerei", "Apfel", "Ärzte", "Brightwater"):
+        make_account(name, street="", city="")
+    acme = make_account("Acme")
+    for first in ("Zoe", "Özlem", "Anna"):
+        make_contact(acme, first_name=first, last_name="Meyer")
+    for n, last in enumerate(("Zimmer", "Öztürk", "Albers")):
+        make_resource(f"tech{n}", last_name=last)
+    client = logged_in(client, dispatcher)
+    todo = client.get(reverse("todo_create")).content.decode()
+    accounts = re.findall(r">(Zeta|Bäckerei|Apfel|Ärzte|Brightwater)<", todo)
+    assert accounts == ["Apfel", "Ärzte", "Bäckerei", "Brightwater", "Zeta"]
+    assert re.findall(r">(\w+) Meyer \(Acme\)<", todo) == ["Anna", "Özlem", "Zoe"]
+    call = client.get(reverse("service_call_create")).content.decode()
+    assert re.findall(r"Tech\d (Zimmer|Öztürk|Albers)", call) == ["Albers", "Öztürk", "Zimmer"]

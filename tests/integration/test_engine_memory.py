@@ -27,6 +27,7 @@ from exchange_ext.models import (
 from exchange_ext.sync.records import CalendarRecord, ContactRecord, ShowAs
 from psa.audit.models import AuditEntry
 from psa.audit.origin import Origin
+from psa.crm.actions import do_update_account
 from psa.scheduling.actions import (
     do_delete_appointment,
     do_update_appointment,
@@ -291,8 +292,7 @@ def test_contacts_in_scope_are_exported_and_leaving_scope_deletes_them(tech, bac
     contacts = in_exchange(backend, tech, FolderKind.CONTACTS)
     assert sorted(c.record.given_name for c in contacts) == ["Ann", "Bob"]
     assert all(isinstance(c.record, ContactRecord) for c in contacts)
-    managed.account_manager = None
-    managed.save()
+    do_update_account(USER, managed, account_manager=None)
     sync(tech, backend)
     assert [c.record.given_name for c in in_exchange(backend, tech, FolderKind.CONTACTS)] == ["Bob"]
 
@@ -500,8 +500,24 @@ def test_the_mass_delete_guard_stops_and_applies_nothing_destructive(tech, backe
     for n in range(30):
         make_appointment(tech.resource, day(1 + n % 5, f"0{n % 9}:00"), title=f"V{n}")
     sync(tech, backend)
-    Appointment.objects.all().delete()  # one side suddenly empty
+    for appointment in Appointment.objects.all():  # one side suddenly empty
+        do_delete_appointment(USER, appointment)
     run = sync(tech, backend)
+    assert run.outcome == SyncRun.Outcome.GUARD_TRIPPED
+    assert len(in_exchange(backend, tech)) == 30
+    settings = MailboxSettings.objects.get(pk=tech.pk)
+    assert settings.status == "held" and "Held 30 deletions" in settings.last_error
+
+
+def test_a_psa_emptied_behind_the_audit_trail_is_found_by_the_daily_reconciliation(tech, backend):
+    """A bulk delete in the database (a restored backup, a script) leaves no audit entry: the
+    incremental cycles do not see it; the daily full plan does, and the guard holds it."""
+    for n in range(30):
+        make_appointment(tech.resource, day(1 + n % 5, f"0{n % 9}:00"), title=f"V{n}")
+    sync(tech, backend)
+    Appointment.objects.all().delete()
+    assert sync(tech, backend).counts == {}
+    run = sync(tech, backend, now=clock.now() + dt.timedelta(days=1, minutes=1))
     assert run.outcome == SyncRun.Outcome.GUARD_TRIPPED
     assert len(in_exchange(backend, tech)) == 30
     settings = MailboxSettings.objects.get(pk=tech.pk)

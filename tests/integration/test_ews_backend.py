@@ -300,6 +300,32 @@ def test_more_than_512_changes_come_in_pages_each_with_its_state(sandbox):
     assert counts["SyncFolderItems"] == 2 and counts["GetItem"] == 7  # 6 + 1 chunks of 100
 
 
+def test_600_of_our_own_writes_cost_the_change_feed_alone(sandbox):
+    # No content reads of our own writes: the ItemIds' ChangeKeys match what the creates
+    # returned, so GetItem reads only the one item a user edited afterwards.
+    with backend(sandbox).open_session(TECH1) as session:
+        state = first_page(session).new_state
+        results = session.create(
+            FolderKind.CALENDAR, [NewItem(appointment(n), tag(n)) for n in range(600)]
+        )
+        ours = {result.exchange_id: result.change_key for result in results}
+        edited = results[7].exchange_id
+        ours[edited] = "CQAAAA-an-older-version"
+        asked: list[int] = []
+
+        def known(ids):
+            asked.append(len(ids))
+            return {i: ours[i] for i in ids if i in ours}
+
+        sandbox.state.requests.clear()
+        first = session.read_changes(FolderKind.CALENDAR, state, sync_window(), known)
+        second = session.read_changes(FolderKind.CALENDAR, first.new_state, sync_window(), known)
+    assert [i.exchange_id for i in (*first.created, *second.created)] == [edited]
+    assert len({*first.unchanged, *second.unchanged}) == 599 and asked == [512, 88]
+    counts = sandbox.state.requests.query()["counters"]
+    assert counts == {"SyncFolderItems": 2, "GetItem": 1}
+
+
 def test_a_full_read_marks_every_page_as_full(sandbox):
     with backend(sandbox).open_session(TECH1) as session:
         session.create(FolderKind.CALENDAR, [NewItem(appointment(n), tag(n)) for n in range(520)])

@@ -95,8 +95,8 @@ def test_a_pass_split_across_runs_by_the_budget_is_counted_as_one(tech, monkeypa
         session = real(mailbox)
         read = session.read_changes
 
-        def read_changes(folder, state, window):
-            page = read(folder, state, window)
+        def read_changes(folder, state, window, known=None):
+            page = read(folder, state, window, known)
             pages["n"] += 1
             return page
 

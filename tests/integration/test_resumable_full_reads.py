@@ -56,11 +56,11 @@ def reads(monkeypatch) -> list[str | None]:
     real = MemorySession.read_changes
     monkeypatch.setattr(cycle.time, "monotonic", lambda: now[0])
 
-    def slow(self, folder, state, window):
+    def slow(self, folder, state, window, known=None):
         now[0] += 100
         if folder is FolderKind.CALENDAR:
             seen.append(state)
-        return real(self, folder, state, window)
+        return real(self, folder, state, window, known)
 
     monkeypatch.setattr(MemorySession, "read_changes", slow)
     return seen
@@ -188,11 +188,11 @@ def test_a_long_run_renews_its_lease_and_a_claim_meanwhile_fails(tech, backend, 
     monkeypatch.setattr(leases, "timezone", Clock)
     real = MemorySession.read_changes
 
-    def slow(self, folder, state, window):
+    def slow(self, folder, state, window, known=None):
         offset[0] += dt.timedelta(seconds=200)  # far beyond the 300 s lease over five pages
         if len(claims) < 5:
             claims.append(leases.claim(tech.pk, 10))
-        return real(self, folder, state, window)
+        return real(self, folder, state, window, known)
 
     monkeypatch.setattr(MemorySession, "read_changes", slow)
     run = engine.run_sync(tech.pk, backend=backend, now=clock.now())

@@ -11,7 +11,7 @@ import pytest
 from exchangelib import Account, CalendarItem, EWSDateTime, EWSTimeZone
 from exchangelib.extended_properties import ExtendedProperty
 
-from exchange_ext.sandbox.graph import ids
+from exchange_ext.sandbox.graph import delta, ids
 from exchange_ext.sandbox.server import SandboxHandle
 from tests.sandbox.graph_client import (
     PSA_SET,
@@ -195,6 +195,23 @@ def test_expired_and_unknown_delta_tokens_are_410(
         f"users/tech2@northwind.example/calendarView/delta?{WINDOW}")  # fmt: skip
     token = other.split("$deltatoken=")[1]
     assert graph.get(f"{USER}/calendarView/delta?$deltatoken={token}").status_code == 410
+
+
+def test_contacts_delta_pages_are_capped_whatever_is_asked(
+    graph: GraphClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Graph serves at most 200 contacts per delta page (delta.MAX_CONTACTS_PAGE); 2 here keeps
+    # the test small. Events are capped at MAX_PAGE only.
+    monkeypatch.setattr(delta, "MAX_CONTACTS_PAGE", 2)
+    for n in range(5):
+        reply = graph.post(f"{USER}/contacts", {"givenName": f"Person {n}", "surname": "Doe"})
+        assert reply.status_code == 201, reply.text
+        _create(graph, f"Visit {n}", day=20 + n)
+    many = {"Prefer": "odata.maxpagesize=1000"}
+    entries, _, pages = graph.delta_round(f"{USER}/contacts/delta", headers=many)
+    assert (len(entries), pages) == (5, 3)
+    entries, _, pages = graph.delta_round(f"{USER}/calendarView/delta?{WINDOW}", headers=many)
+    assert (len(entries), pages) == (5, 1)
 
 
 def test_delta_requires_a_window(graph: GraphClient) -> None:

@@ -72,6 +72,7 @@ from exchange_ext.backends.base import (
     ItemNotFound,
     ItemRejected,
     ItemUnreadable,
+    KnownVersions,
     MailboxSession,
     NewItem,
     ProbeResult,
@@ -443,7 +444,13 @@ class EwsSession(MailboxSession):
 
     # --- reads --------------------------------------------------------------------------------
 
-    def read_changes(self, folder: FolderKind, state: str | None, window: SyncWindow) -> ChangePage:
+    def read_changes(
+        self,
+        folder: FolderKind,
+        state: str | None,
+        window: SyncWindow,
+        known: KnownVersions | None = None,
+    ) -> ChangePage:
         """One SyncFolderItems page (at most 512 changes), then GetItem for the changed items.
 
         https://learn.microsoft.com/exchange/client-developer/web-service-reference/syncfolderitems-operation
@@ -453,13 +460,19 @@ class EwsSession(MailboxSession):
         read by GetItem, so a page costs one request plus one per 100 changed items, and a
         quiet folder costs exactly one request. Public folders do not support SyncFolderItems:
         their "changes" are a full listing every time (``full_read``).
+
+        With ``known``, the ItemIds' ChangeKeys (which SyncFolderItems returns even with ids
+        only) are compared first: an item the caller holds at that version is not read by
+        GetItem but listed in ``unchanged``; a page of our own writes costs one request.
         """
         with self._call():
             if folder is FolderKind.PUBLIC_CONTACTS:
-                return self._public_listing()
-            return self._sync_page(folder, state)
+                return self._public_listing(known)
+            return self._sync_page(folder, state, known)
 
-    def _sync_page(self, kind: FolderKind, state: str | None) -> ChangePage:
+    def _sync_page(
+        self, kind: FolderKind, state: str | None, known: KnownVersions | None
+    ) -> ChangePage:
         full_read = state is None or state.startswith(_FULL_READ_PREFIX)
         raw_state = None if state is None else state.removeprefix(_FULL_READ_PREFIX)
         service = SyncFolderItems(account=self.account)
@@ -476,8 +489,10 @@ class EwsSession(MailboxSession):
         )
         if not service.sync_state:
             raise ews.MalformedResponseError("SyncFolderItems returned no SyncState")
-        created_ids = [obj.id for change, obj in changes if change == "create" and obj.id]
-        updated_ids = [obj.id for change, obj in changes if change == "update" and obj.id]
+        listed = [(change, obj) for change, obj in changes if change in ("create", "update")]
+        unchanged = _unchanged([obj for _, obj in listed if obj.id], known)
+        created_ids = [o.id for c, o in listed if c == "create" and o.id and o.id not in unchanged]
+        updated_ids = [o.id for c, o in listed if c == "update" and o.id and o.id not in unchanged]
         deleted = [obj.id for change, obj in changes if change == "delete"]
         read = self._read_items(kind, [*created_ids, *updated_ids])
         more = not service.includes_last_item_in_range
@@ -495,14 +510,20 @@ class EwsSession(MailboxSession):
             new_state=new_state,
             more_available=more,
             full_read=full_read,
+            unchanged=tuple(unchanged),
         )
 
-    def _public_listing(self) -> ChangePage:
+    def _public_listing(self, known: KnownVersions | None) -> ChangePage:
         folder = self._folder(FolderKind.PUBLIC_CONTACTS)
-        ids = [item.id for item in folder.all().only("id", "changekey") if item.id]
+        refs = [item for item in folder.all().only("id", "changekey") if item.id]
+        unchanged = _unchanged(refs, known)
+        ids = [ref.id for ref in refs if ref.id not in unchanged]
         items = self._read_items(FolderKind.PUBLIC_CONTACTS, ids)
         listing = tuple(items[i] for i in ids if i in items)
-        return ChangePage(listing, (), (), _PUBLIC_STATE, more_available=False, full_read=True)
+        return ChangePage(
+            listing, (), (), _PUBLIC_STATE, more_available=False, full_read=True,
+            unchanged=tuple(unchanged),
+        )  # fmt: skip
 
     def _read_items(self, kind: FolderKind, ids: Sequence[str]) -> dict[str, ExchangeItem]:
         """GetItem of ``ids`` with the synced fields; items gone meanwhile are left out.
@@ -845,6 +866,15 @@ class EwsSession(MailboxSession):
                 self._occurrences[exchange_id] = ref.id
                 return ref.id
         return None
+
+
+def _unchanged(refs: Sequence[Any], known: KnownVersions | None) -> dict[str, None]:
+    """The ids (in feed order) of ``refs`` whose ChangeKey is the one ``known`` returns for
+    them: the caller holds that version, so GetItem skips them. One ``known`` call."""
+    if known is None or not refs:
+        return {}
+    versions = known(list(dict.fromkeys(ref.id for ref in refs)))
+    return {ref.id: None for ref in refs if ref.changekey and versions.get(ref.id) == ref.changekey}
 
 
 def _delete_verdict(

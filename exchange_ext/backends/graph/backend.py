@@ -19,6 +19,8 @@ How the interface maps onto Graph:
   and support neither ``$expand`` nor ``$select``. So each page's ids are read again in
   ``$batch`` GETs with the tag expanded; an occurrence or exception is reported as its series
   master (type RecurringMaster) so the caller expands the series with :meth:`read_window`.
+  Entries whose ``changeKey`` the caller already holds (``known``) are not read again: a page
+  of our own writes costs the delta GET alone.
   An ``@removed`` entry is also what Graph sends for an event that moved *out of the range*:
   removed ids are checked with a GET, and only a 404 is reported as deleted.
 - **Contacts**: ``contactFolders/{id}/contacts/delta`` of the default folder, then GETs with
@@ -62,6 +64,7 @@ from exchange_ext.backends.base import (
     ItemNotFound,
     ItemRejected,
     ItemUnreadable,
+    KnownVersions,
     MailboxSession,
     NewItem,
     ProbeResult,
@@ -86,7 +89,15 @@ from exchange_ext.sync.records import ExchangeItem, PsaTag, master_of, occurrenc
 from exchange_ext.sync.windows import SyncWindow
 
 PREFER = 'outlook.timezone="UTC", IdType="ImmutableId", outlook.body-content-type="text"'
-DELTA_PAGE_SIZE = 100
+# ``Prefer: odata.maxpagesize`` of delta pages: the most each endpoint serves, so a full read
+# of 5,000 events is 5 delta GETs. calendarView/delta documents the preference without a maximum
+# (https://learn.microsoft.com/graph/delta-query-events, "Optional request header") and Outlook
+# collections page at most 1,000 items ($top 1-1000); a larger preference is capped by Graph,
+# never refused. contacts/delta serves at most 200 per page whatever is asked (Microsoft's
+# answer, https://learn.microsoft.com/en-us/answers/a/2052165). Graph may send fewer
+# (docs/sandbox.md, "Delta": the sandbox caps both the same way).
+DELTA_PAGE_SIZE = 1000
+CONTACTS_DELTA_PAGE_SIZE = 200
 LIST_PAGE_SIZE = 250
 RANGE_STEP_DAYS = 7
 RANGE_SPAN_DAYS = 1820
@@ -102,7 +113,8 @@ class GraphSettings:
     base_url: str = "https://graph.microsoft.com"
     retry_budget_seconds: float = 120.0
     timeout: float | tuple[float, float] = (10.0, 60.0)
-    #: ``Prefer: odata.maxpagesize`` for delta pages (Graph may send fewer).
+    #: ``Prefer: odata.maxpagesize`` for delta pages (Graph may send fewer); contacts delta
+    #: pages ask for at most :data:`CONTACTS_DELTA_PAGE_SIZE`.
     delta_page_size: int = DELTA_PAGE_SIZE
 
 
@@ -235,8 +247,19 @@ class GraphSession(MailboxSession):
 
     # --- reads --------------------------------------------------------------------------------
 
-    def read_changes(self, folder: FolderKind, state: str | None, window: SyncWindow) -> ChangePage:
+    def read_changes(
+        self,
+        folder: FolderKind,
+        state: str | None,
+        window: SyncWindow,
+        known: KnownVersions | None = None,
+    ) -> ChangePage:
         """One delta page, its items re-read with their tags (see the module docstring).
+
+        With ``known``, a single event's or contact's ``changeKey`` in the delta entry is
+        compared first: an item the caller holds at that version is not re-read but listed in
+        ``unchanged``. (Occurrences and exceptions stand for their master, whose change key
+        the entry does not carry: their master is read as before.)
 
         https://learn.microsoft.com/graph/api/event-delta
         https://learn.microsoft.com/graph/api/contact-delta
@@ -248,14 +271,17 @@ class GraphSession(MailboxSession):
             current = self._state(state, collection, range_key)
             url = current.link if current else self._first_delta_url(folder, range_start, range_end)
             full = current.full if current else True
-            page_size = f"odata.maxpagesize={self.delta_page_size}"
+            size = self.delta_page_size
+            if folder is FolderKind.CONTACTS:
+                size = min(size, CONTACTS_DELTA_PAGE_SIZE)
+            page_size = f"odata.maxpagesize={size}"
             reply = self.http.get(url, headers=self._headers(Prefer=f"{PREFER}, {page_size}"))
             body = _read_reply(reply, missing_ok=False)
             next_link = body.get("@odata.nextLink")
             link = next_link or body.get("@odata.deltaLink")
             if not isinstance(link, str) or not isinstance(body.get("value"), list):
                 raise Unavailable("a delta page without its next or delta link")
-            items, deleted = self._page_items(folder, body["value"], full)
+            items, deleted, unchanged = self._page_items(folder, body["value"], full, known)
             new_state = _State(collection, range_key, full and bool(next_link), link)
             return ChangePage(
                 created=items if full else (),
@@ -264,6 +290,7 @@ class GraphSession(MailboxSession):
                 new_state=new_state.encode(),
                 more_available=bool(next_link),
                 full_read=full,
+                unchanged=unchanged,
             )
 
     def _state(self, state: str | None, collection: str, range_key: str) -> _State | None:
@@ -298,12 +325,14 @@ class GraphSession(MailboxSession):
         return f"{self.user}/contactFolders/{quote(str(folder_id), safe='')}/contacts/delta"
 
     def _page_items(
-        self, folder: FolderKind, entries: Sequence[Any], full: bool
-    ) -> tuple[tuple[ExchangeItem, ...], tuple[str, ...]]:
-        """The page's items (occurrences folded into their masters) and deleted ids."""
+        self, folder: FolderKind, entries: Sequence[Any], full: bool, known: KnownVersions | None
+    ) -> tuple[tuple[ExchangeItem, ...], tuple[str, ...], tuple[str, ...]]:
+        """The page's items (occurrences folded into their masters), deleted ids, and the ids
+        left unread because the caller holds them at the entry's ``changeKey``."""
         removed = [str(e["id"]) for e in entries if "@removed" in e]
         live = [e for e in entries if "@removed" not in e]
-        wanted = [_item_or_master(e) for e in live]
+        unchanged = _unchanged(live, known)
+        wanted = [_item_or_master(e) for e in live if str(e["id"]) not in unchanged]
         # Removed: deleted, or only out of our range (Graph says "deleted" for both).
         check = [] if full else removed
         fetched = self._get_items(folder, list(dict.fromkeys([*wanted, *check])))
@@ -323,7 +352,7 @@ class GraphSession(MailboxSession):
             item = self._to_item(folder, data)
             items[item.exchange_id] = item
         gone = [i for i in [*wanted, *check] if i not in fetched]
-        return tuple(items.values()), tuple(dict.fromkeys(gone))
+        return tuple(items.values()), tuple(dict.fromkeys(gone)), tuple(unchanged)
 
     def read_window(self, folder: FolderKind, window: SyncWindow) -> list[ExchangeItem]:
         """Every item overlapping ``window``, series expanded (``calendarView``).
@@ -511,6 +540,21 @@ def _no_public(folder: FolderKind) -> None:
     if folder is FolderKind.PUBLIC_CONTACTS:
         raise BackendError("public folders are not available through Microsoft Graph",
                            permanent=True)  # fmt: skip
+
+
+def _unchanged(
+    entries: Sequence[Mapping[str, Any]], known: KnownVersions | None
+) -> dict[str, None]:
+    """The ids (in page order) of the entries the caller holds at the entry's ``changeKey``.
+
+    One ``known`` call with every single item's id; occurrences and exceptions are left out
+    (they stand for their master, whose change key the entry does not carry).
+    """
+    own = [e for e in entries if _item_or_master(e) == str(e["id"]) and e.get("changeKey")]
+    if known is None or not own:
+        return {}
+    versions = known(list(dict.fromkeys(str(e["id"]) for e in own)))
+    return {str(e["id"]): None for e in own if versions.get(str(e["id"])) == str(e["changeKey"])}
 
 
 def _item_or_master(entry: Mapping[str, Any]) -> str:

@@ -5,9 +5,9 @@ item id → change key) with the items now in scope (events: singles, occurrence
 exceptions overlapping the token's window; contacts: the folder's contacts). New or changed
 items come back in full, vanished ones as ``{"id", "@removed": {"reason": "deleted"}}`` (also
 an event that moved out of the window — Graph does the same). Pages hold ``Prefer:
-odata.maxpagesize`` entries; every page but the last carries ``@odata.nextLink``
-(``$skiptoken``), the last one ``@odata.deltaLink`` (``$deltatoken``). Changes made while a
-client pages through a round land in the next round.
+odata.maxpagesize`` entries (at most 1,000; 200 for contacts); every page but the last carries
+``@odata.nextLink`` (``$skiptoken``), the last one ``@odata.deltaLink`` (``$deltatoken``).
+Changes made while a client pages through a round land in the next round.
 https://learn.microsoft.com/graph/delta-query-events
 https://learn.microsoft.com/graph/api/event-delta
 https://learn.microsoft.com/graph/api/contact-delta
@@ -35,7 +35,11 @@ if TYPE_CHECKING:
 
 MAX_STATES = 20_000
 DEFAULT_PAGE = 10
+# The most entries a page holds whatever odata.maxpagesize asks (a larger preference is capped,
+# never refused): Outlook collections page at most 1,000 items; contacts/delta at most 200
+# (Microsoft's answer, https://learn.microsoft.com/en-us/answers/a/2052165).
 MAX_PAGE = 1000
+MAX_CONTACTS_PAGE = 200
 
 
 @dataclass(frozen=True)
@@ -195,7 +199,10 @@ def delta(request: GraphRequest, kind: str, ref: str | None = None) -> GraphResp
             else:
                 scope = Scope(request.mailbox, kind, contacts.contact_folder(request, ref).id)
             state = plan_round(DeltaState(scope, {}), _current(request, scope))
-        entries, following, last = next_page(state, request.page_size())
+        size = request.page_size()
+        if kind == "contacts":
+            size = min(size, MAX_CONTACTS_PAGE)
+        entries, following, last = next_page(state, size)
         value = [_render_entry(request, kind, i, removed) for i, removed in entries]
     new_token = deltas.put(following)
     context = "Collection(event)" if kind == "events" else "Collection(contact)"

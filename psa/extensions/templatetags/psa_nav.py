@@ -6,6 +6,7 @@ from typing import Any
 
 from django import template
 from django.utils.safestring import SafeString, mark_safe
+from django.utils.translation import gettext as _
 
 from psa.extensions.registry import profile_tabs_for
 
@@ -26,4 +27,4 @@ def profile_tab_strip(context: template.Context) -> dict[str, Any]:
     """The profile tabs the current user sees; ``active_tab`` (a slug) marks the current one."""
     request = context["request"]
     tabs = profile_tabs_for(request.user)
-    return {"tabs": tabs, "current": context.get("active_tab", ""), "label": "Profile"}
+    return {"tabs": tabs, "current": context.get("active_tab", ""), "label": _("Profile")}

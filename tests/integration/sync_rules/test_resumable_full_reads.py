@@ -47,9 +47,9 @@ def test_a_resync_bigger_than_a_run_converges_over_several_runs(rules: Harness, 
             session = open_session(mailbox)
             read = session.read_changes
 
-            def read_changes(folder, state, window):
+            def read_changes(folder, state, window, known=None):
                 now[0] += 100
-                page = read(folder, state, window)
+                page = read(folder, state, window, known)
                 if page.full_read and folder.value == "calendar":
                     full_reads.append(state)
                 return page

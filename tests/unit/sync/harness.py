@@ -65,6 +65,7 @@ from exchange_ext.sync.records import (
     SyncOptions,
     merge_groups,
 )
+from exchange_ext.sync.scope import touched_keys
 from exchange_ext.sync.windows import SyncWindow, window_for
 
 T = TypeVar("T")
@@ -123,6 +124,14 @@ class SyncHarness:
     deferred: dict[tuple[str, int], Stored] = field(default_factory=dict)
     # The guard's base of a pass in progress: the folder's linked items when it began.
     pass_base: dict[FolderKind, int] = field(default_factory=dict)
+    # Incremental planning, as the engine does it (docs/performance.md): the PSA as the last
+    # committed page of a folder read it (the audit cursor), the keys to plan again (failed
+    # writes, held-deletion decisions), and the clock of the folder's last whole plan.
+    seen_psa: dict[FolderKind, dict[PsaKey, PsaItem]] = field(default_factory=dict)
+    retry: dict[FolderKind, set[PsaKey]] = field(default_factory=dict)
+    planned_at: dict[FolderKind, dt.datetime] = field(default_factory=dict)
+    # How many pages were planned both ways and found to agree.
+    incremental_checks: int = 0
     _before_apply_due: bool = field(default=False, repr=False)
 
     # --- held deletions -------------------------------------------------------------------
@@ -213,14 +222,16 @@ class SyncHarness:
         baseline = _in_folder(self.links, folder)
         psa = _in_folder(self.psa.items, folder)
         options = replace(self.options, guard_overridden=True)  # counted over the pass instead
-        result = plan(baseline, psa, view, options, now)
+        keys = self._planned_keys(folder, psa, view, now)
+        result = self._plan_both_ways(baseline, psa, view, options, now, keys)
         # Before creating, look our tags up (a copy written before a crash may be on a page
         # not read yet): adopt it instead of creating a second one, as the engine does.
         tags = [op.tag for op in result.ops if isinstance(op, o.CreateInExchange)]
         found = session.find_by_tag(folder, tags) if tags and not view.full_read else {}
         if found:
             tagged = tuple(item for items in found.values() for item in items)
-            result = plan(baseline, psa, replace(view, tagged=tagged), options, now)
+            tagged_view = replace(view, tagged=tagged)
+            result = self._plan_both_ways(baseline, psa, tagged_view, options, now, keys)
         if self.before_apply is not None and self._before_apply_due:
             self.before_apply()  # once per run
         self._before_apply_due = False
@@ -238,6 +249,58 @@ class SyncHarness:
                 self.deferred[slot] = Stored(folder, record, state)
         self.pass_base.setdefault(folder, _linked(baseline))
         self.states[folder] = new_state
+        # The page is committed, and with it the PSA's changes up to now (its own writes
+        # included: planning them again would change nothing); its keys are planned.
+        self.seen_psa[folder] = _in_folder(self.psa.items, folder)
+        if keys is None:
+            self.planned_at[folder] = now
+        retry = self.retry.get(folder, set())
+        done = retry if keys is None else retry & keys
+        creates = o.CreateInExchange | o.CreateInPsa  # settled in one step, as in the engine
+        follow_ups = {key_of(op) for op in kept if not isinstance(op, creates)}
+        self.retry[folder] = (retry - done) | failed | follow_ups
+
+    def _planned_keys(
+        self, folder: FolderKind, psa: dict[PsaKey, PsaItem], view: ExchangeView, now: dt.datetime
+    ) -> set[PsaKey] | None:
+        """The engine's choice (exchange_ext/engine/scope.py): None for a whole plan (a full
+        read, an expanded window, the first plan, another clock: the reconciliation), else
+        the PSA's changed keys since the last committed page, the keys to plan again, and those
+        of deletions pending or held (planned again each page, and kept back)."""
+        seen = self.seen_psa.get(folder)
+        if view.full_read or view.expanded_series or seen is None:
+            return None
+        if self.planned_at.get(folder) != now:
+            return None
+        changed = {key for key in psa.keys() | seen.keys() if psa.get(key) != seen.get(key)}
+        deferred = {_key(s.record) for s in self.deferred.values() if s.folder is folder}
+        return changed | self.retry.get(folder, set()) | deferred
+
+    def _plan_both_ways(
+        self,
+        baseline: dict[PsaKey, Link],
+        psa: dict[PsaKey, PsaItem],
+        view: ExchangeView,
+        options: SyncOptions,
+        now: dt.datetime,
+        keys: set[PsaKey] | None,
+    ) -> o.Plan:
+        """The whole plan; and, when the engine would plan just some keys, the plan of those
+        keys and the view's (:func:`touched_keys`), which must be the same ops."""
+        whole = plan(baseline, psa, view, options, now)
+        if keys is None:
+            return whole
+        keys = keys | touched_keys(baseline.values(), view, options)
+        narrow = plan(
+            {key: link for key, link in baseline.items() if key in keys},
+            {key: item for key, item in psa.items() if key in keys},
+            view,
+            options,
+            now,
+        )
+        assert narrow.ops == whole.ops, (keys, view, self.seen_psa, psa, self.links, whole.ops)
+        self.incremental_checks += 1
+        return whole
 
     def _settle(
         self,
@@ -258,6 +321,7 @@ class SyncHarness:
                     stored.state = HELD
             else:
                 self._apply_stored(session, ops, pending, applied, crash_at)
+                self.retry.setdefault(folder, set()).update(key_of(op) for op in ops)
         self.pass_base.pop(folder, None)
 
     def _apply_decisions(
@@ -278,6 +342,8 @@ class SyncHarness:
         ops = confirm_ops([s.record for s in confirmed], baseline)
         ops += restore_ops([s.record for s in restored], baseline)
         self._apply_stored(session, ops, [*confirmed, *restored], applied, crash_at)
+        # What the decisions leave to the planner is planned by the next page.
+        self.retry.setdefault(folder, set()).update(key_of(op) for op in ops)
 
     def _apply_stored(
         self,
@@ -470,6 +536,10 @@ class SyncHarness:
         if not result.ok:
             self.item_errors.append(result)
         return result.ok
+
+
+def _key(record: Deferred) -> PsaKey:
+    return PsaKey(ItemKind(record.kind), record.psa_id)
 
 
 def _folder_of(record: Record) -> FolderKind:
