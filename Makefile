@@ -35,29 +35,27 @@ $(TEST_STAMP): pyproject.toml constraints.txt | $(VENV)/bin/python
 	$(PIP) -c constraints.txt -e '.[test]'
 	touch $(RUN_STAMP) $@
 
+# A Debian package, installed only when missing (sudo unless root; `apt-get update` once if
+# the package lists are stale): $(call apt_install,<package>,<why>).
+define apt_install
+{ echo "Installing Debian's $(1) $(2)..."; \
+  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q $(1) >/dev/null \
+  || { $$SUDO apt-get update -q >/dev/null \
+       && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q $(1) >/dev/null; }; }
+endef
+
 # Debian's Chromium for the Playwright browser tests (browsers cannot be downloaded here).
 browser-deps:
-	@test -x /usr/bin/chromium || { \
-	  echo "Installing Debian's chromium for browser tests..."; \
-	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
-	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q chromium >/dev/null \
-	  || { $$SUDO apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q chromium >/dev/null; }; }
+	@test -x /usr/bin/chromium || $(call apt_install,chromium,for browser tests)
 
 # Debian's gettext: makemessages and compilemessages call xgettext, msgmerge and msgfmt.
 gettext-deps:
-	@command -v msgfmt >/dev/null || { \
-	  echo "Installing Debian's gettext for the translation catalogues..."; \
-	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
-	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q gettext >/dev/null \
-	  || { $$SUDO apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q gettext >/dev/null; }; }
+	@command -v msgfmt >/dev/null || $(call apt_install,gettext,for the translation catalogues)
 
 # Debian's Noto CJK fonts, so Japanese and Chinese pages render in the browser tests.
 fonts-deps:
-	@test -d /usr/share/fonts/opentype/noto || { \
-	  echo "Installing Debian's fonts-noto-cjk for Japanese and Chinese pages..."; \
-	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
-	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q fonts-noto-cjk >/dev/null \
-	  || { $$SUDO apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q fonts-noto-cjk >/dev/null; }; }
+	@test -d /usr/share/fonts/opentype/noto || $(call apt_install,fonts-noto-cjk,for Japanese and Chinese pages)
 
 # Translations (docs/i18n.md). `make messages` re-extracts every string into the .po
 # catalogues under locale/ (committed; translators edit them); `make catalogues` compiles them
@@ -77,11 +75,7 @@ locale/%/LC_MESSAGES/django.mo: locale/%/LC_MESSAGES/django.po | gettext-deps
 
 # Debian's libfaketime for `make test-clock`.
 faketime-deps:
-	@command -v faketime >/dev/null || { \
-	  echo "Installing Debian's faketime for the shifted-clock runs..."; \
-	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
-	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q faketime >/dev/null \
-	  || { $$SUDO apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q faketime >/dev/null; }; }
+	@command -v faketime >/dev/null || $(call apt_install,faketime,for the shifted-clock runs)
 
 # Re-pin every transitive dependency after changing pyproject.toml (from a fresh install).
 lock:
