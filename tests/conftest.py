@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import pytest
 from cryptography.fernet import Fernet
 from django.test import override_settings
+from django.utils import translation
 
 from psa.environment import env_networks
 from tests import clock
@@ -33,6 +34,15 @@ def _sandbox_loopback_is_allowed() -> Iterator[None]:
 def _fast_password_hashing(settings):
     # Hashing with the production hasher costs ~0.2 s per login; tests log in hundreds of times.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
+def _default_language():
+    """A page a test requested as a German user leaves German active in the thread (Django's
+    middleware activates and never resets): each test starts and ends in the default."""
+    translation.deactivate()
+    yield
+    translation.deactivate()
 
 
 @pytest.fixture(autouse=True)

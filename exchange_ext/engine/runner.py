@@ -23,7 +23,8 @@ import abc
 import datetime as dt
 import logging
 
-from django.utils import timezone
+from django.conf import settings
+from django.utils import timezone, translation
 
 from exchange_ext.backends.base import BackendError, UnexpectedError
 from exchange_ext.engine import leases
@@ -80,7 +81,15 @@ def run_job(job: Job, *, trigger: str) -> SyncRun:
 
     Never raises for backend or per-item errors (they are the run's outcome); a bug or a kill
     propagates after the run and the job's state are marked failed and the lease released.
+    What a run stores in words (its error, a stop reason) is in the installation's language
+    (``PSA_LANGUAGE``, docs/i18n.md), whichever language the calling thread had active (a web
+    request's, when "Sync now" runs in the foreground).
     """
+    with translation.override(settings.LANGUAGE_CODE):
+        return _run_job(job, trigger=trigger)
+
+
+def _run_job(job: Job, *, trigger: str) -> SyncRun:
     reason = job.why_not_runnable()
     if reason:
         target = f"mailbox {job.mailbox.pk}" if job.mailbox else "the public contacts folder"
