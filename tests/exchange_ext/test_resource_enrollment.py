@@ -5,14 +5,10 @@ README, "Configuring the MS Exchange extension"; docs/sync-rules.md, "Notificati
 
 from __future__ import annotations
 
-import email
-import email.policy
 import logging
-import socket
 from collections.abc import Iterator
 
 import pytest
-from aiosmtpd.controller import Controller
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
@@ -20,47 +16,16 @@ from exchange_ext.jobs.notifications import SETUP_SUBJECT, send_setup_emails
 from exchange_ext.models import MailboxSettings
 from exchange_ext.web.enrollment import set_enabled_resources
 from tests.builders import make_resource
+from tests.smtp import Inbox, free_port, smtp_inbox
 
 pytestmark = pytest.mark.django_db
 
 
-class Inbox:
-    """An aiosmtpd handler keeping every message it receives."""
-
-    def __init__(self) -> None:
-        self.messages: list[email.message.EmailMessage] = []
-        self.refuse: set[str] = set()
-
-    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
-        if address in self.refuse:
-            return "550 mailbox unavailable"
-        envelope.rcpt_tos.append(address)
-        return "250 OK"
-
-    async def handle_DATA(self, server, session, envelope):
-        self.messages.append(
-            email.message_from_bytes(envelope.content, policy=email.policy.default)
-        )
-        return "250 Message accepted for delivery"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture
 def inbox(settings) -> Iterator[Inbox]:
-    handler = Inbox()
-    controller = Controller(handler, hostname="127.0.0.1", port=free_port())
-    controller.start()
-    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
-    settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", controller.port
-    settings.EMAIL_USE_TLS, settings.EMAIL_HOST_USER, settings.EMAIL_HOST_PASSWORD = False, "", ""
     settings.PSA_BASE_URL = "https://psa.example.test"
-    yield handler
-    controller.stop()
+    with smtp_inbox(settings) as handler:
+        yield handler
 
 
 def test_enabling_creates_settings_and_returns_only_the_newly_enabled():

@@ -10,14 +10,11 @@ them in that language, and their HTML part declares it.
 from __future__ import annotations
 
 import datetime as dt
-import socket
 from collections.abc import Iterator
-from email import message_from_bytes, policy
 from email.message import EmailMessage
 from typing import Any
 
 import pytest
-from aiosmtpd.controller import Controller
 from django.utils import translation
 from django.utils.translation import gettext, ngettext
 
@@ -34,6 +31,7 @@ from exchange_ext.models import ExchangeConfig, MailboxSettings
 from exchange_ext.web.enrollment import set_enabled_resources
 from tests import clock
 from tests.builders import make_resource
+from tests.smtp import Inbox, smtp_inbox
 
 pytestmark = pytest.mark.django_db
 Status = MailboxSettings.Status
@@ -102,47 +100,11 @@ SUBJECTS: dict[str, dict[str, str]] = {
 }
 
 
-class Inbox:
-    """What the SMTP server received, parsed."""
-
-    def __init__(self) -> None:
-        self.raw: list[bytes] = []
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        self.raw.append(envelope.original_content or envelope.content)
-        return "250 OK"
-
-    @property
-    def messages(self) -> list[EmailMessage]:
-        return [message_from_bytes(raw, policy=policy.default) for raw in self.raw]  # type: ignore[misc]
-
-    def take(self) -> list[EmailMessage]:
-        """The messages received since the last call."""
-        received = self.messages
-        self.raw.clear()
-        return received
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture
 def inbox(settings: Any) -> Iterator[Inbox]:
-    handler = Inbox()
-    controller = Controller(handler, hostname="127.0.0.1", port=_free_port())
-    controller.start()
-    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
-    settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", controller.port
-    settings.EMAIL_USE_TLS, settings.EMAIL_HOST_USER, settings.EMAIL_HOST_PASSWORD = False, "", ""
-    settings.EMAIL_TIMEOUT = 5
     settings.PSA_BASE_URL = "https://psa.example.test"
-    try:
+    with smtp_inbox(settings) as handler:
         yield handler
-    finally:
-        controller.stop()
 
 
 def _configure(notification_emails: str) -> None:

@@ -9,16 +9,12 @@ greps every message it received for the configured secrets.
 from __future__ import annotations
 
 import datetime as dt
-import socket
 from collections.abc import Iterator
-from email import message_from_bytes
-from email.message import Message
 from io import StringIO
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aiosmtpd.controller import Controller
 from django.core.management import call_command
 from django.utils import timezone
 from django_q.models import Schedule
@@ -40,6 +36,7 @@ from tests.integration.ops_support import (
     sandbox_env,
     start_ops_sandbox,
 )
+from tests.smtp import Inbox, smtp_inbox
 
 pytestmark = pytest.mark.django_db
 ADMINS = "it-ops@northwind.example; boss@northwind.example"
@@ -47,54 +44,15 @@ RESOURCE_PASSWORD = "Per-Resource-Pa55word!"
 WRONG_PASSWORD = "Wrong-Pa55word-Typed!"
 
 
-class Inbox:
-    """What the SMTP server received (raw bytes, as sent)."""
-
-    def __init__(self) -> None:
-        self.raw: list[bytes] = []
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        self.raw.append(envelope.original_content or envelope.content)
-        return "250 OK"
-
-    @property
-    def messages(self) -> list[Message]:
-        return [message_from_bytes(raw) for raw in self.raw]
-
-    def subjects(self) -> list[str]:
-        return [str(m["Subject"]) for m in self.messages]
-
-    def text(self, index: int) -> str:
-        for part in self.messages[index].walk():
-            if part.get_content_type() == "text/plain":
-                return part.get_payload(decode=True).decode()
-        return ""
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture
 def inbox(settings: Any) -> Iterator[Inbox]:
-    handler = Inbox()
-    controller = Controller(handler, hostname="127.0.0.1", port=_free_port())
-    controller.start()
-    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
-    settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", controller.port
-    settings.EMAIL_USE_TLS, settings.EMAIL_HOST_USER, settings.EMAIL_HOST_PASSWORD = False, "", ""
-    settings.EMAIL_TIMEOUT = 5
-    try:
+    with smtp_inbox(settings) as handler:
         yield handler
-    finally:
-        controller.stop()
-        # Never a secret in any email, whatever the test did.
-        for raw in handler.raw:
-            assert SECRET_PASSWORD.encode() not in raw
-            assert RESOURCE_PASSWORD.encode() not in raw
-            assert WRONG_PASSWORD.encode() not in raw
+    # Never a secret in any email, whatever the test did.
+    for raw in handler.raw:
+        assert SECRET_PASSWORD.encode() not in raw
+        assert RESOURCE_PASSWORD.encode() not in raw
+        assert WRONG_PASSWORD.encode() not in raw
 
 
 @pytest.fixture
