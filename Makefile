@@ -15,7 +15,7 @@ POSTGRES_URL ?= postgres://postgres@127.0.0.1:5432/test
 # computes, so two workers finish sooner on two cores; `make test PYTEST_ARGS=` runs in one.
 PYTEST_ARGS ?= -n 2 --dist loadfile
 
-.PHONY: messages catalogues gettext-deps fonts-deps run test test-sqlite test-postgres test-clock faketime-deps lint format migrate demo demo-refresh worker lock \
+.PHONY: messages catalogues gettext-deps fonts-deps run test test-sqlite test-postgres test-clock lint format migrate demo demo-refresh worker lock \
 	browser-deps install install-test clean bench bench-scale
 
 # --- setup -------------------------------------------------------------------------------
@@ -73,10 +73,6 @@ catalogues: $(CATALOGUES)
 locale/%/LC_MESSAGES/django.mo: locale/%/LC_MESSAGES/django.po | gettext-deps
 	msgfmt --check-format -o $@ $<
 
-# Debian's libfaketime for `make test-clock`.
-faketime-deps:
-	@command -v faketime >/dev/null || $(call apt_install,faketime,for the shifted-clock runs)
-
 # Re-pin every transitive dependency after changing pyproject.toml (from a fresh install).
 lock:
 	rm -rf .venv-lock && $(PYTHON) -m venv .venv-lock
@@ -108,8 +104,11 @@ worker: $(RUN_STAMP)
 # Redis on their own).
 # The sync state machine explores 500 random histories in `make test` (CI), 100 by default.
 SYNC_MACHINE_EXAMPLES ?= 500
+# The longest one pytest run may take (a run takes about 6 minutes on two cores).
+PYTEST_LIMIT ?= 25m
 define pytest
-	env -u REDIS_URL SYNC_MACHINE_EXAMPLES=$(SYNC_MACHINE_EXAMPLES) $(BIN)/pytest $(PYTEST_ARGS); rc=$$?; if [ $$rc -eq 5 ]; then rc=0; fi; exit $$rc
+	env -u REDIS_URL SYNC_MACHINE_EXAMPLES=$(SYNC_MACHINE_EXAMPLES) \
+	  timeout --signal=INT --kill-after=60 $(PYTEST_LIMIT) $(BIN)/pytest $(PYTEST_ARGS); rc=$$?; if [ $$rc -eq 5 ]; then rc=0; fi; exit $$rc
 endef
 
 test: lint test-sqlite test-postgres test-clock
@@ -126,25 +125,25 @@ test-postgres: $(TEST_STAMP) browser-deps fonts-deps catalogues
 	elif [ "$$CI" = true ]; then echo "PostgreSQL at $(POSTGRES_URL) is unreachable" >&2; exit 1; \
 	else echo "PostgreSQL at $(POSTGRES_URL) is unreachable: skipping the PostgreSQL run"; fi
 
-# The whole suite but the browser tests, on SQLite, with the process clock of pytest and of
-# every process it starts moved by libfaketime to each of CLOCK_DATES (UTC; time still passes).
-# The dates: a few hours before Europe/Berlin springs forward, the evening before
-# America/New_York falls back, a leap day, New Year's Eve half an hour before midnight (UTC and
-# Europe/Berlin then disagree on the year), and 60 days from today. Every process gets the same
-# offset from the real clock (not a start time of its own, which each child would restart
-# from). `-m`: libfaketime's thread-safe build (the other one crashed a threaded subprocess now
-# and then). The monotonic clock stays real; tests/faketime_shim/sitecustomize.py says why every
-# Python process of these runs sleeps with select(). The sync state machine replays the same
-# (derandomized) histories as the runs above, at each date.
+# The whole suite but the browser tests, on SQLite, with the wall clock of pytest and of every
+# Python process it starts moved to each of CLOCK_DATES (UTC; time still passes) by
+# tests/clock_shift/sitecustomize.py (time-machine; it says why not libfaketime). The dates: a
+# few hours before Europe/Berlin springs forward, the evening before America/New_York falls
+# back, a leap day, New Year's Eve half an hour before midnight (UTC and Europe/Berlin then
+# disagree on the year), and 60 days from today. Every process gets the same offset from the
+# real clock (not a start time of its own, which each child would restart from). The sync state
+# machine replays the same (derandomized) histories as the runs above, at each date.
+# Each pytest run is bounded (PYTEST_LIMIT): a hung run fails with its stacks instead of
+# holding CI until its own limit.
 CLOCK_DATES ?= "2027-03-27 21:30" "2027-11-07 03:00" "2028-02-29 12:00" "2026-12-31 23:30" \
 	"+60 days"
-test-clock: $(TEST_STAMP) faketime-deps catalogues
+test-clock: $(TEST_STAMP) catalogues
 	@for when in $(CLOCK_DATES); do \
 	  offset=$$(( $$(date -u -d "$$when" +%s) - $$(date -u +%s) )); \
 	  echo "== test-clock: $$(date -u -d "$$when" '+%Y-%m-%d %H:%M UTC') (offset $${offset}s)"; \
-	  FAKETIME_DONT_FAKE_MONOTONIC=1 PYTHONPATH=$(CURDIR)/tests/faketime_shim \
-	    faketime -m -f "$$(printf '%+d' $$offset)" \
+	  TEST_CLOCK_OFFSET=$$offset PYTHONPATH=$(CURDIR)/tests/clock_shift \
 	    env -u REDIS_URL -u DATABASE_URL SYNC_MACHINE_EXAMPLES=$(SYNC_MACHINE_EXAMPLES) \
+	    timeout --signal=INT --kill-after=60 $(PYTEST_LIMIT) \
 	    $(BIN)/pytest -m "not browser" $(PYTEST_ARGS); rc=$$?; \
 	  if [ $$rc -ne 0 ] && [ $$rc -ne 5 ]; then exit $$rc; fi; \
 	done

@@ -1,7 +1,7 @@
 """The test clock: every test reads the clock once, when it starts, and pins that reading.
 
-The reading is the process clock — the real one, or the one libfaketime moved in
-``make test-clock`` (README, "Tests") — so the suite runs on whatever day it is run and the
+The reading is the process clock — the real one, or the one ``make test-clock`` moved
+(``tests/clock_shift``) (README, "Tests") — so the suite runs on whatever day it is run and the
 shifted runs really test other days. Builders and tests place their items relative to it:
 
 * :func:`now` — the pinned reading (whole seconds, UTC) for the running test;
