@@ -46,7 +46,8 @@ MARGIN_SECONDS = 10.0
 
 
 def sync_mailbox(mailbox_settings_id: int, trigger: str = SyncRun.Trigger.SCHEDULED) -> str:
-    """Run one sync of the mailbox; return a one-line summary (the admin's task list shows it).
+    """Run one sync of the mailbox; return a one-line summary for the worker log (successful
+    tasks are not stored: the run is, as a SyncRun; psa/settings.py, ``save_limit``).
 
     A mailbox deleted or disabled since it was queued is skipped quietly; a second delivery
     of the same task (or a concurrent one) is skipped by the lease.

@@ -220,7 +220,11 @@ Q_CLUSTER: dict[str, object] = {
     "retry": env_int("Q_RETRY", 900),
     "max_attempts": 1,
     "catch_up": False,
-    "save_limit": 1000,
+    # Successful tasks are not stored: every sync records its own SyncRun, and django-q2's
+    # pruning of stored successes locked and loaded every stored row (1,000, with their pickled
+    # arguments) after each task: most of a quiet run's CPU (docs/performance.md). Failures
+    # are still stored (Django admin, "Failed tasks").
+    "save_limit": -1,
     "ack_failures": True,
     "poll": 1,
     "label": "Background tasks",

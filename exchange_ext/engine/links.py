@@ -1,13 +1,18 @@
 """The sync baseline of one mailbox: ItemLink rows ⇄ the core's :class:`Link` records; and the
 public contacts folder's, in PublicFolderLink rows (the same records, no mailbox).
 
-Loading is one query; saving a batch of changes is at most two (one delete, one upsert), so
-a page's bookkeeping costs the same for 10 items as for 5,000.
+Loading is one query; saving a batch of changes is at most two statements (one delete, one
+upsert with a parameter set per row), so a page's bookkeeping costs the same number of
+queries for 10 items as for 5,000.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Collection, Mapping, Sequence
+
+from django.db import connection
+from django.utils import timezone
 
 from exchange_ext.backends.base import FolderKind, KnownVersions
 from exchange_ext.models import ItemLink, MailboxSettings, PublicFolderLink
@@ -70,21 +75,49 @@ def save_links(mailbox: MailboxSettings, changes: Mapping[PsaKey, Link | None]) 
     itself in the (mailbox, exchange id) unique constraint.
     """
     dropped = [key for key, link in changes.items() if link is None]
+    now = connection.ops.adapt_datetimefield_value(timezone.now())
     for kind in {key.kind for key in dropped}:
         ids = [key.psa_id for key in dropped if key.kind is kind]
         ItemLink.objects.filter(mailbox_settings=mailbox, kind=kind, psa_id__in=ids).delete()
-    rows = [_to_row(mailbox, link) for link in changes.values() if link is not None]
+    rows = [_to_values(mailbox, link, now) for link in changes.values() if link is not None]
     if rows:
-        ItemLink.objects.bulk_create(
-            rows,
-            update_conflicts=True,
-            unique_fields=["mailbox_settings", "kind", "psa_id"],
-            update_fields=[
-                "folder", "exchange_id", "change_key", "psa_digest", "exchange_digest",
-                "origin", "state", "exchange_start", "is_organizer", "ical_uid",
-                "original_start", "updated_at",
-            ],
-        )  # fmt: skip
+        with connection.cursor() as cursor:
+            cursor.executemany(_upsert_sql(), rows)
+
+
+# A page's links are written with one prepared upsert and many parameter sets: Django's
+# bulk_create(update_conflicts=True) builds one multi-row INSERT per ~60 rows under SQLite's
+# parameter limit and assembles placeholders per row, which was most of an initial export's
+# own cost (docs/performance.md, "Initial export"). Same statement on SQLite and PostgreSQL.
+_KEY = ("mailbox_settings_id", "kind", "psa_id")
+_UPDATED = (
+    "folder", "exchange_id", "change_key", "psa_digest", "exchange_digest", "origin", "state",
+    "exchange_start", "is_organizer", "ical_uid", "original_start", "updated_at",
+)  # fmt: skip
+_COLUMNS = (*_KEY, *_UPDATED, "created_at")
+
+
+@functools.cache
+def _upsert_sql() -> str:
+    quote = connection.ops.quote_name
+    return (
+        f"INSERT INTO {quote(ItemLink._meta.db_table)} "
+        f"({', '.join(quote(c) for c in _COLUMNS)}) VALUES ({', '.join(['%s'] * len(_COLUMNS))}) "
+        f"ON CONFLICT ({', '.join(quote(c) for c in _KEY)}) DO UPDATE SET "
+        + ", ".join(f"{quote(c)} = excluded.{quote(c)}" for c in _UPDATED)
+    )
+
+
+def _to_values(mailbox: MailboxSettings, link: Link, now: object) -> tuple[object, ...]:
+    """One row's parameters in ``_COLUMNS`` order (``now``: adapted for the database)."""
+    adapt = connection.ops.adapt_datetimefield_value
+    return (
+        mailbox.pk, link.key.kind.value, link.key.psa_id,
+        folder_of(link.key.kind).value, link.exchange_id, link.change_key,
+        str(link.psa_digest), str(link.exchange_digest), link.origin.value, link.state.value,
+        adapt(link.exchange_start), link.is_organizer, link.ical_uid, adapt(link.original_start),
+        now, now,
+    )  # fmt: skip
 
 
 def to_link(mailbox: MailboxSettings, row: ItemLink) -> Link:
@@ -105,28 +138,6 @@ def to_link(mailbox: MailboxSettings, row: ItemLink) -> Link:
         ical_uid=row.ical_uid,
         original_start=row.original_start,
     )
-
-
-def _to_row(mailbox: MailboxSettings, link: Link) -> ItemLink:
-    return ItemLink(
-        mailbox_settings=mailbox,
-        kind=link.key.kind.value,
-        psa_id=link.key.psa_id,
-        folder=folder_of(link.key.kind).value,
-        exchange_id=link.exchange_id,
-        change_key=link.change_key,
-        psa_digest=str(link.psa_digest),
-        exchange_digest=str(link.exchange_digest),
-        origin=link.origin.value,
-        state=link.state.value,
-        exchange_start=link.exchange_start,
-        is_organizer=link.is_organizer,
-        ical_uid=link.ical_uid,
-        original_start=link.original_start,
-    )
-
-
-# --- the public contacts folder -------------------------------------------------------------
 
 
 def load_public_baseline() -> dict[PsaKey, Link]:

@@ -157,7 +157,7 @@ from django_q.tasks import async_task, fetch
 from exchange_ext.models import SyncRun
 pk = int(sys.argv[1])
 before = set(SyncRun.objects.filter(mailbox_settings_id=pk).values_list("pk", flat=True))
-tasks = [async_task("exchange_ext.tasks.sync_mailbox", pk, "sync_now") for _ in range(2)]
+tasks = [async_task("exchange_ext.tasks.sync_mailbox", pk, "sync_now", save=True) for _ in range(2)]
 deadline = time.monotonic() + float(sys.argv[2])
 while time.monotonic() < deadline and not all(fetch(t) for t in tasks):
     time.sleep(0.2)

@@ -41,7 +41,7 @@ import json, os, sys, time
 import django
 django.setup()
 from django_q.tasks import async_task, fetch
-task_id = async_task("psa.demo.tasks.describe_worker", sys.argv[1])
+task_id = async_task("psa.demo.tasks.describe_worker", sys.argv[1], save=True)
 deadline = time.monotonic() + float(sys.argv[2])
 while (task := fetch(task_id)) is None and time.monotonic() < deadline:
     time.sleep(0.25)
