@@ -22,6 +22,7 @@ class ExchangeExtConfig(AppConfig):
             # Production without EXCHANGE_SECRET_KEYS must not start (secrets would be unreadable).
             crypto.check_keys_configured()
         self._register_pages()
+        self._register_monitoring()
         # After every migrate (fresh install, deploy, `make run`): the schedule exists, once.
         post_migrate.connect(_ensure_schedules, sender=self, dispatch_uid="exchange_schedules")
         psa_item_changed.connect(on_psa_item_changed, dispatch_uid="exchange_prompt_sync")
@@ -55,6 +56,14 @@ class ExchangeExtConfig(AppConfig):
                 is_visible=has_resource,
             )
         )
+
+    def _register_monitoring(self) -> None:
+        """Add the sync's metrics to /metrics and its worker heartbeat to /healthz."""
+        from exchange_ext.web.monitoring import ExchangeCollector, worker_heartbeat
+        from psa.monitoring.registry import register_collector, register_worker_heartbeat
+
+        register_collector("exchange", ExchangeCollector())
+        register_worker_heartbeat("exchange", worker_heartbeat)
 
 
 def _ensure_schedules(using: str = "default", **kwargs: Any) -> None:

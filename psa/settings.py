@@ -190,6 +190,18 @@ AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
 CLIENT_IP_HEADER = env_meta_key("DJANGO_CLIENT_IP_HEADER")
 AXES_CLIENT_IP_CALLABLE = "psa.client_address.client_address"
 
+# Operators' endpoints (README, "Monitoring"). /metrics answers a request carrying
+# "Authorization: Bearer <PSA_METRICS_TOKEN>" or coming from an address in
+# PSA_METRICS_ALLOWED_IPS (addresses or CIDR networks, the client address as login throttling
+# sees it); with neither set it does not exist (404). /healthz is open (load balancers).
+PSA_METRICS_TOKEN = env_str("PSA_METRICS_TOKEN").strip()
+if PSA_METRICS_TOKEN and (len(PSA_METRICS_TOKEN) < 32 or len(PSA_METRICS_TOKEN.split()) > 1):
+    raise ImproperlyConfigured(
+        "PSA_METRICS_TOKEN must be at least 32 characters without spaces "
+        "(e.g. the output of: python -c 'import secrets; print(secrets.token_urlsafe(32))')"
+    )
+PSA_METRICS_ALLOWED_IPS = env_networks("PSA_METRICS_ALLOWED_IPS")
+
 # Email: console by default; Django's standard variables configure SMTP in production.
 EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
 EMAIL_HOST = env_str("EMAIL_HOST", "localhost")

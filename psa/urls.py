@@ -2,10 +2,11 @@
 
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
-from django.urls import include, path
+from django.urls import include, path, re_path
 from django.views.generic import RedirectView
 
 from psa.i18n.views import choose_language
+from psa.monitoring.views import healthz, metrics
 
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="calendar", permanent=False), name="home"),
@@ -19,4 +20,9 @@ urlpatterns = [
     path("extensions/", include("psa.extensions.urls")),
     path("extensions/exchange/", include("exchange_ext.urls")),
     path("admin/", admin.site.urls),
+    # Operators (README, "Monitoring"): Prometheus scrapes "metrics" (no slash, as scrapers
+    # ask); the health check answers with and without the slash (no redirect a load balancer
+    # could take for a failure), as SECURE_REDIRECT_EXEMPT in settings does.
+    path("metrics", metrics, name="metrics"),
+    re_path(r"^healthz/?$", healthz, name="healthz"),
 ]

@@ -97,6 +97,12 @@ MATRIX: list[Row] = [
     row("/accounts/login/",                                 POST,   200,   200,  200,  200,  200),
     row("/accounts/logout/",                                GET,    405,   405,  405,  405,  405),
     row("/accounts/logout/",                                POST,   OUT,   OUT,  OUT,  OUT,  OUT),
+    # -- operators: /metrics needs its token or an allowed address (README, "Monitoring") and
+    # is off (404) unless one is configured, whoever is logged in; /healthz is open, GET only
+    row("/metrics",                                         GET,    404,   404,  404,  404,  404),
+    row("/metrics",                                         POST,   405,   405,  405,  405,  405),
+    row("/healthz/",                                        GET,    200,   200,  200,  200,  200),
+    row("/healthz/",                                        POST,   405,   405,  405,  405,  405),
     # -- the header's language switcher: anyone (the login page has it), POST only ----------
     row("/i18n/language/",                                  GET,    405,   405,  405,  405,  405),
     row("/i18n/language/",                                  POST,   "/",   "/",  "/",  "/",  "/"),
