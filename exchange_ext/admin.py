@@ -37,6 +37,7 @@ STATUS_FIELDS = (
     "last_error",
     "enabled_at",
     "sync_requested_at",
+    "sync_requested_trigger",
     "resync_requested_at",
     "lease_token",
     "lease_holder",

@@ -13,8 +13,8 @@ from typing import Any
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
+from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
-from django.utils.translation import ngettext
 
 from exchange_ext.secrets import EncryptedSecretField
 from psa.resources.models import Resource
@@ -185,6 +185,9 @@ class MailboxSettings(models.Model):
     sync_requested_at = models.DateTimeField(
         null=True, blank=True, help_text=_('Set by "Sync now"; cleared when a run picks it up.')
     )
+    # Written with sync_requested_at: the SyncRun.Trigger the dispatcher queues the request
+    # with (a saved General tab is "Settings saved", not "Scheduled").
+    sync_requested_trigger = models.CharField(max_length=20, blank=True)
     resync_requested_at = models.DateTimeField(
         null=True,
         blank=True,
@@ -569,10 +572,16 @@ class SyncRun(models.Model):
         SKIPPED = "skipped", _("Skipped (already running)")
 
     class Trigger(models.TextChoices):
+        """Why the run ran (docs/sync-rules.md, "Triggers"). The values are stored in runs and
+        in queued tasks' arguments: never rename one, only add."""
+
         MANUAL = "manual", _("Manual")
         SCHEDULED = "scheduled", _("Scheduled")
         SYNC_NOW = "sync_now", _("Sync now")
         REMOVAL = "removal", _("Remove synced items")
+        SETTINGS_SAVED = "settings_saved", _("Settings saved")
+        RESOURCE_ENABLED = "resource_enabled", _("Resource enabled")
+        PSA_CHANGE = "psa_change", _("PSA change")
 
     # Null: a run of the installation-wide public contacts folder job.
     mailbox_settings = models.ForeignKey(
@@ -622,12 +631,38 @@ class SyncRun(models.Model):
         return ", ".join(parts) or "—"
 
     @property
+    def duration(self) -> str:
+        """How long the run took, for the run log: ``"12 s"``, ``"1 min 5 s"``, ``"2 h 3 min"``;
+        ``"running"`` while it has no end. Seconds are whole (rounded down); a clock step
+        that puts the end before the start reads ``"0 s"``."""
+        if self.finished_at is None:
+            return gettext("running")
+        return format_duration((self.finished_at - self.started_at).total_seconds())
+
+    @property
     def psa_summary(self) -> str:
         return self.summary("psa")
 
     @property
     def exchange_summary(self) -> str:
         return self.summary("exchange")
+
+
+def format_duration(seconds: float) -> str:
+    """A length of time in the active language, to the second under an hour and to the minute
+    from an hour on: ``"45 s"``, ``"1 min 5 s"``, ``"2 h 3 min"``; the zero parts in between
+    are left out (``"1 min"``, ``"2 h"``)."""
+    total = max(int(seconds), 0)
+    hours, rest = divmod(total, 3600)
+    minutes, secs = divmod(rest, 60)
+    units = {
+        "h": lambda n: ngettext("%(count)d h", "%(count)d h", n),
+        "min": lambda n: ngettext("%(count)d min", "%(count)d min", n),
+        "s": lambda n: ngettext("%(count)d s", "%(count)d s", n),
+    }
+    shown = (("h", hours), ("min", minutes)) if hours else (("min", minutes), ("s", secs))
+    parts = [units[unit](n) % {"count": n} for unit, n in shown if n]
+    return " ".join(parts) or units["s"](0) % {"count": 0}
 
 
 class SyncLogEntry(models.Model):

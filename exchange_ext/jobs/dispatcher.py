@@ -18,6 +18,18 @@ before the task is sent and cleared by the run's lease claim (in the same UPDATE
 is always visibly queued or running until its run ends); a claim older than
 :func:`queued_stale_after` is assumed lost (a Redis task dies with its worker) and may be
 claimed again. Queuing is therefore safe from any process, any number of times.
+
+Every queued task carries the true cause of its run, recorded as the run's trigger (the
+resource's sync log shows it): the dispatcher's slot is "Scheduled"; a requested sync
+(``sync_requested_at``) carries the trigger stored with the request
+(``sync_requested_trigger``: "Sync now", or "Settings saved" after a General or
+Synchronization tab save); the callers of :func:`enqueue_sync` pass theirs ("Resource
+enabled", "Settings saved", "PSA change", "Sync now"). Causes that coalesce — a second cause
+while the mailbox is already queued adds no task — keep the **first queued cause**: the task
+already in the broker names it, and the one run it makes serves every later cause too (it
+reads the PSA and Exchange as they are when it starts). A cause that comes once the run has
+claimed the mailbox is not coalesced: it queues a task of its own, recorded under its own
+trigger.
 """
 
 from __future__ import annotations
@@ -112,13 +124,39 @@ def queue_due(now: dt.datetime | None = None) -> list[int]:
     now = now or timezone.now()
     config = ExchangeConfig.load()
     due = due_mailboxes(now, config)
-    queued = [pk for pk in due if enqueue_sync(pk, SyncRun.Trigger.SCHEDULED, now)]
+    requested = requested_triggers()
+    queued = [
+        pk for pk in due if enqueue_sync(pk, requested.get(pk, SyncRun.Trigger.SCHEDULED), now)
+    ]
     enqueue_public_folder(now, config)
     return queued
 
 
+def requested_triggers() -> dict[int, str]:
+    """Mailbox id → the trigger of its pending sync request, for every mailbox with one.
+
+    A request stored without a trigger (made before triggers were stored) was "Sync now".
+    """
+    rows = MailboxSettings.objects.filter(sync_requested_at__isnull=False).values_list(
+        "pk", "sync_requested_trigger"
+    )
+    return {pk: trigger or SyncRun.Trigger.SYNC_NOW for pk, trigger in rows}
+
+
+def request_sync(mailbox_ids: Iterable[int], trigger: str, now: dt.datetime) -> int:
+    """Stamp a sync request (``sync_requested_at`` and its trigger) on the mailboxes; return
+    how many. The dispatcher's next tick queues each one that is not queued already."""
+    return MailboxSettings.objects.filter(pk__in=list(mailbox_ids)).update(
+        sync_requested_at=now, sync_requested_trigger=trigger
+    )
+
+
 def enqueue_sync(mailbox_id: int, trigger: str, now: dt.datetime | None = None) -> bool:
     """Queue one sync task unless one is already queued; True when this call queued it.
+
+    ``trigger`` (a :class:`SyncRun.Trigger` value) is the cause the run records. When the
+    mailbox is already queued this call adds nothing and the queued task keeps its own
+    trigger: the first queued cause wins (module docstring).
 
     The task is sent after the surrounding transaction commits (a rolled-back claim sends
     nothing); the claim is a single UPDATE, so concurrent callers queue at most one task.
@@ -143,10 +181,11 @@ def enqueue_syncs(mailbox_ids: Iterable[int], trigger: str) -> list[int]:
 def after_config_saved(changed: Iterable[str]) -> int:
     """A General or Synchronization tab save: every enabled mailbox syncs soon; return count.
 
-    Stamps ``sync_requested_at`` on them in one UPDATE and queues one dispatcher run (not a
-    task per mailbox from the web request); the dispatcher then spreads nothing — these are
-    requests — but queues at most one task each. A changed connection or credential counts as
-    "the settings were saved again" for mailboxes stopped by a permanent error.
+    Stamps ``sync_requested_at`` on them in one UPDATE (their runs are "Settings saved") and
+    queues one dispatcher run (not a task per mailbox from the web request); the dispatcher
+    then spreads nothing — these are requests — but queues at most one task each. A changed
+    connection or credential counts as "the settings were saved again" for mailboxes stopped
+    by a permanent error.
     """
     from exchange_ext.web.config_changes import CREDENTIAL_FIELDS, RESYNC_FIELDS
 
@@ -155,7 +194,9 @@ def after_config_saved(changed: Iterable[str]) -> int:
         mailbox_status.lift_all_stops()
     if not ExchangeConfig.load().enabled:
         return 0
-    count = MailboxSettings.objects.filter(runnable()).update(sync_requested_at=now)
+    count = MailboxSettings.objects.filter(runnable()).update(
+        sync_requested_at=now, sync_requested_trigger=SyncRun.Trigger.SETTINGS_SAVED
+    )
     if count:
         transaction.on_commit(_send_dispatch)
     return count

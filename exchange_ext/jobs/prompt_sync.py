@@ -4,8 +4,10 @@
 affected mailboxes — those already holding the item (its links) and those of the resources it
 belongs to — and queues one sync each through :func:`dispatcher.enqueue_sync`, which queues at
 most one task per mailbox until that task starts: a burst of edits costs one sync, not one per
-edit. Writes made by a sync itself (``origin.is_sync``) queue nothing — no echo loop. A signal
-that is lost loses nothing: the scheduled run reads the PSA state anyway.
+edit. Its runs are recorded as "PSA change" (unless the mailbox was already queued for another
+cause: the first queued cause wins, see the dispatcher). Writes made by a sync itself
+(``origin.is_sync``) queue nothing — no echo loop. A signal that is lost loses nothing: the
+scheduled run reads the PSA state anyway.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ def on_psa_item_changed(sender: type, instance: Any, origin: Any, **kwargs: Any)
         return
     try:
         ids = affected_mailboxes(instance, kwargs.get("changes") or {})
-        dispatcher.enqueue_syncs(ids, SyncRun.Trigger.SCHEDULED)
+        dispatcher.enqueue_syncs(ids, SyncRun.Trigger.PSA_CHANGE)
     except Exception:  # a broker hiccup must not turn a saved edit into an error page
         logger.exception("prompt sync not queued for %s", sender.__name__)
 

@@ -26,9 +26,9 @@ from django.utils.translation import gettext_lazy as _
 
 from exchange_ext.models import ExchangeConfig, ImportMode, MailboxSettings
 from exchange_ext.web.validators import (
-    MAX_PASSWORD_LENGTH,
     validate_credentials_domain,
     validate_notification_emails,
+    validate_password_length,
     validate_server_address,
 )
 
@@ -123,11 +123,15 @@ class SecretFieldsMixin(WarningsMixin):
 
 
 def password_field() -> forms.CharField:
-    """A write-only password input (never rendered back; blank keeps the stored one)."""
+    """A write-only password input (never rendered back; blank keeps the stored one).
+
+    Its length limit (``validators.MAX_PASSWORD_LENGTH``) is a validator, not ``max_length``: Django
+    would render that as ``maxlength``, and a browser cuts a longer paste to it without a word,
+    so the user saw only "The server rejected the username or password"."""
     return forms.CharField(
         label=_("Password"),
         required=False,
-        max_length=MAX_PASSWORD_LENGTH,
+        validators=[validate_password_length],
         strip=False,
         widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
     )

@@ -21,6 +21,9 @@ MAX_PASSWORD_LENGTH = 128
 ALLOWED_PORTS_ENV = "EXCHANGE_ALLOWED_PORTS"
 DEFAULT_ALLOWED_PORTS = (443, 2610)
 
+PASSWORD_TOO_LONG_MESSAGE = _(
+    "This password is %(length)d characters long; Exchange accepts at most %(limit)d here."
+)
 HOST_ONLY_MESSAGE = _(
     "Enter the host name only, e.g. mail.example.com — without https:// or a path."
 )
@@ -34,6 +37,20 @@ _LABEL = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 # WHATWG URL: a host whose last label is a number (decimal, or 0x hex) is parsed as IPv4, and
 # inet_aton-style resolvers accept 127.1, 0x7f.0.0.1 or 2130706433 — none may pass as a name.
 _NUMERIC_LABEL = re.compile(r"^(?:0x[0-9a-f]*|[0-9]+)$")
+
+
+def validate_password_length(value: str) -> None:
+    """Refuse a password longer than :data:`MAX_PASSWORD_LENGTH`, saying so.
+
+    The limit is checked here, on the server, and never as an HTML ``maxlength``: a browser
+    cuts a longer paste silently, and Exchange then refuses the cut password as a wrong one.
+    """
+    if len(value) > MAX_PASSWORD_LENGTH:
+        raise ValidationError(
+            PASSWORD_TOO_LONG_MESSAGE,
+            code="password_too_long",
+            params={"length": len(value), "limit": MAX_PASSWORD_LENGTH},
+        )
 
 
 def allowed_ports() -> list[int]:

@@ -207,7 +207,7 @@ def _save_enrollment(request: HttpRequest, form: ResourcesForm) -> None:
     enabled = set_enabled_resources(form.cleaned_data["enabled"], disabled_ids)
     for reason in refused.values():
         messages.error(request, gettext("Not enabled: %(reason)s") % {"reason": reason})
-    dispatcher.enqueue_syncs([s.pk for s in enabled], SyncRun.Trigger.SCHEDULED)
+    dispatcher.enqueue_syncs([s.pk for s in enabled], SyncRun.Trigger.RESOURCE_ENABLED)
     failed = send_setup_emails(enabled)
     sent = sorted(s.resource.email for s in enabled if s.resource.email not in failed)
     counts = {"enabled": len(enabled), "disabled": disabled, "sent": ", ".join(sent)}
@@ -309,7 +309,7 @@ def _settings_page(request: HttpRequest, resource: Resource, *, admin: bool) -> 
     if form.is_bound and form.is_valid():
         form.save()
         mailbox_status.lift_stop(form.instance.pk)
-        dispatcher.enqueue_syncs([form.instance.pk], SyncRun.Trigger.SCHEDULED)
+        dispatcher.enqueue_syncs([form.instance.pk], SyncRun.Trigger.SETTINGS_SAVED)
         messages.success(request, gettext("MS Exchange settings saved."))
         return redirect(_settings_urls(resource, admin)["save"])
     return _render_settings(request, form, resource, admin=admin, status=_status(form))
@@ -348,7 +348,7 @@ def _request_sync(request: HttpRequest, resource: Resource, *, admin: bool) -> H
             ),
         )
     else:
-        MailboxSettings.objects.filter(pk=settings.pk).update(sync_requested_at=timezone.now())
+        dispatcher.request_sync([settings.pk], SyncRun.Trigger.SYNC_NOW, timezone.now())
         dispatcher.enqueue_sync(settings.pk, SyncRun.Trigger.SYNC_NOW)
         messages.success(request, gettext("Sync requested; it will start within a minute."))
     return redirect(_settings_urls(resource, admin)["save"])

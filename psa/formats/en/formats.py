@@ -7,6 +7,8 @@ YEAR_MONTH_FORMAT = "F Y"  # October 2026
 MONTH_DAY_FORMAT = "j F"  # 25 October
 SHORT_DATE_FORMAT = "d/m/Y"  # 25/10/2026
 SHORT_DATETIME_FORMAT = "d/m/Y H:i"  # 25/10/2026 14:30
+# Not a Django setting: read by exchange_ext.templatetags.exchange_runs (the sync log).
+SHORT_DATETIME_SECONDS_FORMAT = "d/m/Y H:i:s"  # 25/10/2026 14:30:05
 FIRST_DAY_OF_WEEK = 1  # Monday
 
 # ISO first: the product's own date and time inputs post ISO values.

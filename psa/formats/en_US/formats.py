@@ -5,3 +5,6 @@ Django falls back from ``en_US`` to ``en`` within one format path before trying 
 """
 
 from django.conf.locale.en.formats import *  # noqa: F403
+
+# Not a Django setting: read by exchange_ext.templatetags.exchange_runs (the sync log).
+SHORT_DATETIME_SECONDS_FORMAT = "m/d/Y g:i:s A"  # 10/25/2026 2:30:05 PM
