@@ -135,6 +135,12 @@ def _in_scope(mailbox: MailboxSettings, kind: ItemKind, window: SyncWindow, ids:
     return scope if ids is None else scope & Q(pk__in=list(ids))
 
 
+_APPOINTMENT_FIELDS = (
+    "pk", "title", "description", "start", "end", "all_day", "location", "show_as", "private",
+    "origin",
+)  # fmt: skip
+
+
 def _appointments(
     mailbox: MailboxSettings, options: SyncOptions, window: SyncWindow, ids: _Ids = None
 ) -> Iterable[PsaItem]:
@@ -143,11 +149,13 @@ def _appointments(
         origins.append(Appointment.Origin.PSA)
     if options.import_mode is not ImportMode.NONE:
         origins.append(Appointment.Origin.EXCHANGE)
+    # Plain tuples, not model instances: an export reads thousands of rows and builds its
+    # own records from them (docs/performance.md, "Initial export").
     rows = Appointment.objects.filter(
         _in_scope(mailbox, ItemKind.APPOINTMENT, window, ids),
         resource_id=mailbox.resource_id,
         origin__in=origins,
-    )
+    ).values_list(*_APPOINTMENT_FIELDS, named=True)
     for row in rows if origins else ():
         values = AppointmentValues(
             title=row.title, description=row.description, start=row.start, end=row.end,
