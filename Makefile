@@ -15,7 +15,7 @@ POSTGRES_URL ?= postgres://postgres@127.0.0.1:5432/test
 # computes, so two workers finish sooner on two cores; `make test PYTEST_ARGS=` runs in one.
 PYTEST_ARGS ?= -n 2 --dist loadfile
 
-.PHONY: messages catalogues gettext-deps fonts-deps run test test-sqlite test-postgres test-clock lint format migrate demo demo-refresh worker lock \
+.PHONY: messages catalogues vendor gettext-deps fonts-deps run test test-sqlite test-postgres test-clock lint format migrate demo demo-refresh worker lock \
 	browser-deps install install-test clean bench bench-scale
 
 # --- setup -------------------------------------------------------------------------------
@@ -68,6 +68,21 @@ messages: $(TEST_STAMP) gettext-deps
 	$(BIN)/python manage.py makemessages --no-location --no-obsolete $(MESSAGES_IGNORE) \
 	  $(foreach l,$(LOCALES),-l $(l))
 
+# htmx (progressive enhancement of the Exchange pages: live run progress), from the npm
+# registry at a pinned version, checked against its SHA-256; build output like the catalogues,
+# not committed. Pages work without it.
+HTMX_VERSION := 2.0.11
+HTMX_SHA256 := d6fdc75f204e6bdefa99b69bf1e6d4ac69b8a364f77929f45c13476b4000f717
+HTMX := static/vendor/htmx.min.js
+vendor: $(HTMX)
+$(HTMX):
+	@command -v npm >/dev/null || $(call apt_install,npm,to fetch htmx)
+	@mkdir -p $(dir $@); tmp=$$(mktemp -d); \
+	  (cd $$tmp && npm pack --silent htmx.org@$(HTMX_VERSION) >/dev/null \
+	    && tar xzf htmx.org-$(HTMX_VERSION).tgz package/dist/htmx.min.js) \
+	  && echo "$(HTMX_SHA256)  $$tmp/package/dist/htmx.min.js" | sha256sum -c --quiet \
+	  && cp $$tmp/package/dist/htmx.min.js $@; rc=$$?; rm -rf $$tmp; exit $$rc
+
 CATALOGUES := $(foreach l,$(LOCALES),locale/$(l)/LC_MESSAGES/django.mo)
 catalogues: $(CATALOGUES)
 locale/%/LC_MESSAGES/django.mo: locale/%/LC_MESSAGES/django.po | gettext-deps
@@ -81,7 +96,7 @@ lock:
 	mv constraints.txt.new constraints.txt && rm -rf .venv-lock
 
 # --- run ---------------------------------------------------------------------------------
-migrate: $(RUN_STAMP) catalogues
+migrate: $(RUN_STAMP) catalogues $(HTMX)
 	$(BIN)/python manage.py migrate --noinput
 
 demo: migrate
@@ -113,12 +128,12 @@ endef
 
 test: lint test-sqlite test-postgres test-clock
 
-test-sqlite: $(TEST_STAMP) browser-deps fonts-deps catalogues
+test-sqlite: $(TEST_STAMP) browser-deps fonts-deps catalogues $(HTMX)
 	env -u DATABASE_URL $(call pytest)
 
 # Runs against the machine's PostgreSQL. Outside CI a missing server is reported and skipped;
 # with CI=true it is a failure.
-test-postgres: $(TEST_STAMP) browser-deps fonts-deps catalogues
+test-postgres: $(TEST_STAMP) browser-deps fonts-deps catalogues $(HTMX)
 	@if $(BIN)/python -c "import psycopg,sys; psycopg.connect('$(POSTGRES_URL)', connect_timeout=3).close()" 2>/dev/null; then \
 	  echo "DATABASE_URL=$(POSTGRES_URL) pytest $(PYTEST_ARGS)"; \
 	  DATABASE_URL=$(POSTGRES_URL) $(MAKE) --no-print-directory _pytest; \
@@ -137,7 +152,7 @@ test-postgres: $(TEST_STAMP) browser-deps fonts-deps catalogues
 # holding CI until its own limit.
 CLOCK_DATES ?= "2027-03-27 21:30" "2027-11-07 03:00" "2028-02-29 12:00" "2026-12-31 23:30" \
 	"+60 days"
-test-clock: $(TEST_STAMP) catalogues
+test-clock: $(TEST_STAMP) catalogues $(HTMX)
 	@for when in $(CLOCK_DATES); do \
 	  offset=$$(( $$(date -u -d "$$when" +%s) - $$(date -u +%s) )); \
 	  echo "== test-clock: $$(date -u -d "$$when" '+%Y-%m-%d %H:%M UTC') (offset $${offset}s)"; \
