@@ -135,7 +135,7 @@ def _in_scope(mailbox: MailboxSettings, kind: ItemKind, window: SyncWindow, ids:
     return scope if ids is None else scope & Q(pk__in=list(ids))
 
 
-_APPOINTMENT_FIELDS = (
+_APPOINTMENT_COLUMNS = (
     "pk", "title", "description", "start", "end", "all_day", "location", "show_as", "private",
     "origin",
 )  # fmt: skip
@@ -155,7 +155,7 @@ def _appointments(
         _in_scope(mailbox, ItemKind.APPOINTMENT, window, ids),
         resource_id=mailbox.resource_id,
         origin__in=origins,
-    ).values_list(*_APPOINTMENT_FIELDS, named=True)
+    ).values_list(*_APPOINTMENT_COLUMNS, named=True)
     for row in rows if origins else ():
         values = AppointmentValues(
             title=row.title, description=row.description, start=row.start, end=row.end,
