@@ -74,6 +74,8 @@ CYCLE_TARGET_S = 45.0
 CYCLE_TARGET_AT = {"resources": 1000, "items": 50, "latency_ms": 50, "clusters": 2,
                    "q_workers": 2}  # fmt: skip
 CPU_PER_RUN_TARGET_MS = 40.0
+#: seconds of idle clusters sampled before each cycle (their CPU per second).
+IDLE_SAMPLE_S = 5.0
 SETTINGS_MODULE = """
 from psa.settings import *  # noqa: F403
 Q_CLUSTER = {{**Q_CLUSTER, "name": {name!r}, "poll": 0.2}}  # noqa: F405
@@ -424,6 +426,9 @@ class Cycle:
     requests: int = 0
     by_operation: dict[str, int] = field(default_factory=dict)
     worker_cpu_s: float = 0.0
+    # The clusters' CPU per second while idle (their broker polling, monitor and guard loops),
+    # sampled before the cycle: it grows with the cycle's length, not with its runs.
+    idle_cpu_s_per_s: float = 0.0
     sandbox_cpu_s: float = 0.0
     startup_s: float = 0.0
 
@@ -449,6 +454,10 @@ def run_cycle(
     with running_clusters(env, cycle.clusters, cycle.q_workers, cycle.name.replace(" ", "-")) as ps:
         cycle.startup_s = round(time.perf_counter() - booting, 2)
         sandbox.call("DELETE", "/requests")
+        idle_from, idle_started = sum(_tree_cpu_seconds(p.pid) for p in ps), time.perf_counter()
+        time.sleep(IDLE_SAMPLE_S)
+        idle_cpu = sum(_tree_cpu_seconds(p.pid) for p in ps) - idle_from
+        cycle.idle_cpu_s_per_s = round(idle_cpu / (time.perf_counter() - idle_started), 4)
         cpu_before = sum(_tree_cpu_seconds(p.pid) for p in ps)
         sandbox_before = sandbox.cpu_seconds()
         t0 = timezone.now()
@@ -512,13 +521,21 @@ def summarise(cycles: list[Cycle], interval_minutes: int, items: int) -> dict[st
             "within_interval": c.cycle_s < interval_minutes * 60,
             "all_ok": set(c.outcomes) <= {"ok"} and c.runs == c.resources,
             "worker_cpu_ms_per_run": round(1000 * c.worker_cpu_s / max(c.runs, 1), 1),
+            "idle_cpu_ms_per_s": round(1000 * c.idle_cpu_s_per_s, 1),
+            "worker_cpu_ms_per_run_net_of_idle": round(
+                1000 * max(c.worker_cpu_s - c.idle_cpu_s_per_s * c.cycle_s, 0.0) / max(c.runs, 1),
+                1,
+            ),
         }
         where = f"{c.resources} x {items}, {clusters} qcluster x {c.q_workers}, {c.latency_ms} ms"
+        # The run's own CPU: what the clusters spent during the cycle less what they spend idle
+        # for as long (docs/performance.md, "Scale"); the gross figure is printed beside it.
+        net = entry["worker_cpu_ms_per_run_net_of_idle"]
         targets.append({
-            "figure": f"worker CPU per quiet run ({where})",
-            "result": f"{entry['worker_cpu_ms_per_run']} ms",
+            "figure": f"worker CPU per quiet run, net of idle ({where})",
+            "result": f"{net} ms (gross {entry['worker_cpu_ms_per_run']})",
             "target": f"<= {CPU_PER_RUN_TARGET_MS:.0f} ms",
-            "met": entry["worker_cpu_ms_per_run"] <= CPU_PER_RUN_TARGET_MS and entry["all_ok"],
+            "met": net <= CPU_PER_RUN_TARGET_MS and entry["all_ok"],
         })  # fmt: skip
         at = {"resources": c.resources, "items": items, "latency_ms": c.latency_ms,
               "clusters": clusters, "q_workers": c.q_workers}  # fmt: skip
@@ -569,7 +586,9 @@ def print_table(cycles: list[Cycle], summary: dict[str, Any]) -> None:
             print(
                 f"{key}: {entry['cycle_s']} s per cycle = {entry['share_of_interval']:.1%} of the "
                 f"{summary['interval_s'] // 60}-minute interval{extra}, worker CPU "
-                f"{entry['worker_cpu_ms_per_run']} ms per run"
+                f"{entry['worker_cpu_ms_per_run']} ms per run ("
+                f"{entry['worker_cpu_ms_per_run_net_of_idle']} ms net of the clusters' idle "
+                f"{entry['idle_cpu_ms_per_s']} ms per second)"
             )
     print()
     header = f"{'figure':66} {'result':>26} {'target':>9}  verdict"
