@@ -22,6 +22,7 @@ class ExchangeExtConfig(AppConfig):
             # Production without EXCHANGE_SECRET_KEYS must not start (secrets would be unreadable).
             crypto.check_keys_configured()
         self._register_pages()
+        self._register_item_panel()
         self._register_monitoring()
         # After every migrate (fresh install, deploy, `make run`): the schedule exists, once.
         post_migrate.connect(_ensure_schedules, sender=self, dispatch_uid="exchange_schedules")
@@ -56,6 +57,13 @@ class ExchangeExtConfig(AppConfig):
                 is_visible=has_resource,
             )
         )
+
+    def _register_item_panel(self) -> None:
+        """Show each PSA item's sync state and history on its page (issue 15, item 5)."""
+        from exchange_ext.web.history import item_sync_panel
+        from psa.extensions.registry import ItemPanel, register_item_panel
+
+        register_item_panel(ItemPanel(slug="exchange", render=item_sync_panel, order=50))
 
     def _register_monitoring(self) -> None:
         """Add the sync's metrics to /metrics and its worker heartbeat to /healthz."""

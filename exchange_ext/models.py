@@ -596,6 +596,8 @@ class SyncRun(models.Model):
     conflicts = models.PositiveIntegerField(default=0)
     errors = models.PositiveIntegerField(default=0)
     error = models.TextField(blank=True)
+    # Items the run touched beyond the ones stored as SyncRunItem rows (the per-run cap).
+    items_omitted = models.PositiveIntegerField(default=0)
 
     class Meta:
         ordering = ["-started_at", "-id"]
@@ -685,6 +687,53 @@ class SyncLogEntry(models.Model):
 
     def __str__(self) -> str:
         return f"{self.level} {self.psa_key}: {self.message[:60]}"
+
+
+class SyncRunItem(models.Model):
+    """One item a run touched: written on one side, linked, found in conflict or failed.
+
+    The run's page lists them and each PSA item's page shows its history from them. Rows are
+    written in bulk with the page they belong to (same transaction as its links), go with their
+    run (runs are pruned to the newest few per mailbox) and are capped per run
+    (``exchange_ext.engine.runs.ITEMS_PER_RUN``; the rest is counted in
+    ``SyncRun.items_omitted``). ``psa_id`` is null when the PSA item was never created (an
+    import that failed). ``title`` is a snapshot, so a deleted item still reads by its name.
+    """
+
+    class Action(models.TextChoices):
+        CREATED = "created", _("Created")
+        UPDATED = "updated", _("Updated")
+        DELETED = "deleted", _("Deleted")
+        LINKED = "linked", _("Linked to its existing copy")
+        EXCHANGE_DELETED = "exchange_deleted", _("Deleted in Exchange, kept in the PSA")
+        UNLINKED = "unlinked", _("Unlinked")
+        CONFLICT = "conflict", _("Conflict")
+        FAILED = "failed", _("Failed")
+
+    class Side(models.TextChoices):
+        PSA = "psa", _("PSA")
+        EXCHANGE = "exchange", _("Exchange")
+        NONE = "", _("Both")
+
+    run = models.ForeignKey(SyncRun, on_delete=models.CASCADE, related_name="items")
+    kind = models.CharField(max_length=20)
+    psa_id = models.BigIntegerField(null=True, blank=True)
+    side = models.CharField(max_length=10, choices=Side.choices, blank=True)
+    action = models.CharField(max_length=20, choices=Action.choices)
+    title = models.CharField(max_length=200, blank=True)
+    # What changed ("times", "details") or, for a conflict or a failure, why (short).
+    detail = models.CharField(max_length=300, blank=True)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [models.Index(fields=["kind", "psa_id"], name="sync_run_item_psa_item")]
+
+    def __str__(self) -> str:
+        return f"{self.run_id} {self.kind}:{self.psa_id} {self.side} {self.action}"
+
+    @property
+    def is_problem(self) -> bool:
+        return self.action in (self.Action.CONFLICT, self.Action.FAILED)
 
 
 class ServerOutage(models.Model):

@@ -9,7 +9,7 @@ from __future__ import annotations
 from django.urls import path
 from django.views.generic import RedirectView
 
-from exchange_ext.web import held_views, removal, views
+from exchange_ext.web import held_views, history, preview_views, removal, views
 
 app_name = "exchange_ext"
 urlpatterns = [
@@ -30,6 +30,11 @@ urlpatterns = [
         name="resource_settings_sync",
     ),
     path(
+        "resources/<int:resource_id>/progress/",
+        views.resource_settings_progress,
+        name="resource_settings_progress",
+    ),
+    path(
         "resources/<int:resource_id>/held/confirm/",
         held_views.confirm_deletions,
         name="confirm_deletions",
@@ -39,6 +44,12 @@ urlpatterns = [
         held_views.restore_deletions,
         name="restore_deletions",
     ),
+    path(
+        "resources/<int:resource_id>/preview/",
+        preview_views.preview_next_sync,
+        name="preview_next_sync",
+    ),
+    path("runs/<int:run_id>/", history.run_items, name="run_items"),
     path(
         "resources/<int:resource_id>/remove/",
         removal.remove_synced_items,

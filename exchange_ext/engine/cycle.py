@@ -48,7 +48,7 @@ from exchange_ext.backends.base import (
     SyncStateExpired,
     WriteResult,
 )
-from exchange_ext.engine import held, leases, moves, psa_store, scope
+from exchange_ext.engine import held, leases, moves, psa_store, runs, scope
 from exchange_ext.engine import status as mailbox_status
 from exchange_ext.engine.links import (
     count_linked,
@@ -502,7 +502,8 @@ class _Cycle:
         kept = o.Plan(tuple(op for op in result.ops if not isinstance(op, o.DESTRUCTIVE)))
         written = ExchangeWriter(self, folder).write(kept.ops)
         pending = _Pending(destructive, _titles(destructive, psa, view), linked)
-        return self.commit(folder, chunk, kept, written, baseline, pending)
+        titles = _titles(tuple(op for op in kept.ops if isinstance(op, _LISTED)), psa, view)
+        return self.commit(folder, chunk, kept, written, baseline, pending, titles=titles)
 
     def psa_changes(self, folder: FolderKind, row: Any) -> scope.PsaChanges | None:
         """The PSA's audited changes since the folder's cursor, read with the folder's first
@@ -594,19 +595,20 @@ class _Cycle:
         baseline: dict[PsaKey, Link],
         pending: _Pending | None = None,
         settled: list[Any] | None = None,
+        titles: dict[PsaKey, str] | None = None,
     ) -> bool:
         """Apply the PSA ops and persist links (+ the pending deletions and the state) in one
         fenced transaction; return whether every Exchange write was sent.
 
         ``chunk``: the page whose state to store (None: applying stored deletions, no state).
         ``settled``: stored deletions this commit carries out, dropped with it unless their
-        item failed.
+        item failed. ``titles``: the items' titles for the run's item list.
         """
         counted: list[tuple[o.Op, ItemKind]] = []
         complete = all(w is not None for w in written.values())
         try:
             with transaction.atomic():
-                book = LinkBook(self, baseline, written, counted)
+                book = LinkBook(self, baseline, written, counted, titles=_by_id(titles))
                 links = book.replay(result.ops)
                 save_links(self.mailbox, links)
                 held.forget_revived(self.mailbox, result.ops, book.failed)
@@ -725,7 +727,17 @@ class _Cycle:
         rows: list[Any],
     ) -> None:
         written = ExchangeWriter(self, folder).write(ops)
-        self.commit(folder, None, o.Plan(tuple(ops)), written, baseline, settled=rows)
+        # A held row of an item already gone from the PSA is titled by its bare key.
+        untitled = [row for row in rows if not row.title or row.title.startswith(f"{row.kind}:")]
+        titled = {id(row) for row in rows} - {id(row) for row in untitled}
+        by_item = {(row.kind, row.psa_id): row.title for row in rows if id(row) in titled}
+        by_item = runs.known_titles(self.mailbox, untitled) | by_item
+        titles = {
+            key: by_item.get((key.kind.value, key.psa_id), "") for key in map(held.key_of, ops)
+        }
+        self.commit(
+            folder, None, o.Plan(tuple(ops)), written, baseline, settled=rows, titles=titles
+        )
         # What these ops leave to the planner (a restored item exported again, a failed
         # delete) is planned by the folder's next page, not only by the daily full plan.
         keys = {held.key_of(op) for op in ops}
@@ -792,6 +804,22 @@ def _titles(ops: tuple[o.Op, ...], psa: dict[PsaKey, Any], view: ExchangeView) -
         record = psa[key].record if key in psa else getattr(by_id.get(exchange_id), "record", None)
         titles[key] = _title(record) or str(key)
     return titles
+
+
+#: Ops whose items the run's page lists (and which carry no record to title them by).
+_LISTED = (
+    o.UpdateInExchange, o.DeleteInExchange, o.UpdatePsa, o.DeletePsa, o.LinkItems,
+    o.MarkExchangeDeleted, o.Unlink, o.RecordConflict,
+)  # fmt: skip
+
+
+def _by_id(titles: dict[PsaKey, str] | None) -> dict[tuple[str, int], str]:
+    """Titles by (kind, PSA id); a bare key stands for no title (the page names the kind)."""
+    return {
+        (key.kind.value, key.psa_id): title
+        for key, title in (titles or {}).items()
+        if title and title != str(key)
+    }
 
 
 def _title(record: Any) -> str:

@@ -25,7 +25,7 @@ from exchange_ext.backends.base import (
     WriteResult,
 )
 from exchange_ext.engine import psa_store
-from exchange_ext.engine.runs import RunLog
+from exchange_ext.engine.runs import RunLog, title_of
 from exchange_ext.models import MailboxSettings
 from exchange_ext.sync import ops as o
 from exchange_ext.sync.planner import rule_of_link
@@ -105,6 +105,12 @@ class LinkBook:
     counted: list[tuple[o.Op, ItemKind]]
     changes: dict[PsaKey, Link | None] = field(default_factory=dict)
     failed: set[PsaKey] = field(default_factory=set)
+    #: Titles of the plan's items by (kind, PSA id), for the run's item list (ops without a
+    #: record of their own: deletes, links, conflicts).
+    titles: dict[tuple[str, int], str] = field(default_factory=dict)
+
+    def title(self, key: PsaKey) -> str:
+        return self.titles.get((key.kind.value, key.psa_id), "")
 
     def replay(self, ops: Sequence[o.Op]) -> dict[PsaKey, Link | None]:
         for index, op in enumerate(ops):
@@ -120,11 +126,12 @@ class LinkBook:
         elif isinstance(op, o.PSA_WRITES):
             self.psa_step(op)
         elif isinstance(op, o.RecordConflict):
-            self.cycle.log.conflict(op)
+            self.cycle.log.conflict(op, self.title(op.key))
         elif isinstance(op, o.Forget):
             self.changes[op.key] = None
         else:
             self.changes[op.link.key] = op.link
+            self.cycle.log.touched(op, op.link.key, self.title(op.link.key))
 
     def exchange_step(
         self, index: int, op: o.CreateInExchange | o.UpdateInExchange | o.DeleteInExchange
@@ -136,6 +143,7 @@ class LinkBook:
             self.fail(op.key, _exchange_id_of(op), result)
             return
         self.counted.append((op, op.key.kind))
+        self.cycle.log.touched(op, op.key, self.title(op.key))
         if isinstance(op, o.CreateInExchange):
             self.changes[op.key] = op.link_after(result.exchange_id, result.change_key)
         elif isinstance(op, o.UpdateInExchange):
@@ -170,7 +178,12 @@ class LinkBook:
         if not outcome.ok:
             key = op.key if not isinstance(op, o.CreateInPsa) else None
             exchange_id = op.link.exchange_id if isinstance(op, o.CreateInPsa) else ""
-            self.cycle.log.error(key, exchange_id, f"Not saved in the PSA: {outcome.error}")
+            title = title_of(op.record) if not isinstance(op, o.DeletePsa) else ""
+            self.cycle.log.error(
+                key, exchange_id, f"Not saved in the PSA: {outcome.error}", side="psa",
+                kind=op.kind if isinstance(op, o.CreateInPsa) else None,
+                title=title or (self.title(key) if key else ""),
+            )  # fmt: skip
             if key is not None:
                 self.failed.add(key)
             return
@@ -179,10 +192,13 @@ class LinkBook:
             assert outcome.psa_id is not None
             link = op.link_after(outcome.psa_id)
             self.changes[link.key] = link
+            self.cycle.log.touched(op, link.key)
         elif isinstance(op, o.UpdatePsa):
             self.changes[op.key] = op.link
         else:
             self.changes[op.key] = None
+        if not isinstance(op, o.CreateInPsa):
+            self.cycle.log.touched(op, op.key, self.title(op.key))
 
     def fail(self, key: PsaKey, exchange_id: str, result: WriteResult | None) -> None:
         self.failed.add(key)
@@ -193,7 +209,7 @@ class LinkBook:
             message = "Changed in Exchange while we wrote it; it is re-read on the next run."
         else:
             message = f"Exchange refused the change: {error.message if error else 'unknown'}"
-        self.cycle.log.error(key, exchange_id, message)
+        self.cycle.log.error(key, exchange_id, message, side="exchange", title=self.title(key))
 
 
 def _key_of(op: o.Op) -> PsaKey | None:

@@ -141,12 +141,18 @@ class Forget:
 
 @dataclass(frozen=True)
 class RecordConflict:
-    """Log that both sides changed ``fields``; ``winner``'s values were kept."""
+    """Log that both sides changed ``fields``; ``winner``'s values were kept.
+
+    ``psa`` and ``exchange``: each side's content when the conflict was found (Exchange's in
+    PSA terms), so the log can say what was kept and what was dropped; ``None`` when unknown.
+    """
 
     key: PsaKey
     fields: frozenset[FieldGroup]
     winner: Side
     reason: str
+    psa: Record | None = None
+    exchange: Record | None = None
 
 
 Op = (

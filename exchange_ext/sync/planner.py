@@ -752,8 +752,14 @@ class _Merge:
         ops: list[Op] = []
         key = self.link.key
         if self.contested:
-            reason = f"both sides changed {_names(self.contested)}; the origin side wins"
-            ops.append(RecordConflict(key, self.contested, self.rule.winner, reason))
+            winner = "PSA" if self.rule.winner is Side.PSA else "Exchange"
+            reason = f"both sides changed {_names(self.contested)}; the {winner} side wins"
+            ops.append(
+                RecordConflict(
+                    key, self.contested, self.rule.winner, reason, psa=self.item.record,
+                    exchange=self.exchange_as_psa,
+                )
+            )  # fmt: skip
         if self.inbound:
             reason = f"{_names(self.inbound)} changed in Exchange"
             link = self.final_link() if not self.outbound else self.link_after_psa()

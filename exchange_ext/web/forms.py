@@ -39,6 +39,22 @@ SHARED_ACCOUNT_HELP = _(
     "Your administrator syncs all mailboxes with a shared service account; no password is needed."
 )
 TURNED_OFF_HELP = _("Turned off by your administrator.")
+SHARED_ACCOUNT_ADMIN_HELP = _(
+    "This resource's mailbox syncs with the shared sync account of the General tab; no "
+    "password is needed."
+)
+TURNED_OFF_ADMIN_HELP = _("Turned off for every resource on the Synchronization tab.")
+#: What turning an item type off does to what is already synced (docs/sync-rules.md, "Which
+#: kinds a mailbox syncs"): nothing is deleted, links are kept for when it is turned on again.
+TURN_OFF_KEEPS_HELP = _(
+    "Turning it off stops syncing; items already in Exchange stay there (an administrator can "
+    "delete them with Remove synced items)."
+)
+#: The same on a resource's tab, where Remove synced items is the administrator's own panel.
+TYPE_OFF_KEEPS_HELP = _("Turning it off stops syncing; items already in Exchange stay there.")
+IMPORT_OFF_KEEPS_HELP = _(
+    "Turning it off stops importing; appointments already imported stay in the PSA."
+)
 PUBLIC_FOLDER_WARNING = _("Every Exchange user in your organisation can read this folder.")
 MAILBOX_READ_ONLY_HELP = _(
     "Set by your administrator when your sync was enabled; only an administrator changes it."
@@ -212,7 +228,9 @@ class GeneralForm(SecretFieldsMixin, forms.ModelForm):
         super().__init__(*args, **kwargs)
         self.warnings = {}
         self.fields["profile_name"].required = True
-        self.fields["server_address"].required = True
+        # Required for the EWS setups only (clean_server_address: the validator refuses a
+        # blank address); Graph's endpoint is GRAPH_BASE_URL.
+        self.fields["server_address"].required = False
         self._stored = {name: getattr(self.instance, name) for name in self._meta.fields}
         self._init_secrets()
 
@@ -230,7 +248,18 @@ class GeneralForm(SecretFieldsMixin, forms.ModelForm):
             changed = [n for n in changed if n != "use_graph"]
         return changed
 
+    def posts_graph(self) -> bool:
+        """Whether the POST chooses Exchange Online over Microsoft Graph (Office 365 with
+        "Use MS Graph"), read from the raw data as :meth:`ExchangeConfig.backend_name` does."""
+        return not self._posted_box("use_basic_auth") and self._posted_box("use_graph")
+
+    def _posted_box(self, name: str) -> bool:
+        widget = self.fields[name].widget
+        return bool(widget.value_from_datadict(self.data, self.files, self.add_prefix(name)))
+
     def clean_server_address(self) -> str:
+        if self.posts_graph():
+            return str(self._stored["server_address"])  # not asked: a posted value is ignored
         return validate_server_address(self.cleaned_data["server_address"])
 
     def clean_notification_emails(self) -> str:
@@ -303,9 +332,23 @@ class SynchronizationForm(forms.ModelForm):
         ]
         widgets = {"import_mode": forms.RadioSelect}
         help_texts = {
-            "sync_appointments": _("Export PSA appointments to each resource's calendar."),
-            "sync_service_calls": _("Export service calls to every assigned resource."),
-            "sync_todos": _("Export and import the to-dos assigned to each resource."),
+            "sync_appointments": _(
+                "Export PSA appointments to each resource's calendar. Turning it off stops "
+                "syncing; items already in Exchange stay there (an administrator can delete "
+                "them with Remove synced items)."
+            ),
+            "sync_contacts": TURN_OFF_KEEPS_HELP,
+            "sync_service_calls": _(
+                "Export service calls to every assigned resource. Turning it off stops "
+                "syncing; items already in Exchange stay there (an administrator can delete "
+                "them with Remove synced items)."
+            ),
+            "sync_todos": _(
+                "Export the to-dos assigned to each resource as calendar appointments; their "
+                "date and time changes come back. Turning it off stops syncing; items already "
+                "in Exchange stay there (an administrator can delete them with Remove synced "
+                "items)."
+            ),
             "import_free_time": _(
                 "Off: appointments shown as Free are not imported. Imported free time does not "
                 "count toward availability."
@@ -440,17 +483,22 @@ class MailboxSettingsForm(SecretFieldsMixin, forms.ModelForm):
         self.fields["past_days"].help_text = default_help % {"days": config.past_days}
         self.fields["recurring_days"].help_text = default_help % {"days": config.recurring_days}
         self._init_secrets()
+        for name in self.TYPE_SWITCHES:
+            self.fields[name].help_text = TYPE_OFF_KEEPS_HELP
+        self.fields["import_appointments"].help_text = IMPORT_OFF_KEEPS_HELP
         self._disable_by_config(config)
 
     def _disable_by_config(self, config: ExchangeConfig) -> None:
+        # The administrator's page speaks to the administrator, the profile to the technician.
+        shared_help = SHARED_ACCOUNT_ADMIN_HELP if self.admin else SHARED_ACCOUNT_HELP
         if config.use_for_all_users:
-            self._disable("username", SHARED_ACCOUNT_HELP)
-            self._disable("password", SHARED_ACCOUNT_HELP)
+            self._disable("username", shared_help)
+            self._disable("password", shared_help)
         turned_off = [n for n, switch in self.TYPE_SWITCHES.items() if not getattr(config, switch)]
         if config.import_mode == ImportMode.NONE:
             turned_off.append("import_appointments")
         for name in turned_off:
-            self._disable(name, TURNED_OFF_HELP)
+            self._disable(name, TURNED_OFF_ADMIN_HELP if self.admin else TURNED_OFF_HELP)
             # Shown unchecked (nothing of this type syncs); the stored choice is kept for
             # when the administrator turns the type back on (see clean).
             self.initial[name] = False

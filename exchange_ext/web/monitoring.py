@@ -198,6 +198,13 @@ def worker_heartbeat(now: dt.datetime | None = None) -> WorkerState:
     )
     if not expected.exists():
         return "idle"
-    newest = MailboxSettings.objects.order_by().aggregate(newest=Max("last_attempt_at"))
-    last = newest["newest"]
+    last = last_task_taken_at()
     return "ok" if last is not None and last > since else "fail"
+
+
+def last_task_taken_at() -> dt.datetime | None:
+    """When a worker last started a mailbox sync (the newest ``last_attempt_at``, written as
+    the run starts, once it holds the mailbox's lease); ``None`` before the first. Successful
+    tasks are not stored by django-q2 (``save_limit`` -1), so the runs are the workers' trace."""
+    newest = MailboxSettings.objects.order_by().aggregate(newest=Max("last_attempt_at"))
+    return newest["newest"]

@@ -2,7 +2,8 @@
 
 One view per page and per button: each button of a page is its own ``<form>`` posting to its own
 view (Save, Test connection, Sync now), so no view dispatches on which button was pressed. Who
-may do what lives in :mod:`exchange_ext.web.permissions`. Every successful POST redirects (PRG).
+may do what lives in :mod:`exchange_ext.web.permissions`. Every successful POST redirects (PRG),
+except an htmx request's (request.htmx), answered in place with a fragment.
 """
 
 from __future__ import annotations
@@ -10,26 +11,28 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
+from zoneinfo import ZoneInfo
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
-from django.db.models import Q, QuerySet
+from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_GET, require_POST
 
 from exchange_ext.engine import held
 from exchange_ext.engine import status as mailbox_status
 from exchange_ext.engine.runs import recent_runs
 from exchange_ext.jobs import dispatcher
 from exchange_ext.jobs.notifications import send_setup_emails
-from exchange_ext.models import ExchangeConfig, MailboxSettings, SyncRun
+from exchange_ext.models import ExchangeConfig, HeldDeletion, MailboxSettings, SyncRun
 from exchange_ext.web.config_changes import SyncRunning, save_config
+from exchange_ext.web.conflicts import recent_conflicts
 from exchange_ext.web.connection_test import probe_config_connection, probe_mailbox_connection
 from exchange_ext.web.enrollment import refused_enrollments, set_enabled_resources
 from exchange_ext.web.forms import (
@@ -39,7 +42,9 @@ from exchange_ext.web.forms import (
     SynchronizationForm,
 )
 from exchange_ext.web.permissions import manager_required
+from exchange_ext.web.status_display import StatusDisplay, status_display
 from exchange_ext.web.status_page import status_page
+from exchange_ext.web.sync_progress import Stage, sync_progress
 from psa.i18n.collation import collated
 from psa.resources.models import Resource
 from psa.resources.permissions import own_resource
@@ -136,6 +141,7 @@ class ResourceRow:
 
     resource: Resource
     settings: MailboxSettings | None
+    display: StatusDisplay  # the status as SPEC §3.3 tells them apart
 
     @property
     def enabled(self) -> bool:
@@ -144,13 +150,6 @@ class ResourceRow:
     @property
     def mailbox(self) -> str:
         return (self.settings and self.settings.mailbox) or self.resource.email
-
-    @property
-    def status(self) -> tuple[str, str]:
-        """(css class, label): Disabled unless enabled here; else the runner's status."""
-        if not self.enabled or self.settings is None:
-            return "disabled", gettext("Disabled")
-        return self.settings.status, self.settings.get_status_display()
 
 
 @manager_required
@@ -166,7 +165,7 @@ def resources(request: HttpRequest) -> HttpResponse:
         "tab": "resources",
         "admin_tabs": ADMIN_TABS,
         "page": page,
-        "rows": [ResourceRow(r, _loaded_settings(r)) for r in page.object_list],
+        "rows": _rows_of(page.object_list),
         "query": query,
         "page_query": urlencode({"q": query}) if query else "",
         "viewer_zone": _viewer_zone(request),
@@ -177,7 +176,11 @@ def resources(request: HttpRequest) -> HttpResponse:
 
 def _resource_rows(query: str) -> QuerySet[Resource]:
     """Active resources with their settings in one LEFT JOIN; every word must match."""
+    held_rows = HeldDeletion.objects.filter(
+        mailbox_settings__resource=OuterRef("pk"), state=HeldDeletion.State.HELD
+    )
     rows = Resource.objects.active().select_related("exchange_settings")
+    rows = rows.annotate(held_now=Exists(held_rows))
     for word in query.split():
         rows = rows.filter(
             Q(first_name__icontains=word)
@@ -186,6 +189,17 @@ def _resource_rows(query: str) -> QuerySet[Resource]:
             | Q(exchange_settings__mailbox__icontains=word)
         )
     return rows.order_by(collated("last_name"), collated("first_name"), "pk")
+
+
+def _rows_of(resources: Any) -> list[ResourceRow]:
+    """The page's rows with their status (``held_now``: annotated by :func:`_resource_rows`)."""
+    config = ExchangeConfig.load()
+    rows = []
+    for resource in resources:
+        settings = _loaded_settings(resource)
+        shown = status_display(settings, held=resource.held_now, config=config)
+        rows.append(ResourceRow(resource, settings, shown))
+    return rows
 
 
 def _loaded_settings(resource: Resource) -> MailboxSettings | None:
@@ -240,13 +254,15 @@ def _resources_url(query: str, page: Any) -> str:
 
 @manager_required
 def status(request: HttpRequest) -> HttpResponse:
-    """Failing resources, the latest runs and the queue depth (issue 6; README, "Background
-    sync and scale-out")."""
+    """Failing resources, the latest runs, the queue, runs per hour, the sync lag and the
+    workers' heartbeat (issues 6 and 15; README, "Background sync and scale-out"); hours and
+    days in the viewer's zone."""
+    zone = _viewer_zone(request)
     context = {
         "tab": "status",
         "admin_tabs": ADMIN_TABS,
-        "page": status_page(),
-        "viewer_zone": _viewer_zone(request),
+        "page": status_page(zone=ZoneInfo(zone)),
+        "viewer_zone": zone,
     }
     return render(request, "exchange_ext/status.html", context)
 
@@ -272,6 +288,12 @@ def resource_settings_sync(request: HttpRequest, resource_id: int) -> HttpRespon
     return _request_sync(request, get_object_or_404(Resource, pk=resource_id), admin=True)
 
 
+@manager_required
+@require_GET
+def resource_settings_progress(request: HttpRequest, resource_id: int) -> HttpResponse:
+    return _progress(request, get_object_or_404(Resource, pk=resource_id), admin=True)
+
+
 @login_required
 def profile_exchange(request: HttpRequest) -> HttpResponse:
     """The technician's own tab (README, "Configuring the MS Exchange extension"); a login without a
@@ -294,6 +316,13 @@ def profile_exchange_test(request: HttpRequest) -> HttpResponse:
 def profile_exchange_sync(request: HttpRequest) -> HttpResponse:
     resource = own_resource(request.user)
     return _request_sync(request, resource, admin=False) if resource else _no_resource(request)
+
+
+@login_required
+@require_GET
+def profile_exchange_progress(request: HttpRequest) -> HttpResponse:
+    resource = own_resource(request.user)
+    return _progress(request, resource, admin=False) if resource else _no_resource(request)
 
 
 def _settings_page(request: HttpRequest, resource: Resource, *, admin: bool) -> HttpResponse:
@@ -323,41 +352,69 @@ def _test_connection(request: HttpRequest, resource: Resource, *, admin: bool) -
     form = MailboxSettingsForm(instance=settings, config=config, admin=admin)
     if report.ok:
         text = gettext("Connection test passed. %(message)s") % {"message": report.message}
-        messages.success(request, text.strip())
     else:
         form.add_warnings(report.field_errors)
         text = gettext("Connection test failed: %(message)s") % {"message": report.message}
-        messages.error(request, text)
+    if request.htmx:  # in place: the result area only (without JavaScript: the whole page)
+        warnings = getattr(form, "warnings", {})
+        fields = [(form[name].label, warning) for name, warning in warnings.items()]
+        context = {"ok": report.ok, "text": text.strip(), "fields": fields}
+        return render(request, "exchange_ext/_connection_result.html", context)
+    (messages.success if report.ok else messages.error)(request, text.strip())
     return _render_settings(request, form, resource, admin=admin)
 
 
 def _request_sync(request: HttpRequest, resource: Resource, *, admin: bool) -> HttpResponse:
     """Queue a sync at once and record the request (the dispatcher's fallback should the task
-    be lost or find the mailbox busy); refused when it could not run."""
+    be lost or find the mailbox busy); refused when it could not run. From htmx the answer is
+    the progress block (polling until the run is done); otherwise a redirect and a message."""
     settings = _settings_of(resource)
+    refusal = ""
     if not ExchangeConfig.load().enabled:
-        messages.error(
-            request, gettext("The MS Exchange integration is turned off; nothing syncs.")
-        )
+        refusal = gettext("The MS Exchange integration is turned off; nothing syncs.")
     elif not settings.sync_enabled:
-        messages.error(
-            request,
-            gettext(
-                "Sync is not enabled for this resource. An administrator enables it on the "
-                "MS Exchange Resources tab."
-            ),
+        refusal = gettext(
+            "Sync is not enabled for this resource. An administrator enables it on the "
+            "MS Exchange Resources tab."
         )
     else:
         dispatcher.request_sync([settings.pk], SyncRun.Trigger.SYNC_NOW, timezone.now())
         dispatcher.enqueue_sync(settings.pk, SyncRun.Trigger.SYNC_NOW)
+    if request.htmx:
+        return _progress(request, resource, admin=admin, refusal=refusal)
+    if refusal:
+        messages.error(request, refusal)
+    else:
         messages.success(request, gettext("Sync requested; it will start within a minute."))
     return redirect(_settings_urls(resource, admin)["save"])
+
+
+def _progress(
+    request: HttpRequest, resource: Resource, *, admin: bool, refusal: str = ""
+) -> HttpResponse:
+    """The progress block alone (exchange_ext.web.sync_progress): 286 once settled, which
+    stops htmx's polling; ``refusal``: why a "Sync now" was refused, shown above it."""
+    settings = _settings_of(resource)
+    progress = sync_progress(settings, ExchangeConfig.load())
+    polled = bool(request.htmx) and progress.stage is Stage.DONE and not refusal
+    context = {
+        "progress": progress,
+        "refusal": refusal,
+        "urls": _settings_urls(resource, admin),
+        "viewer_zone": _viewer_zone(request),
+        # Once done, the page's sync log is refreshed with it (htmx out-of-band swap).
+        "oob_log": polled,
+        "sync_runs": recent_runs(settings) if polled else [],
+    }
+    template = "exchange_ext/_sync_progress.html"
+    return render(request, template, context, status=progress.status_code)
 
 
 def _render_settings(
     request: HttpRequest, form: MailboxSettingsForm, resource: Resource, *, admin: bool,
     status: int = 200,
 ) -> HttpResponse:  # fmt: skip
+    held_summary = held.summary(form.instance) if form.instance.pk else None
     context = {
         "form": form,
         "resource": resource,
@@ -370,15 +427,23 @@ def _render_settings(
         "admin_tabs": ADMIN_TABS,
         "active_tab": "exchange",
         "sync_runs": recent_runs(form.instance),
-        "held": held.summary(form.instance) if form.instance.pk else None,
+        "progress": sync_progress(form.instance, form.config),
+        "recent_conflicts": recent_conflicts(form.instance, _viewer_zone(request)),
+        "held": held_summary,
+        "status_display": status_display(
+            form.instance if form.instance.pk else None,
+            held=bool(held_summary and held_summary["total"]),
+            config=form.config,
+        ),
         "viewer_zone": _viewer_zone(request),
     }
     return render(request, "exchange_ext/mailbox_settings.html", context, status=status)
 
 
 def _settings_urls(resource: Resource, admin: bool) -> dict[str, str]:
-    """Where the page's three forms post: its own Save, Test connection and Sync now views."""
-    suffixes = {"save": "", "test": "_test", "sync": "_sync"}
+    """Where the page's three forms post (its own Save, Test connection and Sync now views)
+    and where its progress block polls."""
+    suffixes = {"save": "", "test": "_test", "sync": "_sync", "progress": "_progress"}
     if admin:
         return {
             key: reverse(f"exchange_ext:resource_settings{suffix}", args=[resource.pk])

@@ -17,6 +17,12 @@ Profile tabs — the contract for an extension adding a tab to My › Profile:
 
 Extension pages appear on ``/extensions/`` (url name ``extensions``) for users holding their
 ``permission``; the "Extensions" navigation entry shows only when there is at least one.
+
+Item panels — an extension's block on an appointment, service call, to-do or contact page
+(e.g. its sync state): register an :class:`ItemPanel` whose ``render(request, kind, item)``
+returns safe HTML, ``""`` when the user may see nothing of it; the PSA's templates draw them with
+``{% load psa_item_panels %}{% item_panels "appointment" appointment %}``. Kinds:
+``appointment``, ``service_call``, ``todo``, ``contact``.
 """
 
 from __future__ import annotations
@@ -25,6 +31,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.db.models import Model
+from django.http import HttpRequest
 
 User = AbstractBaseUser | AnonymousUser
 
@@ -56,8 +64,18 @@ class ExtensionPage:
     description: str = ""
 
 
+@dataclass(frozen=True)
+class ItemPanel:
+    """A block an extension adds to a PSA item's page; ``render`` checks its own permissions."""
+
+    slug: str
+    render: Callable[[HttpRequest, str, Model], str]
+    order: int = 100
+
+
 _profile_tabs: dict[str, ProfileTab] = {}
 _extension_pages: dict[str, ExtensionPage] = {}
+_item_panels: dict[str, ItemPanel] = {}
 
 
 def register_profile_tab(tab: ProfileTab) -> None:
@@ -80,3 +98,13 @@ def extension_pages_for(user: User) -> list[ExtensionPage]:
     """The extension admin pages ``user`` holds the permission for, grouped then by label."""
     pages = [page for page in _extension_pages.values() if user.has_perm(page.permission)]
     return sorted(pages, key=lambda page: (page.group, page.label))
+
+
+def register_item_panel(panel: ItemPanel) -> None:
+    """Add (or replace, by slug) an item page's panel. Call from ``AppConfig.ready()``."""
+    _item_panels[panel.slug] = panel
+
+
+def item_panels() -> list[ItemPanel]:
+    """The registered item panels, in display order."""
+    return sorted(_item_panels.values(), key=lambda panel: (panel.order, panel.slug))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django import forms
 from django.conf import settings
 from django.utils.translation import gettext_lazy as _
@@ -19,7 +21,7 @@ class ProfileForm(forms.Form):
     last_name = forms.CharField(max_length=100, label=_("Last name"))
     email = forms.EmailField(label=_("Email"))
     time_zone = forms.ChoiceField(
-        choices=time_zone_choices,
+        choices=time_zone_choices,  # the stored value is added in __init__ if it is an alias
         label=_("Time zone"),
         help_text=_("Your calendar is shown in this zone, and items sent to your mailbox use it."),
     )
@@ -35,3 +37,10 @@ class ProfileForm(forms.Form):
     )
 
     FIELDS = ("first_name", "last_name", "email", "time_zone", "language")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # A zone stored under an alias (``US/Eastern``) is not offered, but stays selected and
+        # valid so that saving the name or the language does not change the user's zone.
+        stored = self.initial.get("time_zone")
+        self.fields["time_zone"].choices = time_zone_choices(keep=stored)

@@ -1,9 +1,10 @@
 """Forms for appointments, to-dos and service calls.
 
 Times are entered as local wall-clock date-times in the time zone given to the form (the
-resource's) and leave ``cleaned_data`` as aware UTC. Each is a native date input (an ISO value; the
-browser shows the date its own way) and a typed time that follows the product's language, not the
-browser's: ``15:00`` on a 24-hour clock, ``3:00 PM`` in US English (docs/i18n.md). Times that do
+resource's) and leave ``cleaned_data`` as aware UTC. Each is a typed date and a typed time that
+follow the product's language, not the browser's: ``30/03/2026 15:00`` in English,
+``03/30/2026 3:00 PM`` in US English, ``30.03.2026`` in German (docs/i18n.md); ISO dates are
+read in every language. Times that do
 not exist or happen twice around a DST change become errors on their field (see
 ``psa.scheduling.localtime``) — except an ambiguous time that is exactly the one the item already
 had, which keeps its instant so an unrelated edit of an item at such a time still saves.
@@ -30,7 +31,7 @@ from psa.scheduling.localtime import LocalTimeError, day_start, to_local, to_utc
 from psa.scheduling.models import Appointment, ServiceCall, Ticket, Todo
 
 INPUT_FORMAT = "%Y-%m-%dT%H:%M"
-DATE_VALUE_FORMAT = "%Y-%m-%d"  # what <input type="date"> sends and shows
+DATE_VALUE_FORMAT = "%Y-%m-%d"  # ISO: what scripts and a native date picker send
 
 
 def resource_order() -> tuple[Any, ...]:
@@ -81,11 +82,33 @@ def format_time_text(value: dt.time) -> str:
     return dateformat.time_format(value, "g:i A")  # "AM"/"PM" from Django's own catalogue
 
 
+def date_field_format() -> str:
+    """The strftime pattern of the typed date in the active language: ``%d/%m/%Y`` in English,
+    ``%m/%d/%Y`` in US English, ``%d.%m.%Y`` in German, ``%Y/%m/%d`` in Japanese and Chinese
+    (``DATE_FIELD_FORMAT`` of psa/formats); ISO for a language without one."""
+    pattern = str(formats.get_format("DATE_FIELD_FORMAT"))
+    return pattern if pattern.startswith("%") else DATE_VALUE_FORMAT
+
+
+def date_field_hint(pattern: str) -> str:
+    """What the date input's placeholder says: ``DD/MM/YYYY``, in German ``TT.MM.JJJJ``."""
+    parts = {"%d": gettext("DD"), "%m": gettext("MM"), "%Y": gettext("YYYY")}
+    for code, hint in parts.items():
+        pattern = pattern.replace(code, hint)
+    return pattern
+
+
+def format_date_text(value: dt.date) -> str:
+    """``value`` as the date input shows it in the active language."""
+    return value.strftime(date_field_format())
+
+
 def parse_date_text(text: str) -> dt.date | None:
-    """An ISO date (what date inputs send), else one in the active language's input formats
-    (what a browser without a date picker lets the user type)."""
+    """A date typed in the active language's way, or ISO (what scripts, the former date input
+    and the picker send), or in one of the language's other input formats."""
     text = unicodedata.normalize("NFKC", text).strip()
-    for fmt in (DATE_VALUE_FORMAT, *formats.get_format("DATE_INPUT_FORMATS")):
+    patterns = (DATE_VALUE_FORMAT, date_field_format(), *formats.get_format("DATE_INPUT_FORMATS"))
+    for fmt in patterns:
         try:
             return dt.datetime.strptime(text, fmt).date()
         except ValueError:
@@ -93,13 +116,34 @@ def parse_date_text(text: str) -> dt.date | None:
     return None
 
 
-class LocalDateInput(forms.DateInput):
-    """The date part: a native date picker with an ISO value."""
-
-    input_type = "date"
+class LocalDateInput(forms.TextInput):
+    """The date part: typed text in the active language's order ("30/03/2026", "03/30/2026" in
+    US English, "30.03.2026" in German), not a native date input, whose order follows the
+    browser's locale whatever the product's language. static/psa.js adds a button that opens
+    the browser's date picker (``data-date-format`` tells it how to write the date back)."""
 
     def __init__(self, attrs: dict[str, Any] | None = None) -> None:
-        super().__init__(attrs={"class": "date-part"} | (attrs or {}), format=DATE_VALUE_FORMAT)
+        base = {"class": "date-part", "autocomplete": "off", "size": "10", "maxlength": "12"}
+        super().__init__(attrs=base | (attrs or {}))
+
+    def format_value(self, value: Any) -> str | None:
+        if isinstance(value, dt.datetime):
+            value = value.date()
+        if isinstance(value, dt.date):
+            return format_date_text(value)
+        return super().format_value(value)  # posted text: shown as typed
+
+    def get_context(self, name: str, value: Any, attrs: dict[str, Any] | None) -> dict[str, Any]:
+        context = super().get_context(name, value, attrs)
+        pattern = date_field_format()
+        hint = date_field_hint(pattern)
+        context["widget"]["attrs"] |= {
+            "placeholder": hint,
+            "title": hint,
+            "data-date-format": pattern,
+            "data-picker-label": gettext("Choose a date"),
+        }
+        return context
 
 
 class LocalTimeInput(forms.TextInput):
@@ -138,6 +182,11 @@ class LocalDateTimeWidget(forms.MultiWidget):
     def __init__(self, attrs: dict[str, Any] | None = None) -> None:
         super().__init__((LocalDateInput(), LocalTimeInput()), attrs)
         self.label: Any = ""
+
+    def id_for_label(self, id_: str) -> str:
+        # The label names the date input (Django's MultiWidget points it at nothing); the time
+        # input is named by its aria-label.
+        return f"{id_}_0" if id_ else id_
 
     def decompress(self, value: Any) -> list[Any]:
         if isinstance(value, str):
@@ -217,7 +266,9 @@ class ScheduleForm(forms.Form):
     def __init__(self, *args: Any, tz: ZoneInfo, item: Any = None, **kwargs: Any) -> None:
         self.tz = tz
         self.item = item
-        kwargs.setdefault("initial", self.initial_from(item) if item is not None else {})
+        # The item's values, overridden by any given ``initial`` (a preset from the URL).
+        preset = kwargs.get("initial") or {}
+        kwargs["initial"] = (self.initial_from(item) if item is not None else {}) | preset
         super().__init__(*args, **kwargs)
 
     def initial_from(self, item: Any) -> dict[str, Any]:
@@ -288,6 +339,18 @@ class AppointmentForm(ScheduleForm):
         return day_start(start.date(), self.tz), day_start(last_day, self.tz)
 
 
+class ContactSelect(forms.Select):
+    """A contact list whose options name their account (``data-account``), so that the page's
+    script can hide the other accounts' contacts at once when the account changes."""
+
+    def create_option(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        option = super().create_option(*args, **kwargs)
+        contact = getattr(option["value"], "instance", None)
+        if contact is not None:
+            option["attrs"]["data-account"] = str(contact.account_id)
+        return option
+
+
 class TodoForm(ScheduleForm):
     """A to-do; ``completed`` keeps the original completion time when it stays ticked."""
 
@@ -304,6 +367,8 @@ class TodoForm(ScheduleForm):
         ),
         required=False,
         label=_("Contact"),
+        widget=ContactSelect,
+        error_messages={"invalid_choice": _("The contact must belong to the to-do's account.")},
     )
     action_type = forms.ChoiceField(choices=Todo.ActionType.choices, label=_("Action type"))
     description = forms.CharField(widget=forms.Textarea(attrs={"rows": 4}), label=_("Description"))
@@ -313,7 +378,28 @@ class TodoForm(ScheduleForm):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["contact"].label_from_instance = lambda c: f"{c.full_name} ({c.account})"
+        contact = self.fields["contact"]
+        contact.label_from_instance = lambda c: f"{c.full_name} ({c.account})"
+        # Once an account is chosen (posted, or the initial one) only its contacts are offered,
+        # and a contact of another account posted anyway fails here, on the contact field.
+        account_id = self.chosen_account_id()
+        if account_id is not None:
+            contact.queryset = contact.queryset.filter(account_id=account_id)
+        # The hook of static/psa.js: which select follows this one.
+        self.fields["account"].widget.attrs["data-filters"] = self["contact"].auto_id
+
+    def chosen_account_id(self) -> int | None:
+        """The account's id as posted (bound) or initially set (unbound); None if there is none
+        or it is not a number a database key can hold. An id of no account filters every
+        contact out (the account field then has its own error)."""
+        value = self["account"].value()
+        if isinstance(value, Account):
+            value = value.pk
+        try:
+            number = int(value)
+        except (TypeError, ValueError):
+            return None
+        return number if 0 < number < 2**63 else None
 
     def initial_from(self, item: Todo) -> dict[str, Any]:
         fields = ("account", "contact", "action_type", "description")

@@ -37,6 +37,7 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET
 
 from psa.audit.origin import Origin
+from psa.crm.models import Account
 from psa.form_errors import add_action_errors
 from psa.i18n.collation import collated
 from psa.resources.models import Resource
@@ -62,6 +63,12 @@ from psa.scheduling.selection import (
 )
 
 Item = Appointment | ServiceCall | Todo
+#: An item's kind as extensions name it (psa/extensions/registry.py, "Item panels").
+_ITEM_KINDS: dict[type, str] = {
+    Appointment: "appointment",
+    ServiceCall: "service_call",
+    Todo: "todo",
+}
 
 
 @dataclass(frozen=True)
@@ -136,6 +143,7 @@ def appointment_edit(request: HttpRequest, pk: int) -> HttpResponse:
         _("Edit appointment"),
         appointment.resource,
         delete_url,
+        item=appointment,
     )
 
 
@@ -157,7 +165,8 @@ def appointment_delete(request: HttpRequest, pk: int) -> HttpResponse:
 @login_required
 def todo_create(request: HttpRequest) -> HttpResponse:
     resource = _resource_to_schedule(request)
-    form = TodoForm(_posted(request), tz=resource.tzinfo, initial=_day_initial(request))
+    initial = _day_initial(request) | _account_initial(request)
+    form = TodoForm(_posted(request), tz=resource.tzinfo, initial=initial)
     created = _submit(
         request,
         form,
@@ -174,7 +183,9 @@ def todo_create(request: HttpRequest) -> HttpResponse:
 @login_required
 def todo_edit(request: HttpRequest, pk: int) -> HttpResponse:
     todo = _todo(request, pk)
-    form = TodoForm(_posted(request), tz=todo.resource.tzinfo, item=todo)
+    form = TodoForm(
+        _posted(request), tz=todo.resource.tzinfo, item=todo, initial=_account_initial(request)
+    )
     done = _submit(
         request,
         form,
@@ -185,7 +196,7 @@ def todo_edit(request: HttpRequest, pk: int) -> HttpResponse:
         return redirect(safe_next(request, agenda_url_for(todo.resource, done.start)))
     delete_url = reverse("todo_delete", args=[pk])
     return _render_form(
-        request, form, todo.resource.tzinfo, _("Edit to-do"), todo.resource, delete_url
+        request, form, todo.resource.tzinfo, _("Edit to-do"), todo.resource, delete_url, item=todo
     )
 
 
@@ -237,7 +248,7 @@ def service_call_edit(request: HttpRequest, pk: int) -> HttpResponse:
     )
     if done is not None:
         return redirect(safe_next(request, _service_call_agenda(request, call)))
-    return _render_form(request, form, tz, _("Edit service call"))
+    return _render_form(request, form, tz, _("Edit service call"), item=call)
 
 
 # --- shared pieces -------------------------------------------------------------------------
@@ -291,6 +302,17 @@ def _day_initial(request: HttpRequest) -> dict[str, Any]:
     return {"start": nine, "end": nine + dt.timedelta(hours=1)}
 
 
+def _account_initial(request: HttpRequest) -> dict[str, Any]:
+    """A to-do's account preset by ``?account=<id>``: the contact list then offers its contacts
+    (static/psa.js asks for the form this way when the account changes). Anything else in the
+    parameter is ignored."""
+    value = request.GET.get("account", "")
+    if not (value.isascii() and value.isdigit() and len(value) <= 18):
+        return {}
+    account = Account.objects.filter(pk=int(value)).first()
+    return {"account": account} if account is not None else {}
+
+
 def _update(write: Callable[..., Any], request: HttpRequest, item: Item, fields: Any) -> Item:
     write(Origin.by_user(request.user), item, **fields)
     return item
@@ -318,7 +340,10 @@ def _render_form(
     heading: str,
     resource: Resource | None = None,
     delete_url: str | None = None,
+    *,
+    item: Item | None = None,
 ) -> HttpResponse:
+    """The item form page; ``item`` (an edit): its extensions' panels show under the form."""
     context = {
         "form": form,
         "heading": heading,
@@ -327,6 +352,8 @@ def _render_form(
         "delete_url": delete_url,
         "next": request.POST.get("next") or request.GET.get("next", ""),
         "cancel_url": safe_next(request, reverse("calendar")),
+        "item": item,
+        "item_kind": _ITEM_KINDS.get(type(item), ""),
     }
     return render(request, "calendar/item_form.html", context, status=_form_status(form))
 

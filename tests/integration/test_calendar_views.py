@@ -289,18 +289,26 @@ def test_a_time_that_is_not_one_is_a_field_error(client, time_text):
 
 
 @pytest.mark.parametrize(
-    ("language", "shown"),
-    [("en", "15:00"), ("de", "15:00"), ("ja", "15:00"), ("zh-hans", "15:00"), ("en-us", "3:00 PM")],
+    ("language", "day", "shown"),
+    [
+        ("en", "23/11/2026", "15:00"),
+        ("de", "23.11.2026", "15:00"),
+        ("ja", "2026/11/23", "15:00"),
+        ("zh-hans", "2026/11/23", "15:00"),
+        ("en-us", "11/23/2026", "3:00 PM"),
+    ],
 )
-def test_the_time_input_shows_the_users_clock(client, language, shown):
+def test_the_date_and_time_inputs_show_the_users_formats(client, language, day, shown):
+    """Not the browser's: a native date input would show 11/23/2026 in an American Chromium
+    whatever the product's language (SPEC §1)."""
     tech = make_resource(time_zone="Europe/Berlin", language=language)
     appointment = make_appointment(tech, start=at("2026-11-23 14:00"))  # 15:00 in Berlin
     html = logged_in(client, tech).get(reverse("appointment_edit", args=[appointment.pk]))
     html = html.content.decode()
     assert f'<html lang="{language}"' in html
-    assert 'type="date" name="start_0" value="2026-11-23"' in html
+    assert f'type="text" name="start_0" value="{day}"' in html
     assert f'type="text" name="start_1" value="{shown}"' in html
-    assert "datetime-local" not in html
+    assert 'type="date"' not in html and "datetime-local" not in html
 
 
 def test_all_day_appointment_spans_local_midnight_to_midnight(client):
@@ -368,8 +376,8 @@ def test_end_before_start_is_a_field_error_and_keeps_the_input(client):
     assert response.status_code == 400
     assert "The end must be after the start." in html
     assert 'value="Backwards &lt;b&gt;"' in html and 'value="Room 7"' in html
-    # The posted end comes back split into its date and its time in the language's clock.
-    assert 'name="end_0" value="2026-11-23"' in html and 'name="end_1" value="09:00"' in html
+    # The posted end comes back split into its date and its time in the language's formats.
+    assert 'name="end_0" value="23/11/2026"' in html and 'name="end_1" value="09:00"' in html
     assert not Appointment.objects.exists()
 
 

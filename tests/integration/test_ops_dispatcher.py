@@ -203,7 +203,7 @@ def test_status_page_lists_failing_resources_and_the_queue(client):
     assert response.status_code == 200
     body = response.content.decode()
     assert "The Exchange server could not be reached." in body
-    assert "Tasks waiting for a worker" in body and 'aria-current="page">Status' in body
+    assert "waiting for a worker." in body and 'aria-current="page">Status' in body
 
 
 def test_saving_the_connection_lifts_a_permanent_stop_and_requests_a_sync():

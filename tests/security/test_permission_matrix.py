@@ -38,7 +38,8 @@ from django.db import transaction
 from django.test import Client, override_settings
 from django.urls import URLPattern, URLResolver, get_resolver, resolve
 
-from exchange_ext.models import ExchangeConfig
+from exchange_ext.engine.runs import start_run
+from exchange_ext.models import ExchangeConfig, MailboxSettings
 from tests.builders import (
     make_account,
     make_admin,
@@ -145,6 +146,12 @@ MATRIX: list[Row] = [
     row("/profile/exchange/test/",                          POST,   LOGIN, 200,  200,  200,  200),
     row("/profile/exchange/sync/",                          GET,    LOGIN, 405,  405,  405,  405),
     row("/profile/exchange/sync/",                          POST,   LOGIN, 302,  302,  302,  302),
+    # A run's items (issue 15): a run of the user's own mailbox; anyone else's is not found
+    row("/profile/exchange/runs/{tech_run}/",               GET,    LOGIN, 200,  404,  404,  404),
+    row("/profile/exchange/runs/{tech_run}/",               POST,   LOGIN, 405,  405,  405,  405),
+    # The live progress block (issue 15): 286 = settled, htmx stops polling (nothing runs here)
+    row("/profile/exchange/progress/",                      GET,    LOGIN, 286,  286,  286,  286),
+    row("/profile/exchange/progress/",                      POST,   LOGIN, 405,  405,  405,  405),
     # -- Admin › Extensions & Integrations: exchange_ext.manage_extension only ---------------
     row("/extensions/",                                     GET,    LOGIN, 403,  403,  403,  200),
     row("/extensions/",                                     POST,   LOGIN, 403,  403,  403,  200),
@@ -159,6 +166,9 @@ MATRIX: list[Row] = [
     row("/extensions/exchange/resources/",                  POST,   LOGIN, 403,  403,  403,  302),
     row("/extensions/exchange/status/",                     GET,    LOGIN, 403,  403,  403,  200),
     row("/extensions/exchange/status/",                     POST,   LOGIN, 403,  403,  403,  200),
+    row("/extensions/exchange/runs/{tech_run}/",            GET,    LOGIN, 403,  403,  403,  200),
+    row("/extensions/exchange/runs/{tech_run}/",            POST,   LOGIN, 403,  403,  403,  405),
+    row("/extensions/exchange/runs/{missing}/",             GET,    LOGIN, 403,  403,  403,  404),
     row("/extensions/exchange/resources/{tech_res}/",       GET,    LOGIN, 403,  403,  403,  200),
     row("/extensions/exchange/resources/{tech_res}/",       POST,   LOGIN, 403,  403,  403,  302),
     row("/extensions/exchange/resources/{other_res}/",      GET,    LOGIN, 403,  403,  403,  200),
@@ -168,6 +178,12 @@ MATRIX: list[Row] = [
     row("/extensions/exchange/resources/{other_res}/test/", POST,   LOGIN, 403,  403,  403,  200),
     row("/extensions/exchange/resources/{other_res}/sync/", GET,    LOGIN, 403,  403,  403,  405),
     row("/extensions/exchange/resources/{other_res}/sync/", POST,   LOGIN, 403,  403,  403,  302),
+    row("/extensions/exchange/resources/{other_res}/progress/", GET,
+        LOGIN, 403, 403, 403, 286),
+    row("/extensions/exchange/resources/{other_res}/progress/", POST,
+        LOGIN, 403, 403, 403, 405),
+    row("/extensions/exchange/resources/{missing}/progress/", GET,
+        LOGIN, 403, 403, 403, 404),
     row("/extensions/exchange/resources/{other_res}/remove/", GET,  LOGIN, 403,  403,  403,  200),
     row("/extensions/exchange/resources/{other_res}/remove/", POST, LOGIN, 403,  403,  403,  400),
     row("/extensions/exchange/resources/{other_res}/held/confirm/", GET,
@@ -178,6 +194,11 @@ MATRIX: list[Row] = [
         LOGIN, 403, 403, 403, 405),
     row("/extensions/exchange/resources/{other_res}/held/restore/", POST,
         LOGIN, 403, 403, 403, 302),
+    # Preview next sync: a POST that reads Exchange and writes nothing (409: nothing to preview).
+    row("/extensions/exchange/resources/{other_res}/preview/", GET,
+        LOGIN, 403, 403, 403, 405),
+    row("/extensions/exchange/resources/{other_res}/preview/", POST,
+        LOGIN, 403, 403, 403, 409),
 ]
 # fmt: on
 
@@ -238,6 +259,11 @@ def world(django_db_setup, django_db_blocker) -> Iterator[World]:
             "tech_call": make_service_call([tech], account=contact.account).pk,
             "account": contact.account_id,
             "contact": contact.pk,
+            "tech_run": start_run(
+                MailboxSettings.objects.create(resource=tech, mailbox=tech.email),
+                trigger="manual",
+                backend="memory",
+            ).pk,
         }
         yield World(users, ids)
         transaction.set_rollback(True)

@@ -26,3 +26,6 @@ DATETIME_INPUT_FORMATS = [
 DECIMAL_SEPARATOR = "."
 THOUSAND_SEPARATOR = ","
 NUMBER_GROUPING = 3
+# Not a Django setting: read by psa.scheduling.forms (the typed date of the calendar forms, a
+# strftime pattern of digits only).
+DATE_FIELD_FORMAT = "%d/%m/%Y"  # 25/10/2026

@@ -8,3 +8,6 @@ from django.conf.locale.en.formats import *  # noqa: F403
 
 # Not a Django setting: read by exchange_ext.templatetags.exchange_runs (the sync log).
 SHORT_DATETIME_SECONDS_FORMAT = "m/d/Y g:i:s A"  # 10/25/2026 2:30:05 PM
+# Not a Django setting: read by psa.scheduling.forms (the typed date of the calendar forms, a
+# strftime pattern of digits only).
+DATE_FIELD_FORMAT = "%m/%d/%Y"  # 10/25/2026
