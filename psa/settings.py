@@ -68,6 +68,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     # request.htmx: a view answers an htmx request (live run progress) with a fragment.
     "django_htmx.middleware.HtmxMiddleware",
+    # An htmx request answered with a redirect (an expired session) loads the page instead.
+    "psa.htmx_redirects.HtmxRedirectMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # Last, as django-axes requires: it turns a locked-out login into the lockout page.
     "axes.middleware.AxesMiddleware",
