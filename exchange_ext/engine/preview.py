@@ -42,6 +42,7 @@ from exchange_ext.engine import held, psa_store
 from exchange_ext.engine import status as mailbox_status
 from exchange_ext.engine.links import folder_of, known_versions, load_baseline
 from exchange_ext.engine.runner import MAX_PAGES_PER_FOLDER
+from exchange_ext.engine.runs import ACTIONS
 from exchange_ext.models import ExchangeConfig, FolderSyncState, MailboxSettings
 from exchange_ext.sync import held as deferred
 from exchange_ext.sync import ops as o
@@ -66,15 +67,6 @@ PREVIEW_BUDGET_SECONDS = 60.0
 #: Items listed per group on the page (the counts cover every op).
 MAX_LISTED = 20
 
-#: The run's counting (``engine.runs``): op type → (side, action).
-ACTIONS: dict[type, tuple[str, str]] = {
-    o.CreateInPsa: ("psa", "created"),
-    o.UpdatePsa: ("psa", "updated"),
-    o.DeletePsa: ("psa", "deleted"),
-    o.CreateInExchange: ("exchange", "created"),
-    o.UpdateInExchange: ("exchange", "updated"),
-    o.DeleteInExchange: ("exchange", "deleted"),
-}
 SIDES = ("psa", "exchange")
 VERBS = ("created", "updated", "deleted")
 

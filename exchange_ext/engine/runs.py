@@ -27,7 +27,8 @@ ITEMS_PER_RUN = 1000
 TITLE_LOOKUP = 500
 Action = SyncRunItem.Action
 
-_ACTIONS: dict[type, tuple[str, str]] = {
+#: How a run counts an op: its type → (side written, action); the preview counts the same way.
+ACTIONS: dict[type, tuple[str, str]] = {
     o.CreateInExchange: ("exchange", "created"),
     o.UpdateInExchange: ("exchange", "updated"),
     o.DeleteInExchange: ("exchange", "deleted"),
@@ -56,14 +57,14 @@ class RunLog:
 
     def count(self, op: o.Op, kind: ItemKind) -> None:
         """Count a write that succeeded."""
-        side, action = _ACTIONS[type(op)]
+        side, action = ACTIONS[type(op)]
         self.counts[kind.value][side][action] += 1
 
     def touched(self, op: o.Op, key: PsaKey, title: str = "") -> None:
         """Keep the item ``op`` wrote (or linked) for the run's page; ops that change no item
         (a refreshed baseline, an item leaving the window) are not kept."""
         if isinstance(op, o.EXCHANGE_WRITES + o.PSA_WRITES):
-            side, action = _ACTIONS[type(op)]
+            side, action = ACTIONS[type(op)]
         elif isinstance(op, o.LinkItems):
             side, action = "", Action.LINKED
         elif isinstance(op, o.MarkExchangeDeleted):
