@@ -667,6 +667,32 @@ def format_duration(seconds: float) -> str:
     return " ".join(parts) or units["s"](0) % {"count": 0}
 
 
+class SyncRunHour(models.Model):
+    """Runs per started hour (UTC) and outcome that are no longer stored as runs.
+
+    Runs are pruned to the newest ``KEEP_RUNS`` per mailbox — at a short interval less than a
+    day — and the Status tab charts a week. A pruned run is folded in here as it is deleted
+    (``engine.runs.prune_runs``), so the chart counts every run exactly once: a stored run, or
+    its hour's count. Rows older than :data:`HOURS_KEPT` are dropped. Counted per UTC hour, a
+    pruned run shows in the viewer's hour that its UTC hour starts in: exact for whole-hour
+    offsets; in a half-hour zone (India) it may sit one bar early.
+    """
+
+    HOURS_KEPT = 8 * 24
+
+    hour = models.DateTimeField()  # the start of the UTC hour the runs started in
+    outcome = models.CharField(max_length=20)
+    runs = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["hour", "outcome"], name="sync_run_hour_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.hour:%Y-%m-%d %H:00} UTC {self.outcome}: {self.runs}"
+
+
 class SyncLogEntry(models.Model):
     """A per-item error or conflict of one run (the run itself carries whole-run errors)."""
 

@@ -3,20 +3,25 @@
 A :class:`RunLog` collects in memory while the run works; its entries and the items it touched
 (:class:`SyncRunItem`) are written with the page they belong to (in that page's transaction, one
 bulk insert each, so a rolled-back page leaves no stray log), and the totals when the run ends.
-Runs are pruned to the newest :data:`KEEP_RUNS` per mailbox, their items with them; a run stores
-at most :data:`ITEMS_PER_RUN` items and counts the rest.
+Runs are pruned to the newest :data:`KEEP_RUNS` per mailbox, their items with them, and counted
+into their hour (:class:`SyncRunHour`, for the Status tab's week-long chart); a run stores at
+most :data:`ITEMS_PER_RUN` items and counts the rest.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
+from django.db import IntegrityError, transaction
+from django.db.models import Count, F
+from django.db.models.functions import TruncHour
 from django.utils import timezone
 
 from exchange_ext.engine.conflict_notes import conflict_message
-from exchange_ext.models import MailboxSettings, SyncLogEntry, SyncRun, SyncRunItem
+from exchange_ext.models import MailboxSettings, SyncLogEntry, SyncRun, SyncRunHour, SyncRunItem
 from exchange_ext.sync import ops as o
 from exchange_ext.sync.records import CalendarRecord, ItemKind, PsaKey, Record
 
@@ -185,7 +190,39 @@ def prune_runs(mailbox_id: int | None, keep: int = KEEP_RUNS) -> None:
     old = SyncRun.objects.filter(mailbox_settings_id=mailbox_id).values_list("pk", flat=True)
     stale = list(old[keep:])
     if stale:
-        SyncRun.objects.filter(pk__in=stale).delete()
+        with transaction.atomic():
+            fold_into_hours(SyncRun.objects.filter(pk__in=stale))
+            SyncRun.objects.filter(pk__in=stale).delete()
+
+
+def fold_into_hours(runs: Any) -> None:
+    """Add the finished ``runs`` (a queryset about to be deleted) to their hours' counts: one
+    aggregate query, then one UPDATE per (hour, outcome), an INSERT for a new one. Runs still
+    running are not counted (a killed worker's are closed as failed first)."""
+    groups = (
+        runs.exclude(outcome=SyncRun.Outcome.RUNNING)
+        .order_by()
+        .annotate(hour=TruncHour("started_at", tzinfo=dt.UTC))
+        .values("hour", "outcome")
+        .annotate(n=Count("pk"))
+    )
+    for group in groups:
+        _add(group["hour"], group["outcome"], group["n"])
+
+
+def _add(hour: dt.datetime, outcome: str, n: int) -> None:
+    rows = SyncRunHour.objects.filter(hour=hour, outcome=outcome)
+    if rows.update(runs=F("runs") + n):
+        return
+    try:
+        with transaction.atomic():  # another worker may insert the same hour first
+            SyncRunHour.objects.create(hour=hour, outcome=outcome, runs=n)
+    except IntegrityError:
+        rows.update(runs=F("runs") + n)
+        return
+    # A new hour: drop the hours no chart shows any more (once an hour, not per run).
+    since = hour - dt.timedelta(hours=SyncRunHour.HOURS_KEPT)
+    SyncRunHour.objects.filter(hour__lt=since).delete()
 
 
 def recent_runs(mailbox: MailboxSettings | None, limit: int = 10) -> list[SyncRun]:

@@ -17,8 +17,13 @@ from django.db.models.functions import TruncHour
 from django.utils import formats, timezone
 from django.utils.translation import gettext, npgettext
 
-from exchange_ext.engine.runs import KEEP_RUNS
-from exchange_ext.models import MailboxSettings, ServerOutage, SyncRun, format_duration
+from exchange_ext.models import (
+    MailboxSettings,
+    ServerOutage,
+    SyncRun,
+    SyncRunHour,
+    format_duration,
+)
 from exchange_ext.web.monitoring import last_task_taken_at, worker_heartbeat
 
 logger = logging.getLogger(__name__)
@@ -183,14 +188,13 @@ class ChartDay:
 class RunChart:
     """Runs per hour over the last :data:`CHART_HOURS` hours, ending with the current hour.
 
-    ``scale`` is the top of the y axis (a round number ≥ the busiest hour); ``pruned_before``
-    is set when some resource's older runs were pruned (each keeps its newest ``KEEP_RUNS``)
-    inside the window, so the hours before it may show fewer runs than ran."""
+    ``scale`` is the top of the y axis (a round number ≥ the busiest hour). Every run counts
+    once: a stored run, or — once pruned (each mailbox keeps its newest ``KEEP_RUNS``) — its
+    hour's count (:class:`SyncRunHour`)."""
 
     bars: list[HourBar]
     days: list[ChartDay]
     scale: int
-    pruned_before: dt.datetime | None
 
     @property
     def ok(self) -> int:
@@ -229,7 +233,8 @@ class RunChart:
 
 def run_chart(now: dt.datetime, zone: dt.tzinfo, hours: int = CHART_HOURS) -> RunChart:
     """Runs started in each of the last ``hours`` hours of ``zone``'s clock (the current hour
-    last), counted in one aggregate query grouped by ``TruncHour`` in ``zone``.
+    last): stored runs in one aggregate query grouped by ``TruncHour`` in ``zone``, pruned ones
+    from their hours' counts in a second.
 
     In the autumn's repeated hour the database truncates both to the same local time, so the
     runs of the second land in the first one's bar (the second shows none): none is lost."""
@@ -250,6 +255,15 @@ def run_chart(now: dt.datetime, zone: dt.tzinfo, hours: int = CHART_HOURS) -> Ru
         slot = found.setdefault(min(max(index, 0), hours - 1), dict.fromkeys(SERIES, 0))
         for series in SERIES:
             slot[series] += row[series]
+    # Pruned runs, counted per UTC hour: in the bar of the viewer's hour that hour starts in.
+    series_of = {outcome: series for series, outcomes in SERIES.items() for outcome in outcomes}
+    folded = SyncRunHour.objects.filter(
+        hour__gte=first - dt.timedelta(hours=1), hour__lt=end, outcome__in=counted
+    ).values_list("hour", "outcome", "runs")
+    for hour, outcome, n in folded:
+        index = int((hour - first).total_seconds() // 3600)
+        if 0 <= index < hours:
+            found.setdefault(index, dict.fromkeys(SERIES, 0))[series_of[outcome]] += n
     empty = dict.fromkeys(SERIES, 0)
     bars = [
         HourBar(i, start, ok=n["ok"], failed=n["failed"], held=n["held"])
@@ -258,7 +272,7 @@ def run_chart(now: dt.datetime, zone: dt.tzinfo, hours: int = CHART_HOURS) -> Ru
     ]
     scale = _round_up(max((bar.total for bar in bars), default=0))
     bars = [replace(bar, parts=_stack(bar, scale)) for bar in bars]
-    return RunChart(bars, _days(bars), scale, _pruned_before(first))
+    return RunChart(bars, _days(bars), scale)
 
 
 def _stack(bar: HourBar, scale: int) -> tuple[Segment, ...]:
@@ -303,21 +317,6 @@ def day_label(date: dt.date) -> tuple[str, str]:
     ``MONTH_DAY_FORMAT`` with the month abbreviated to fit a day's width on a phone."""
     pattern = str(formats.get_format("MONTH_DAY_FORMAT")).replace("F", "M")
     return formats.date_format(date, "D"), formats.date_format(date, pattern)
-
-
-def _pruned_before(since: dt.datetime) -> dt.datetime | None:
-    """The newest "oldest kept run" of the targets whose runs were pruned, if inside the
-    window: before it, some target's runs are missing from the chart."""
-    oldest = (
-        SyncRun.objects.order_by()
-        .values("mailbox_settings")
-        .annotate(n=Count("pk"), oldest=Min("started_at"))
-        .filter(n__gte=KEEP_RUNS)
-        .order_by("-oldest")
-        .values_list("oldest", flat=True)
-        .first()
-    )
-    return oldest if oldest is not None and oldest > since else None
 
 
 # ---- sync lag and the workers -----------------------------------------------------------------

@@ -18,8 +18,8 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from exchange_ext.engine.runs import KEEP_RUNS
-from exchange_ext.models import MailboxSettings, SyncRun
+from exchange_ext.engine.runs import KEEP_RUNS, fold_into_hours, prune_runs
+from exchange_ext.models import MailboxSettings, SyncRun, SyncRunHour
 from exchange_ext.web.status_page import (
     CHART_HOURS,
     format_age,
@@ -170,18 +170,63 @@ def test_the_chart_is_one_aggregate_query_however_many_runs():
     )  # fmt: skip
     with CaptureQueriesContext(connection) as queries:
         chart = run_chart(clock.now(), BERLIN)
-    assert len(queries) == 2  # the hours, and where pruning began
+    assert len(queries) == 2  # the stored runs' hours, and the pruned runs' hours
     assert chart.total == SyncRun.objects.filter(started_at__gte=chart.bars[0].start).count()
-    assert chart.pruned_before is None  # the oldest run kept is older than the chart
 
 
-def test_pruned_runs_are_pointed_out(admin):
+def test_pruned_runs_still_count_in_their_hour(admin):
+    # A mailbox keeps its newest KEEP_RUNS runs; the older ones are folded into their hour's
+    # count as they are deleted, so the week's chart still shows every run once.
     box = enable(admin)
-    for n in range(KEEP_RUNS):
-        run(box, clock.now() - dt.timedelta(hours=n + 1), Outcome.OK)
-    assert "may show fewer runs than there were" in page_of(admin)
-    SyncRun.objects.filter(started_at__lt=clock.now() - dt.timedelta(hours=KEEP_RUNS - 1)).delete()
-    assert "may show fewer runs than there were" not in page_of(admin)
+    extra = 12
+    for n in range(KEEP_RUNS + extra):
+        outcome = Outcome.FAILED if n % 5 == 0 else Outcome.OK
+        run(box, clock.now() - dt.timedelta(hours=n + 1, minutes=5), outcome)
+    before = run_chart(clock.now(), BERLIN)
+    prune_runs(box.pk)
+    assert SyncRun.objects.filter(mailbox_settings=box).count() == KEEP_RUNS
+    assert sum(SyncRunHour.objects.values_list("runs", flat=True)) == extra
+    after = run_chart(clock.now(), BERLIN)
+    assert [(b.start, b.ok, b.failed) for b in after.bars] == [
+        (b.start, b.ok, b.failed) for b in before.bars
+    ]
+    assert after.total == KEEP_RUNS + extra
+    _svg, hours = chart_of(page_of(admin))
+    assert sum(h["total"] for h in hours.values()) == KEEP_RUNS + extra
+
+
+def test_folding_adds_to_an_hour_already_counted_and_skips_running_runs():
+    hour = clock.now().replace(minute=0, second=0) - dt.timedelta(hours=3)
+    for minutes in (1, 20):
+        run(None, hour + dt.timedelta(minutes=minutes), Outcome.OK)
+        fold_into_hours(SyncRun.objects.filter(mailbox_settings=None))
+        SyncRun.objects.filter(mailbox_settings=None).delete()
+    run(None, hour + dt.timedelta(minutes=30), Outcome.RUNNING)
+    fold_into_hours(SyncRun.objects.filter(mailbox_settings=None))
+    assert list(SyncRunHour.objects.values_list("hour", "outcome", "runs")) == [
+        (hour, Outcome.OK, 2)
+    ]
+
+
+def test_hours_older_than_the_chart_are_dropped_when_a_new_hour_is_counted():
+    old = clock.now().replace(minute=0, second=0) - dt.timedelta(days=9)
+    SyncRunHour.objects.create(hour=old, outcome=Outcome.OK, runs=4)
+    run(None, clock.now() - dt.timedelta(minutes=10), Outcome.OK)
+    fold_into_hours(SyncRun.objects.all())
+    assert not SyncRunHour.objects.filter(hour=old).exists()
+    assert SyncRunHour.objects.get().runs == 1
+
+
+def test_pruned_runs_of_the_autumn_s_repeated_hour_keep_their_own_bars():
+    # Counted per UTC hour, the two 02:00 hours of 25 Oct 2026 in Berlin stay apart.
+    now = at("2026-10-25 11:00")  # 12:00 CET
+    run(None, at("2026-10-25 00:30"), Outcome.OK)  # 02:30 CEST
+    run(None, at("2026-10-25 01:30"), Outcome.FAILED)  # 02:30 CET
+    fold_into_hours(SyncRun.objects.all())
+    SyncRun.objects.all().delete()
+    chart = run_chart(now, BERLIN)
+    first, second = (bar for bar in chart.bars if bar.start.day == 25 and bar.start.hour == 2)
+    assert (first.ok, first.failed, second.ok, second.failed) == (1, 0, 0, 1)
 
 
 # ---- the sync lag ----------------------------------------------------------------------------
