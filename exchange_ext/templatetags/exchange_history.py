@@ -7,6 +7,7 @@ from django import template
 from django.utils.translation import gettext, pgettext
 
 from exchange_ext.models import SyncRunItem
+from exchange_ext.web.plan_reasons import reason_text
 
 register = template.Library()
 
@@ -39,3 +40,9 @@ def item_detail(item: SyncRunItem) -> str:
     }
     changed = [groups[g] for g in item.detail.split(", ") if g in groups]
     return ", ".join(changed)
+
+
+@register.filter
+def sync_reason(reason: str) -> str:
+    """The planner's reason for an op in the viewer's language (web/plan_reasons.py)."""
+    return reason_text(reason)
