@@ -93,6 +93,14 @@ def enable(resource: Resource, **fields: Any) -> MailboxSettings:
     return settings
 
 
+def enrol(name: str) -> MailboxSettings:
+    """A new resource ``name`` with its sync enabled on its own PSA address (its mailbox)."""
+    resource = make_resource(name)
+    return MailboxSettings.objects.create(
+        resource=resource, sync_enabled=True, mailbox=resource.email
+    )
+
+
 @contextmanager
 def running_sandbox(cert_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[SandboxHandle]:
     """The local Exchange sandbox, trusted through EXCHANGE_CA_BUNDLE, its port allowed."""

@@ -17,7 +17,6 @@ from exchange_ext.backends.base import (
 from exchange_ext.backends.memory import MemoryBackend, MemorySession
 from exchange_ext.engine import cycle, leases
 from exchange_ext.models import (
-    ExchangeConfig,
     FolderSyncState,
     ItemLink,
     MailboxSettings,
@@ -54,11 +53,6 @@ USER = Origin.by_system("tests")
 
 class Crash(Exception):
     """The worker died (simulated)."""
-
-
-@pytest.fixture
-def config() -> ExchangeConfig:
-    return ExchangeConfig.load()
 
 
 def enrol(resource, **fields) -> MailboxSettings:

@@ -16,29 +16,18 @@ from exchange_ext import engine
 from exchange_ext.backends.base import FolderKind
 from exchange_ext.backends.memory import MemoryBackend
 from exchange_ext.engine import cycle, scope
-from exchange_ext.models import ExchangeConfig, FolderSyncState, ItemLink, MailboxSettings
+from exchange_ext.models import FolderSyncState, ItemLink, MailboxSettings
 from psa.audit.models import AuditEntry
 from psa.audit.origin import Origin
 from psa.scheduling.actions import do_update_appointment
 from psa.scheduling.models import Appointment
 from tests import clock
-from tests.builders import make_appointment, make_resource
+from tests.builders import make_appointment
 from tests.clock import day
+from tests.exchange_ext.pages import enrol
 
 pytestmark = pytest.mark.django_db
 USER = Origin.by_system("tests")
-
-
-@pytest.fixture
-def config() -> ExchangeConfig:
-    return ExchangeConfig.load()
-
-
-def enrol(name: str) -> MailboxSettings:
-    resource = make_resource(name)
-    return MailboxSettings.objects.create(
-        resource=resource, sync_enabled=True, mailbox=resource.email
-    )
 
 
 def sync(mailbox: MailboxSettings, backend: MemoryBackend, **kwargs):

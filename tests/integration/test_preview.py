@@ -49,11 +49,6 @@ USER = Origin.by_system("tests")
 
 
 @pytest.fixture
-def config() -> ExchangeConfig:
-    return ExchangeConfig.load()
-
-
-@pytest.fixture
 def tech(config: ExchangeConfig) -> MailboxSettings:
     resource = make_resource("tech")
     return MailboxSettings.objects.create(

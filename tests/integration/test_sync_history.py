@@ -11,7 +11,7 @@ from django.test.utils import CaptureQueriesContext
 from exchange_ext import engine
 from exchange_ext.backends.memory import MemoryBackend
 from exchange_ext.engine import runs
-from exchange_ext.models import ExchangeConfig, MailboxSettings, SyncRun, SyncRunItem
+from exchange_ext.models import MailboxSettings, SyncRun, SyncRunItem
 from psa.audit.origin import Origin
 from psa.scheduling.actions import do_delete_appointment, do_update_appointment
 from tests import clock
@@ -22,22 +22,10 @@ from tests.builders import (
     make_resource,
 )
 from tests.clock import day
-from tests.exchange_ext.pages import client_for, make_exchange_admin
+from tests.exchange_ext.pages import client_for, enrol, make_exchange_admin
 
 pytestmark = pytest.mark.django_db
 USER = Origin.by_system("tests")
-
-
-@pytest.fixture
-def config() -> ExchangeConfig:
-    return ExchangeConfig.load()
-
-
-def enrol(name: str) -> MailboxSettings:
-    resource = make_resource(name)
-    return MailboxSettings.objects.create(
-        resource=resource, sync_enabled=True, mailbox=resource.email
-    )
 
 
 @pytest.fixture
