@@ -13,6 +13,9 @@ Contract:
 - Every change assigns a new ChangeKey and LastModifiedTime and appends ``(seq, item_id, op)`` to
   the folder's change log (``op`` is ``create``/``update``/``delete``; ``seq`` is one store-wide
   counter, so it increases monotonically within each folder).
+- Change listeners (``add_listener``) hear every logged change as a ``Change`` while the lock is
+  held, in ``seq`` order: they must only record it and return (push notifications, EWS streaming
+  and Graph subscriptions, queue their own delivery), never call back into the store.
 - A sync state is opaque: base64 of ``{folder, base, target, offset}`` plus an HMAC with a
   per-store secret, so a tampered state, another folder's state or one from before a
   ``reset()`` is rejected with ``ErrorInvalidSyncStateData``.
@@ -67,6 +70,18 @@ FOLDER_ELEMENT_BY_CLASS = {
     "IPF.Task": "TasksFolder",
 }
 MAX_SYNC_CHANGES = 512  # Exchange's cap on SyncFolderItems/MaxChangesReturned
+
+
+@dataclass(frozen=True)
+class Change:
+    """One logged change, as a change listener hears it."""
+
+    seq: int
+    mailbox: str | None  # None for public folders
+    folder_id: str
+    item_id: str
+    kind: str  # CalendarItem / Contact / Task
+    op: str  # create / update / delete
 
 
 @dataclass
@@ -153,6 +168,7 @@ class Store:
             # Items every read of fails with ErrorItemCorrupt (EWS) / a 500 (Graph), while the
             # change feeds still list them: an item Exchange cannot read is not a deleted one.
             self.unreadable: set[str] = set()
+            self._listeners: list[Callable[[Change], None]] = getattr(self, "_listeners", [])
             self._public_root = self._make_folder(None, None, "IPM_SUBTREE", None, PUBLIC_ROOT)
 
     def now(self) -> dt.datetime:
@@ -261,10 +277,28 @@ class Store:
         with self.lock:
             return [i for i in self._items.values() if i.folder_id == folder_id]
 
-    def _log(self, folder_id: str, item_id: str, op: str) -> None:
+    def add_listener(self, listener: Callable[[Change], None]) -> Callable[[], None]:
+        """Call ``listener`` with every change from now on (under the lock; see the module
+        contract); returns the function that removes it. Listeners survive ``reset()``."""
+        with self.lock:
+            self._listeners.append(listener)
+
+        def remove() -> None:
+            with self.lock:
+                if listener in self._listeners:
+                    self._listeners.remove(listener)
+
+        return remove
+
+    def _log(self, folder_id: str, item_id: str, op: str, kind: str) -> None:
         seq = next(self._seq)
         self._last_seq = seq
-        self._folders[folder_id].log.append((seq, item_id, op))
+        folder = self._folders[folder_id]
+        folder.log.append((seq, item_id, op))
+        if self._listeners:
+            change = Change(seq, folder.mailbox, folder_id, item_id, kind, op)
+            for listener in list(self._listeners):
+                listener(change)
 
     def create_item(
         self,
@@ -287,7 +321,7 @@ class Store:
                 elements, dict(extended or {}),
             )  # fmt: skip
             self._items[item.id] = item
-            self._log(folder_id, item.id, "create")
+            self._log(folder_id, item.id, "create", kind)
             return item
 
     def touch(self, item: Item) -> None:
@@ -295,7 +329,7 @@ class Store:
         with self.lock:
             item.changekey = _new_changekey()
             item.modified = _iso(self.now())
-            self._log(item.folder_id, item.id, "update")
+            self._log(item.folder_id, item.id, "update", item.kind)
 
     def update_item(
         self,
@@ -324,7 +358,7 @@ class Store:
                 raise EwsError(
                     "ErrorItemNotFound", "The specified object was not found in the store."
                 )
-            self._log(item.folder_id, item.id, "delete")
+            self._log(item.folder_id, item.id, "delete", item.kind)
             return item
 
     def move_item(self, item_id: str, folder_id: str) -> Item:

@@ -113,3 +113,30 @@ def test_sync_page_size_is_capped_at_512(store: Store) -> None:
     rest, _, last_again = store.sync_changes(calendar_id(store), state, 10_000)
 
     assert (len(changes), last, len(rest), last_again) == (512, False, 88, True)
+
+
+def test_change_listeners_hear_every_change_in_order_until_removed(store: Store) -> None:
+    heard = []
+    remove = store.add_listener(heard.append)
+    contacts = store.distinguished_folder(ADDRESS, "contacts")
+    assert contacts is not None
+
+    created = store.backdoor_create(ADDRESS, "calendar", {"subject": "Visit"})
+    store.backdoor_update(ADDRESS, created["id"], {"subject": "Visit, moved"})
+    contact = store.backdoor_create(ADDRESS, "contacts", {"given_name": "Ada"})
+    store.backdoor_delete(ADDRESS, created["id"])
+    store.reset()  # listeners outlive a reset (the sandbox's control API resets between tests)
+    store.add_mailbox(ADDRESS)
+    after_reset = store.backdoor_create(ADDRESS, "calendar", {"subject": "Again"})
+    remove()
+    store.backdoor_create(ADDRESS, "calendar", {"subject": "Unheard"})
+
+    assert [(c.mailbox, c.item_id, c.kind, c.op) for c in heard] == [
+        (ADDRESS, created["id"], "CalendarItem", "create"),
+        (ADDRESS, created["id"], "CalendarItem", "update"),
+        (ADDRESS, contact["id"], "Contact", "create"),
+        (ADDRESS, created["id"], "CalendarItem", "delete"),
+        (ADDRESS, after_reset["id"], "CalendarItem", "create"),
+    ]
+    assert heard[2].folder_id == contacts.id
+    assert [c.seq for c in heard[:4]] == sorted(c.seq for c in heard[:4])
