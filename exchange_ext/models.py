@@ -582,6 +582,7 @@ class SyncRun(models.Model):
         SETTINGS_SAVED = "settings_saved", _("Settings saved")
         RESOURCE_ENABLED = "resource_enabled", _("Resource enabled")
         PSA_CHANGE = "psa_change", _("PSA change")
+        EXCHANGE_CHANGE = "exchange_change", _("Exchange change notification")
 
     # Null: a run of the installation-wide public contacts folder job.
     mailbox_settings = models.ForeignKey(
@@ -780,3 +781,39 @@ class ServerOutage(models.Model):
 
     def __str__(self) -> str:
         return f"outage since {self.started_at:%Y-%m-%d %H:%M}"
+
+
+class GraphSubscription(models.Model):
+    """A Microsoft Graph change-notification subscription of one mailbox's events or contacts
+    (docs/sync-rules.md, "Push"; SPEC §4.3).
+
+    ``client_state`` is the per-subscription secret Graph repeats in every notification; a
+    notification whose ``clientState`` does not match is refused. A notification only queues
+    a prompt sync: losing one delays a change to the next polling slot, no more.
+    """
+
+    class Resource(models.TextChoices):
+        EVENTS = "events", _("Calendar")
+        CONTACTS = "contacts", _("Contacts")
+
+    mailbox_settings = models.ForeignKey(
+        MailboxSettings, on_delete=models.CASCADE, related_name="graph_subscriptions"
+    )
+    resource = models.CharField(max_length=20, choices=Resource.choices)
+    subscription_id = models.CharField(max_length=200, unique=True)
+    client_state = EncryptedSecretField()
+    expires_at = models.DateTimeField()
+    created_at = models.DateTimeField()
+    last_notification_at = models.DateTimeField(null=True, blank=True)
+    # Graph asked for it (lifecycle ``reauthorizationRequired``): renew before the due date.
+    needs_renewal = models.BooleanField(default=False)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["mailbox_settings", "resource"], name="graph_subscription_per_resource"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.resource} of mailbox settings {self.mailbox_settings_id}"

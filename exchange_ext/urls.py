@@ -9,7 +9,7 @@ from __future__ import annotations
 from django.urls import path
 from django.views.generic import RedirectView
 
-from exchange_ext.web import held_views, history, preview_views, removal, views
+from exchange_ext.web import graph_notifications, held_views, history, preview_views, removal, views
 
 app_name = "exchange_ext"
 urlpatterns = [
@@ -50,6 +50,12 @@ urlpatterns = [
         name="preview_next_sync",
     ),
     path("runs/<int:run_id>/", history.run_items, name="run_items"),
+    # Microsoft Graph posts change notifications here (SPEC §4.3 and §9: a contract).
+    path(
+        "notifications/graph/",
+        graph_notifications.graph_notifications,
+        name="graph_notifications",
+    ),
     path(
         "resources/<int:resource_id>/remove/",
         removal.remove_synced_items,

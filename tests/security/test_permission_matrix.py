@@ -104,6 +104,10 @@ MATRIX: list[Row] = [
     row("/metrics",                                         POST,   405,   405,  405,  405,  405),
     row("/healthz/",                                        GET,    200,   200,  200,  200,  200),
     row("/healthz/",                                        POST,   405,   405,  405,  405,  405),
+    # -- Microsoft Graph's notification URL: no login (Graph has none); the clientState of a
+    # subscription held here is the credential (exchange_ext/web/graph_notifications.py)
+    row("/extensions/exchange/notifications/graph/",        GET,    405,   405,  405,  405,  405),
+    row("/extensions/exchange/notifications/graph/",        POST,   400,   400,  400,  400,  400),
     # -- the header's language switcher: anyone (the login page has it), POST only ----------
     row("/i18n/language/",                                  GET,    405,   405,  405,  405,  405),
     row("/i18n/language/",                                  POST,   "/",   "/",  "/",  "/",  "/"),
