@@ -17,6 +17,15 @@ GET, POST   ``/clock`` (``{"offset_seconds": n}`` or ``{"now": iso}``)      sand
 GET, POST   ``/graph/apps``                                                 Graph app registrations
 GET, POST   ``/graph/tenants``                                              Entra ID tenants
 DELETE      ``/graph/delta-tokens``                                         expire all delta tokens
+GET, DELETE ``/graph/subscriptions``                                        list (with delivery
+                                                                            log) / remove all
+GET, PATCH  ``/graph/subscriptions/<id>`` (``{"paused": bool}``)            one / pause delivery
+POST        ``/graph/subscriptions/<id>/lifecycle`` (``{"event": ...}``)    lifecycle notification
+POST        ``/graph/subscriptions/<id>/expire``                            expire it now
+GET         ``/streaming``                                                  EWS streaming: settings,
+                                                                            subscriptions, streams
+POST        ``/streaming/settings`` (``{"minute_seconds": 0.5, ...}``)      change settings
+POST        ``/streaming/drop`` (``{"forget_subscriptions": bool}``)        break every stream off
 ==========  ==============================================================  ====================
 
 Bad input gets a 4xx with ``{"error": "..."}``; nothing raised here ever reaches the client as
@@ -406,6 +415,106 @@ def _expire_delta_tokens(sandbox: Sandbox, data: Any, query: dict[str, str]) -> 
     return 200, {"expired": count}
 
 
+def _subscription(sandbox: Sandbox, subscription_id: str) -> Any:
+    sub = sandbox.graph_subscriptions.find(subscription_id)
+    if sub is None:
+        raise BadRequest(f"no Graph subscription {subscription_id} (deleted or expired)", 404)
+    return sub
+
+
+def _list_subscriptions(sandbox: Sandbox, data: Any, query: dict[str, str]) -> Result:
+    """Every live subscription (any app) with its delivery log, and the whole delivery log
+    (also the entries of subscriptions gone since)."""
+    registry = sandbox.graph_subscriptions
+    return 200, {
+        "subscriptions": [registry.public(s) for s in registry.all()],
+        "deliveries": registry.delivery.log(),
+    }
+
+
+def _clear_subscriptions(sandbox: Sandbox, data: Any, query: dict[str, str]) -> Result:
+    """Remove every subscription silently (no lifecycle notification) and the delivery log."""
+    sandbox.graph_subscriptions.clear()
+    return 200, {"subscriptions": [], "deliveries": []}
+
+
+def _get_subscription(
+    sandbox: Sandbox, data: Any, query: dict[str, str], subscription_id: str
+) -> Result:
+    return 200, sandbox.graph_subscriptions.public(_subscription(sandbox, subscription_id))
+
+
+def _pause_subscription(
+    sandbox: Sandbox, data: Any, query: dict[str, str], subscription_id: str
+) -> Result:
+    """``{"paused": true}``: its notifications are lost (logged as such) until resumed."""
+    entry = _object(data)
+    if not isinstance(entry.get("paused"), bool) or set(entry) != {"paused"}:
+        raise BadRequest('the body must be {"paused": true} or {"paused": false}')
+    sub = _subscription(sandbox, subscription_id)
+    sandbox.graph_subscriptions.set_paused(sub, entry["paused"])
+    return 200, sandbox.graph_subscriptions.public(sub)
+
+
+def _subscription_lifecycle(
+    sandbox: Sandbox, data: Any, query: dict[str, str], subscription_id: str
+) -> Result:
+    """Send a lifecycle notification (``reauthorizationRequired``, ``subscriptionRemoved``,
+    ``missed``) to the subscription's lifecycleNotificationUrl; 409 when it has none, as Graph
+    sends lifecycle notifications nowhere else."""
+    from .graph.subscriptions import LIFECYCLE_EVENTS
+
+    event = _object(data).get("event")
+    if event not in LIFECYCLE_EVENTS:
+        raise BadRequest(f"event must be one of {', '.join(LIFECYCLE_EVENTS)}")
+    sub = _subscription(sandbox, subscription_id)
+    if sub.lifecycle_url is None:
+        raise BadRequest(
+            "this subscription has no lifecycleNotificationUrl: Graph sends lifecycle "
+            "notifications only there, so there is nothing to send to",
+            409,
+        )
+    notification = sandbox.graph_subscriptions.lifecycle(sub, event)
+    return 202, {"queued": notification, "url": sub.lifecycle_url,
+                 "removed": event == "subscriptionRemoved"}  # fmt: skip
+
+
+def _expire_subscription(
+    sandbox: Sandbox, data: Any, query: dict[str, str], subscription_id: str
+) -> Result:
+    """Expire a subscription now: it disappears, as at its expirationDateTime (no notice)."""
+    sandbox.graph_subscriptions.expire(_subscription(sandbox, subscription_id))
+    return 200, {"expired": subscription_id}
+
+
+def _streaming_hub(sandbox: Sandbox) -> Any:
+    if sandbox.streaming is None:
+        raise BadRequest("this sandbox has no EWS streaming (a stand-in store)", 409)
+    return sandbox.streaming
+
+
+def _streaming(sandbox: Sandbox, data: Any, query: dict[str, str]) -> Result:
+    """EWS streaming: its settings, live subscriptions and open streams."""
+    return 200, _streaming_hub(sandbox).snapshot()
+
+
+def _streaming_settings(sandbox: Sandbox, data: Any, query: dict[str, str]) -> Result:
+    """Change streaming settings (``minute_seconds``, ``keepalive_minutes``,
+    ``connection_limit``, ``subscription_idle_minutes``, ``max_subscriptions``)."""
+    return 200, {"settings": _streaming_hub(sandbox).configure(_object(data))}
+
+
+def _streaming_drop(sandbox: Sandbox, data: Any, query: dict[str, str]) -> Result:
+    """Break every open stream off, as a server restart or a network drop does (the client
+    sees a broken chunked answer); ``forget_subscriptions`` also loses every subscription, so
+    the next GetStreamingEvents gets ErrorSubscriptionNotFound."""
+    entry = _object(data)
+    forget = entry.get("forget_subscriptions", False)
+    if not isinstance(forget, bool) or set(entry) - {"forget_subscriptions"}:
+        raise BadRequest('the body must be {} or {"forget_subscriptions": true|false}')
+    return 200, _streaming_hub(sandbox).drop(forget=forget)
+
+
 # ---------------------------------------------------------------------------- routing
 
 # (pattern, {method: handler}); "*" in a pattern captures one path segment.
@@ -428,6 +537,13 @@ ROUTES: list[tuple[tuple[str, ...], dict[str, Callable[..., Result]]]] = [
     (("graph", "apps"), {"GET": _list_apps, "POST": _add_app}),
     (("graph", "tenants"), {"GET": _list_tenants, "POST": _add_tenant}),
     (("graph", "delta-tokens"), {"DELETE": _expire_delta_tokens}),
+    (("graph", "subscriptions"), {"GET": _list_subscriptions, "DELETE": _clear_subscriptions}),
+    (("graph", "subscriptions", "*"), {"GET": _get_subscription, "PATCH": _pause_subscription}),
+    (("graph", "subscriptions", "*", "lifecycle"), {"POST": _subscription_lifecycle}),
+    (("graph", "subscriptions", "*", "expire"), {"POST": _expire_subscription}),
+    (("streaming",), {"GET": _streaming}),
+    (("streaming", "settings"), {"POST": _streaming_settings}),
+    (("streaming", "drop"), {"POST": _streaming_drop}),
 ]
 
 

@@ -8,8 +8,9 @@ control API (loopback clients with the control token, see ``control``); ``/v1.0/
 read body (bounded) → parse → faults "before" → Basic auth or an app's bearer token (401) →
 schema-validate the request (ErrorSchemaValidation) → impersonation (ErrorNonExistentMailbox /
 ErrorImpersonateUserDenied) → ``operations.dispatch`` → response envelope with
-``ServerVersionInfo`` → schema-validate the response → faults "after" → send (always with
-Content-Length) → request log.
+``ServerVersionInfo`` → schema-validate the response → faults "after" → request log → send
+(with Content-Length; an open GetStreamingEvents stream chunked instead, one envelope per chunk,
+see ``StreamBody``).
 
 Every wait is bounded: socket timeouts per connection, a cap on requests per connection, a cap on
 request size, joins with timeouts on shutdown.
@@ -25,12 +26,14 @@ import ipaddress
 import json
 import logging
 import os
+import select
 import socket
 import ssl
 import struct
 import tempfile
 import threading
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,9 +58,11 @@ MAX_LOG_ENTRIES = 10_000
 REALM = "PSA Exchange sandbox"
 DEFAULT_CONFIG = Path(__file__).with_name("default_config.json")
 # Operations that change nothing worth persisting (everything else triggers a save with --state).
+# Streaming subscriptions live in memory only, as Exchange's do.
 READ_ONLY_OPERATIONS = frozenset(
-    {"GetFolder", "FindFolder", "FindItem", "GetItem", "ResolveNames", "ConvertId"}
-)
+    {"GetFolder", "FindFolder", "FindItem", "GetItem", "ResolveNames", "ConvertId",
+     "Subscribe", "Unsubscribe", "GetStreamingEvents"}
+)  # fmt: skip
 
 
 # ---------------------------------------------------------------------------- request log
@@ -130,6 +135,9 @@ class Sandbox:
 
     ``config`` is the JSON config (accounts, mailboxes, ``server_version``); ``reset()`` returns
     to it. ``now()`` is the sandbox clock: real UTC time plus an offset tests may set.
+    ``graph_subscriptions`` holds the Graph change notification subscriptions (in memory only);
+    it sends to ``http`` URLs only with ``allow_http_notifications`` and checks subscribers' TLS
+    against ``notification_ca_files`` (the sandbox CA and an extra one, see ``start_sandbox``).
     """
 
     def __init__(
@@ -140,6 +148,8 @@ class Sandbox:
         dispatcher: Dispatcher | None = None,
         store: Any = None,
         state_file: Path | None = None,
+        allow_http_notifications: bool = False,
+        notification_ca_files: tuple[Path, ...] = (),
     ) -> None:
         self.config = config
         self.validator = validator
@@ -160,10 +170,28 @@ class Sandbox:
         from .graph.state import GraphState
 
         self.graph = GraphState(config)
+        from .graph.subscriptions import GraphSubscriptions
+
+        self.graph_subscriptions = GraphSubscriptions(self)
+        self.graph_subscriptions.configure(
+            allow_http=allow_http_notifications, ca_files=list(notification_ca_files)
+        )
+        if hasattr(self.store, "add_listener"):  # transport tests pass a stand-in store
+            self.store.add_listener(self.graph_subscriptions.hear)
+        self.streaming = self._new_streaming_hub()
         self._apply_config()
 
     def now(self) -> dt.datetime:
         return dt.datetime.now(dt.UTC) + self.clock_offset
+
+    def _new_streaming_hub(self) -> Any:
+        """EWS streaming subscriptions and connections (``operations.streaming``); None with a
+        stand-in store that has no change listeners (transport tests)."""
+        if not hasattr(self.store, "add_listener"):
+            return None
+        from .operations.streaming import StreamingHub
+
+        return StreamingHub(self.store, self.now, self.config.get("streaming"))
 
     @property
     def dispatch(self) -> Dispatcher:
@@ -207,6 +235,9 @@ class Sandbox:
         self.validator.reset()
         self.clock_offset = dt.timedelta(0)
         self.graph.reset(self.config)
+        self.graph_subscriptions.clear()
+        if self.streaming is not None:
+            self.streaming.reset(self.config.get("streaming"))
         self._apply_config()
 
     def mailbox_addresses(self) -> list[str]:
@@ -243,6 +274,7 @@ class Reply:
     headers: dict[str, str] = field(default_factory=dict)
     reset: bool = False
     declared_length: int | None = None  # a Content-Length larger than the body (then hang up)
+    stream: StreamBody | None = None  # a chunked response of envelopes (GetStreamingEvents)
 
 
 @dataclass
@@ -293,6 +325,8 @@ def handle_ews(sandbox: Sandbox, body: bytes, headers: Any, facts: Exchange) -> 
     except EwsError as err:  # an operation let one escape: still answer like Exchange would
         facts.response_code = err.code
         return _fault_reply(SoapFault(err.code, err.message))
+    if not isinstance(payload, etree._Element):  # an EventStream (GetStreamingEvents)
+        return _stream_reply(sandbox, parsed, payload, facts)
     return _finish(sandbox, parsed, payload, facts)
 
 
@@ -372,7 +406,8 @@ def _finish(
     envelope = soap.response_envelope(payload, info)
     facts.response_code = _first_response_code(payload)
     header_info = envelope[0][0]
-    failures = sandbox.validator.check("response", parsed.name, [header_info, payload])
+    checked = _schema_form(parsed.name, payload)
+    failures = sandbox.validator.check("response", parsed.name, [header_info, checked])
     if failures and sandbox.validator.fatal:
         facts.response_code = "ErrorInternalServerError"
         return _fault_reply(
@@ -387,6 +422,96 @@ def _finish(
     after = sandbox.faults.take("after", facts.operation, facts.mailbox)
     facts.faults += [_fault_label(r) for r in after]
     return _apply_after_faults(after, reply)
+
+
+# ---------------------------------------------------------------------------- streamed responses
+
+
+def _schema_form(operation: str | None, payload: etree._Element) -> etree._Element:
+    """What to validate of an answer: GetStreamingEvents answers carry Exchange's
+    ``m:Notification``, which the schema declares as ``t:Notification``
+    (``operations.streaming.schema_form``); every other answer as it is."""
+    if operation != "GetStreamingEvents":
+        return payload
+    from .operations.streaming import schema_form
+
+    return schema_form(payload)
+
+
+class StreamAborted(Exception):
+    """A streamed response must end without its last chunk: the connection is broken off."""
+
+
+class StreamBody:
+    """The chunks of a streamed GetStreamingEvents answer: one complete envelope per chunk.
+
+    ``stream`` is an ``operations.streaming.EventStream``. Every envelope carries
+    ``h:ServerVersionInfo`` and is validated in the schema's form before it is sent; with fatal
+    validation a violation breaks the stream off. ``fault``: an after-phase ``truncate`` rule
+    (the stream breaks after ``bytes`` bytes) or ``malformed`` (the first envelope is not XML).
+    """
+
+    def __init__(
+        self, sandbox: Sandbox, parsed: soap.ParsedRequest, stream: Any,
+        fault: FaultRule | None = None,
+    ) -> None:  # fmt: skip
+        self._sandbox = sandbox
+        self._operation = parsed.name
+        self._info = soap.server_version_info(sandbox.server_version, parsed.version)
+        self._stream = stream
+        self._fault = fault
+
+    def opening(self) -> bytes:
+        """The first envelope alone (for the faults that replace the whole answer)."""
+        return self._envelope(self._stream.opening_payload())
+
+    def chunks(self, client_gone: Callable[[], bool]) -> Iterator[bytes]:
+        """Yield envelopes until ``Closed`` or until ``client_gone()``; StreamAborted when the
+        connection must break (dropped by the control API, truncated, invalid)."""
+        kind = self._fault.kind if self._fault else None
+        left = self._fault.bytes if kind == "truncate" and self._fault else None
+        for index, payload in enumerate(self._stream.payloads(client_gone)):
+            data = self._envelope(payload)
+            if index == 0 and kind == "malformed":
+                data = data[: len(data) // 2] + b"<&broken></unbalanced>" + data[len(data) // 2 :]
+            if left is not None and len(data) >= left:
+                if left:
+                    yield data[:left]
+                raise StreamAborted("truncated by a fault rule")
+            if left is not None:
+                left -= len(data)
+            yield data
+        if self._stream.dropped:
+            raise StreamAborted("dropped through the control API")
+
+    def _envelope(self, payload: etree._Element) -> bytes:
+        envelope = soap.response_envelope(payload, self._info)
+        checked = [envelope[0][0], _schema_form(self._operation, payload)]
+        failures = self._sandbox.validator.check("response", self._operation, checked)
+        if failures and self._sandbox.validator.fatal:
+            raise StreamAborted(f"schema violation: {failures[0].message}")
+        # No XML declaration: each chunk is one envelope of a longer answer.
+        return etree.tostring(envelope, encoding="utf-8")
+
+    def close(self) -> None:
+        self._stream.close()
+
+
+def _stream_reply(
+    sandbox: Sandbox, parsed: soap.ParsedRequest, stream: Any, facts: Exchange
+) -> Reply:
+    """A chunked answer; after-phase faults apply to it as to any answer."""
+    facts.response_code = "NoError"
+    after = sandbox.faults.take("after", facts.operation, facts.mailbox)
+    facts.faults += [_fault_label(r) for r in after]
+    headers = {"Content-Type": "text/xml; charset=utf-8"}
+    if after and after[0].kind not in ("truncate", "malformed"):
+        # reset_after, gzip_bomb, deep_document: on the opening envelope, as for any answer.
+        first = StreamBody(sandbox, parsed, stream).opening()
+        stream.close()
+        return _apply_after_faults(after, Reply(200, first, headers))
+    body = StreamBody(sandbox, parsed, stream, after[0] if after else None)
+    return Reply(200, headers=headers, stream=body)
 
 
 def _first_response_code(payload: etree._Element) -> str | None:
@@ -667,6 +792,9 @@ class RequestHandler(http.server.BaseHTTPRequestHandler):
         if reply.reset:
             self._reset_connection()
             return
+        if reply.stream is not None:
+            self._send_stream(reply, reply.stream)
+            return
         self.send_response(reply.status)
         for name, value in reply.headers.items():
             self.send_header(name, value)
@@ -677,6 +805,41 @@ class RequestHandler(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(reply.body)
         self.wfile.flush()
+
+    def _send_stream(self, reply: Reply, body: StreamBody) -> None:
+        """Chunked, as Exchange streams notifications: no Content-Length, one chunk per
+        envelope, the last chunk after ``Closed``. A broken-off stream resets the connection,
+        as a restart or a network drop would; a client that left frees this thread at once."""
+        self.send_response(reply.status)
+        for name, value in reply.headers.items():
+            self.send_header(name, value)
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        try:
+            for data in body.chunks(self._client_gone):
+                self.wfile.write(b"%X\r\n%s\r\n" % (len(data), data))
+                self.wfile.flush()
+            self.wfile.write(b"0\r\n\r\n")
+            self.wfile.flush()
+        except StreamAborted as exc:
+            log.debug("stream to %s broken off: %s", self.client_address, exc)
+            self._reset_connection()
+        except OSError:  # the client went away while we wrote: nobody to answer any more
+            self.close_connection = True
+        finally:
+            body.close()
+
+    def _client_gone(self) -> bool:
+        """Whether the client of a stream closed its end. It sends nothing while it waits for
+        the answer, so anything readable (end of file, a TLS close, stray bytes) means it is
+        gone; the connection is not reused after that."""
+        try:
+            readable = _readable(self.connection)
+        except (OSError, ValueError):
+            readable = True
+        if readable:
+            self.close_connection = True
+        return readable
 
     def _reset_connection(self) -> None:
         """Close with SO_LINGER 0 so the client sees a TCP RST (ConnectionResetError)."""
@@ -715,6 +878,16 @@ class _ClosedWriter:
 
     def close(self) -> None:
         pass
+
+
+def _readable(sock: socket.socket) -> bool:
+    """Whether ``sock`` has something to read (or hung up), without waiting. poll() where there
+    is one: select() fails on descriptors above 1023, which a busy sandbox reaches."""
+    if hasattr(select, "poll"):
+        poller = select.poll()
+        poller.register(sock, select.POLLIN | select.POLLPRI)
+        return bool(poller.poll(0))
+    return bool(select.select([sock], [], [], 0)[0])
 
 
 def _graph_routes() -> Any:
@@ -791,7 +964,10 @@ class SandboxHandle:
         self.stopped = True
         self.server.shutdown()
         self.server.server_close()
+        if self.state.streaming is not None:  # open EWS streams break off, as at a restart
+            self.state.streaming.drop()
         self.thread.join(timeout)
+        self.state.graph_subscriptions.stop()
         self.state.save()
 
     def __enter__(self) -> SandboxHandle:
@@ -813,6 +989,9 @@ def start_sandbox(
     dispatcher: Dispatcher | None = None,
     store: Any = None,
     control_token: str | None = None,
+    allow_http_notifications: bool = False,
+    notification_ca_file: str | Path | None = None,
+    streaming: dict[str, Any] | None = None,
 ) -> SandboxHandle:
     """Start a sandbox in a background thread and return its handle.
 
@@ -820,22 +999,33 @@ def start_sandbox(
     response violation becomes an HTTP 500 fault); ``EXCHANGE_SANDBOX_SCHEMA_FATAL=1`` also
     makes it fatal. ``dispatcher``/``store`` replace the real operations/store (transport tests).
     ``control_token``: a fixed control API token (default: a new random one, see ``control``).
+    Graph change notifications go to ``https`` endpoints only, as Graph sends them, unless
+    ``allow_http_notifications`` (the demo's plain-HTTP web server); subscribers' certificates
+    are checked against the sandbox CA plus ``notification_ca_file`` when given.
+    ``streaming``: EWS streaming settings over the config's ``streaming`` section, e.g.
+    ``{"minute_seconds": 0.5}`` (see ``operations.streaming.StreamingSettings``).
     """
     if tls not in ("ca", "selfsigned", "none"):
         raise ValueError("tls must be ca, selfsigned or none")
     validator = SchemaValidator(
         enabled=bool(validate), fatal=validate == "fatal" or fatal_from_environment()
     )
+    context, ca_file = tls_context(tls, Path(cert_dir) if cert_dir else None)
+    trusted = [p for p in (ca_file, notification_ca_file) if p is not None]
+    config = dict(config if config is not None else load_config())
+    if streaming:
+        config["streaming"] = {**config.get("streaming", {}), **streaming}
     sandbox = Sandbox(
-        config if config is not None else load_config(),
+        config,
         validator=validator,
         dispatcher=dispatcher,
         store=store,
         state_file=Path(state_file) if state_file else None,
+        allow_http_notifications=allow_http_notifications,
+        notification_ca_files=tuple(Path(p) for p in trusted),
     )
     if control_token is not None:
         sandbox.control_token = control.check_token_form(control_token)
-    context, ca_file = tls_context(tls, Path(cert_dir) if cert_dir else None)
     server = SandboxHTTPServer((host, port), sandbox, context)
     thread = threading.Thread(
         target=server.serve_forever, kwargs={"poll_interval": 0.2}, name="exchange-sandbox",

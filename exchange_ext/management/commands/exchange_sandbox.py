@@ -44,6 +44,17 @@ class Command(BaseCommand):
             default=None,
             help="where to write the control API token (default: control-token in the cert dir)",
         )
+        parser.add_argument(
+            "--allow-http-notifications",
+            action="store_true",
+            help="let Graph subscriptions notify plain http:// URLs (Graph requires https)",
+        )
+        parser.add_argument(
+            "--notification-ca-file",
+            type=Path,
+            default=None,
+            help="a CA file trusted, besides the sandbox CA, for https notification URLs",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         refuse_in_production(
@@ -59,6 +70,8 @@ class Command(BaseCommand):
                 host=options["host"],
                 cert_dir=options["cert_dir"],
                 control_token=os.environ.get("EXCHANGE_SANDBOX_TOKEN") or None,
+                allow_http_notifications=options["allow_http_notifications"],
+                notification_ca_file=options["notification_ca_file"],
             )
         except (OSError, ValueError, KeyError, TypeError) as exc:  # port taken, bad config/state
             raise CommandError(f"cannot start the sandbox: {exc!r}") from exc

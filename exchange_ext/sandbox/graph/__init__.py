@@ -17,4 +17,7 @@ Module map:
 - ``request``     ``GraphRequest``/``GraphResponse``, Prefer/OData options, If-Match
 - ``state``       per-sandbox Graph state (apps, token signer, delta states, transaction index)
 - ``routes``      the Graph pipeline: routing, operation names, auth, scope, faults, request log
+- ``subscriptions``  ``/subscriptions`` (change notifications): API, registry, store listener
+- ``notifications``  the delivery thread: batching, retries, the delivery log
+- ``webhooks``    outbound HTTPS to subscribers: the validation handshake, notification POSTs
 """

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from . import contacts, delta, events, ids, tokens
+from . import contacts, delta, events, ids, subscriptions, tokens
 from .errors import EntraError, GraphError, access_denied, bad_request, scope_denied
 from .request import GraphRequest, GraphResponse
 from .state import user_id
@@ -50,7 +50,9 @@ class Route:
     """A user-relative path pattern (``*`` captures one segment) and what serves it.
 
     ``family`` is the permission family (``Calendars``/``Contacts``/``User``): reads need
-    ``<family>.Read`` or ``<family>.ReadWrite``, writes ``<family>.ReadWrite``.
+    ``<family>.Read`` or ``<family>.ReadWrite``, writes ``<family>.ReadWrite``. The family
+    ``Subscriptions`` marks the top-level ``/subscriptions`` routes, whose handlers check access
+    themselves (it depends on the subscription's resource).
     """
 
     pattern: tuple[str, ...]
@@ -128,15 +130,33 @@ def _routes() -> list[Route]:
 
 
 ROUTES = _routes()
+# Below /v1.0/ itself, not below a user: change notification subscriptions.
+SUBSCRIPTION_ROUTES = [
+    Route(("subscriptions",), "POST", "graph:subscriptions.create", "Subscriptions",
+          subscriptions.create_subscription),
+    Route(("subscriptions",), "GET", "graph:subscriptions.list", "Subscriptions",
+          subscriptions.list_subscriptions),
+    Route(("subscriptions", "*"), "GET", "graph:subscriptions.get", "Subscriptions",
+          subscriptions.get_subscription),
+    Route(("subscriptions", "*"), "PATCH", "graph:subscriptions.update", "Subscriptions",
+          subscriptions.update_subscription),
+    Route(("subscriptions", "*"), "DELETE", "graph:subscriptions.delete", "Subscriptions",
+          subscriptions.delete_subscription),
+    Route(("subscriptions", "*", "reauthorize"), "POST", "graph:subscriptions.reauthorize",
+          "Subscriptions", subscriptions.reauthorize_subscription),
+]  # fmt: skip
 
 
-def match_route(method: str, rest: list[str]) -> tuple[Route, list[str]] | None:
-    """The route for a user-relative path and the captured segments; None when unknown.
+def match_route(
+    method: str, rest: list[str], routes: list[Route] = ROUTES
+) -> tuple[Route, list[str]] | None:
+    """The route for a user-relative path (or, with ``SUBSCRIPTION_ROUTES``, a path below
+    ``/v1.0/``) and the captured segments; None when unknown.
 
     Raises 405 when the path exists for other methods.
     """
     known_path = False
-    for route in ROUTES:
+    for route in routes:
         if len(route.pattern) != len(rest):
             continue
         if all(
@@ -207,6 +227,9 @@ def parse_api_path(method: str, raw_path: str) -> Parsed:
         user, rest = segments[1], segments[2:]
     elif segments and segments[0].lower().startswith("users(") and segments[0].endswith(")"):
         user, rest = segments[0][6:-1].strip("'"), segments[1:]
+    elif segments and segments[0].lower() == "subscriptions":
+        route = match_route(method, segments, SUBSCRIPTION_ROUTES)
+        return Parsed(below, query, None, segments, route)
     route = match_route(method, rest) if user is not None else None
     return Parsed(below, query, user, rest, route)
 
@@ -304,6 +327,8 @@ def execute(
             f"Resource not found for the segment '{(parsed.rest or [parsed.path])[-1]}'.",
         )  # fmt: skip
     route, captured = parsed.route
+    if route.family == "Subscriptions":
+        return _subscription_request(sandbox, method, parsed, headers, body, base, claims, facts)
     _check_permission(claims, route, method)
     mailbox = resolve_user(sandbox, parsed.user or "")
     facts.mailbox = mailbox
@@ -316,6 +341,23 @@ def execute(
     if request.applied:
         response.headers["Preference-Applied"] = ", ".join(request.applied)
     return response
+
+
+def _subscription_request(
+    sandbox: Sandbox, method: str, parsed: Parsed, headers: Mapping[str, str], body: Any,
+    base: str, claims: dict[str, Any], facts: Facts,
+) -> GraphResponse:  # fmt: skip
+    """A ``/subscriptions`` request: its handler checks access against the subscription's
+    resource; the log records the mailbox it resolved, even when the request failed."""
+    assert parsed.route is not None
+    route, captured = parsed.route
+    request = GraphRequest(
+        sandbox, method, parsed.path, parsed.rest, parsed.query, headers, body, base, claims
+    )
+    try:
+        return route.handler(request, *captured)
+    finally:
+        facts.mailbox = request.mailbox or facts.mailbox
 
 
 # ---------------------------------------------------------------------------- faults
