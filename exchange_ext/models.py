@@ -785,11 +785,13 @@ class ServerOutage(models.Model):
 
 class GraphSubscription(models.Model):
     """A Microsoft Graph change-notification subscription of one mailbox's events or contacts
-    (docs/sync-rules.md, "Push"; SPEC §4.3).
+    (docs/sync-rules.md, "Push"; SPEC §4.3), kept in step by :mod:`exchange_ext.jobs.push`.
 
     ``client_state`` is the per-subscription secret Graph repeats in every notification; a
     notification whose ``clientState`` does not match is refused. A notification only queues
-    a prompt sync: losing one delays a change to the next polling slot, no more.
+    a prompt sync: losing one delays a change to the next polling slot, no more. A row without
+    ``subscription_id`` is a subscription Graph refused: ``error`` says why and ``retry_at``
+    when the next attempt is due.
     """
 
     class Resource(models.TextChoices):
@@ -800,13 +802,18 @@ class GraphSubscription(models.Model):
         MailboxSettings, on_delete=models.CASCADE, related_name="graph_subscriptions"
     )
     resource = models.CharField(max_length=20, choices=Resource.choices)
-    subscription_id = models.CharField(max_length=200, unique=True)
-    client_state = EncryptedSecretField()
-    expires_at = models.DateTimeField()
+    # The mailbox address the subscription watches: a changed address (a mailbox move) means a
+    # new subscription for the new address.
+    address = models.EmailField()
+    subscription_id = models.CharField(max_length=200, unique=True, null=True, blank=True)
+    client_state = EncryptedSecretField(blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField()
     last_notification_at = models.DateTimeField(null=True, blank=True)
     # Graph asked for it (lifecycle ``reauthorizationRequired``): renew before the due date.
     needs_renewal = models.BooleanField(default=False)
+    error = models.TextField(blank=True)
+    retry_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         constraints = [
@@ -816,4 +823,4 @@ class GraphSubscription(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.resource} of mailbox settings {self.mailbox_settings_id}"
+        return f"{self.resource} of {self.address}"

@@ -132,6 +132,15 @@ def dispatch() -> str:
     return f"queued {len(queued)} syncs; {len(sent)} notification emails"
 
 
+def maintain_push() -> str:
+    """The ``exchange-push`` schedule: Graph change-notification subscriptions kept in step
+    with the enabled mailboxes (:mod:`exchange_ext.jobs.push`). Never raises."""
+    from exchange_ext.jobs import push
+
+    summary = _guarded("push", push.maintain_graph_subscriptions, None)
+    return f"push subscriptions: {summary}" if summary else "push subscriptions: failed"
+
+
 def watchdog(now: dt.datetime | None = None) -> str:
     """The ``exchange-watchdog`` schedule and ``manage.py exchange_watchdog``: put back lost
     schedules, mark overdue mailboxes and, while the dispatcher does not fire (a cluster that

@@ -293,6 +293,19 @@ class ResponseTooLarge(Unavailable):
         self.read_bytes = read_bytes
 
 
+class SubscriptionRefused(BackendError):
+    """Exchange refused a change-notification subscription (Graph could not validate the
+    notification URL, or refused the request). Push is off for that mailbox; polling goes on."""
+
+    kind = "SubscriptionRefused"
+    plain = _("Exchange refused the change-notification subscription; polling goes on.")
+    alert = _("Exchange refused the change-notification subscription.")
+    hint = _(
+        "Check that PSA_BASE_URL is an https address Microsoft Graph can reach and that the "
+        "notification URL answers."
+    )
+
+
 class GuardTripped(BackendError):
     """The mass-delete guard stopped a run before it deleted many items at once.
 

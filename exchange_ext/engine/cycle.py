@@ -57,6 +57,7 @@ from exchange_ext.engine.links import (
     load_baseline,
     load_links,
     save_links,
+    synced_folders,
 )
 from exchange_ext.engine.runner import DEFAULT_BUDGET_SECONDS, MAX_PAGES_PER_FOLDER, Job, run_job
 from exchange_ext.engine.runs import RunLog
@@ -76,7 +77,6 @@ from exchange_ext.sync.records import (
     CalendarRecord,
     ExchangeItem,
     ExchangeView,
-    ImportMode,
     ItemKind,
     Link,
     LinkState,
@@ -278,11 +278,7 @@ class _Cycle:
             self.guard_message = held.message(held.held_count(self.mailbox))
 
     def folders(self) -> list[FolderKind]:
-        kinds = self.options.export_kinds
-        calendar = bool(kinds - {ItemKind.CONTACT}) or self.options.import_mode != ImportMode.NONE
-        return [FolderKind.CALENDAR] * calendar + [FolderKind.CONTACTS] * (
-            ItemKind.CONTACT in kinds
-        )
+        return synced_folders(self.options)
 
     def out_of_time(self) -> bool:
         if time.monotonic() < self.deadline:

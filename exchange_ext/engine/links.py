@@ -16,11 +16,27 @@ from django.utils import timezone
 
 from exchange_ext.backends.base import FolderKind, KnownVersions
 from exchange_ext.models import ItemLink, MailboxSettings, PublicFolderLink
-from exchange_ext.sync.records import Digest, ItemKind, Link, LinkState, PsaKey, Side
+from exchange_ext.sync.records import (
+    Digest,
+    ImportMode,
+    ItemKind,
+    Link,
+    LinkState,
+    PsaKey,
+    Side,
+    SyncOptions,
+)
 
 
 def folder_of(kind: ItemKind) -> FolderKind:
     return FolderKind.CONTACTS if kind is ItemKind.CONTACT else FolderKind.CALENDAR
+
+
+def synced_folders(options: SyncOptions) -> list[FolderKind]:
+    """The mailbox folders a run with ``options`` reads, calendar first."""
+    kinds = options.export_kinds
+    calendar = bool(kinds - {ItemKind.CONTACT}) or options.import_mode != ImportMode.NONE
+    return [FolderKind.CALENDAR] * calendar + [FolderKind.CONTACTS] * (ItemKind.CONTACT in kinds)
 
 
 def load_baseline(mailbox: MailboxSettings) -> dict[PsaKey, Link]:

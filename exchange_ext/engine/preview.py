@@ -40,7 +40,7 @@ from django.utils.translation import gettext
 from exchange_ext.backends.base import BackendError, ExchangeBackend, FolderKind, MailboxSession
 from exchange_ext.engine import held, psa_store
 from exchange_ext.engine import status as mailbox_status
-from exchange_ext.engine.links import folder_of, known_versions, load_baseline
+from exchange_ext.engine.links import folder_of, known_versions, load_baseline, synced_folders
 from exchange_ext.engine.runner import MAX_PAGES_PER_FOLDER
 from exchange_ext.engine.runs import ACTIONS
 from exchange_ext.models import ExchangeConfig, FolderSyncState, MailboxSettings
@@ -52,7 +52,6 @@ from exchange_ext.sync.records import (
     CalendarRecord,
     ExchangeItem,
     ExchangeView,
-    ImportMode,
     ItemKind,
     Link,
     LinkState,
@@ -219,12 +218,8 @@ class _Preview:
         return replace(self.options, guard_overridden=True)
 
     def folders(self) -> list[FolderKind]:
-        """The folders a run reads (``cycle._Cycle.folders``)."""
-        kinds = self.options.export_kinds
-        calendar = bool(kinds - {ItemKind.CONTACT}) or self.options.import_mode != ImportMode.NONE
-        return [FolderKind.CALENDAR] * calendar + [FolderKind.CONTACTS] * (
-            ItemKind.CONTACT in kinds
-        )
+        """The folders a run reads (``links.synced_folders``)."""
+        return synced_folders(self.options)
 
     def run(self, backend: ExchangeBackend, result: Preview, max_listed: int) -> None:
         result.already_held = held.is_held(self.mailbox)

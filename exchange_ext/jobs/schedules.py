@@ -7,6 +7,8 @@ Missed runs are not replayed: ``Q_CLUSTER["catch_up"]`` is False (psa/settings.p
 dispatcher that was down simply looks at what is due now.
 
 - ``exchange-sync-due``: the dispatcher, every minute;
+- ``exchange-push``: Graph change-notification subscriptions kept in step, every minute
+  (:mod:`exchange_ext.jobs.push`);
 - ``exchange-watchdog``: the watchdog, every five minutes, on its own so that it does not stop
   with the dispatcher (:mod:`exchange_ext.jobs.watchdog`); it also puts these rows back when
   one was deleted or altered.
@@ -22,8 +24,14 @@ DISPATCH_SCHEDULE = "exchange-sync-due"
 DISPATCH_TASK = "exchange_ext.tasks.dispatch"
 WATCHDOG_SCHEDULE = "exchange-watchdog"
 WATCHDOG_TASK = "exchange_ext.tasks.watchdog"
+PUSH_SCHEDULE = "exchange-push"
+PUSH_TASK = "exchange_ext.tasks.maintain_push"
 #: name → (task, minutes between runs); they repeat forever.
-SCHEDULES = {DISPATCH_SCHEDULE: (DISPATCH_TASK, 1), WATCHDOG_SCHEDULE: (WATCHDOG_TASK, 5)}
+SCHEDULES = {
+    DISPATCH_SCHEDULE: (DISPATCH_TASK, 1),
+    WATCHDOG_SCHEDULE: (WATCHDOG_TASK, 5),
+    PUSH_SCHEDULE: (PUSH_TASK, 1),
+}
 
 
 def ensure_schedules() -> None:

@@ -1,5 +1,5 @@
 """What the admins' status page shows: failing resources, recent runs, the task queue, runs
-per hour, the sync lag and the workers' heartbeat.
+per hour, the sync lag, the workers' heartbeat and whether push notifications run.
 
 Every figure comes from a bounded query (counts, the newest runs, the failing rows, one
 aggregate of runs per hour, the ten worst lags), so the page stays fast with thousands of
@@ -12,12 +12,14 @@ import datetime as dt
 import logging
 from dataclasses import dataclass, field, replace
 
-from django.db.models import Count, F, Min, Q
+from django.db.models import Count, F, Max, Min, Q
 from django.db.models.functions import TruncHour
 from django.utils import formats, timezone
 from django.utils.translation import gettext, npgettext
 
 from exchange_ext.models import (
+    ExchangeConfig,
+    GraphSubscription,
     MailboxSettings,
     ServerOutage,
     SyncRun,
@@ -72,6 +74,7 @@ class StatusPage:
     chart: RunChart | None = None
     lag: list[LagRow] = field(default_factory=list)
     workers: Workers | None = None
+    push: PushStatus | None = None
 
 
 def status_page(
@@ -112,6 +115,7 @@ def status_page(
         chart=run_chart(now, zone),
         lag=sync_lag(now),
         workers=workers(now),
+        push=push_status(now),
     )
 
 
@@ -397,4 +401,58 @@ def workers(now: dt.datetime) -> Workers:
         oldest_queued=format_age(oldest, now) if oldest else "",
         queued=queue["queued"],
         stalled=stalled or worker_heartbeat(now) == "fail",
+    )
+
+
+# ---- push notifications ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PushStatus:
+    """Whether Exchange pushes changes (docs/sync-rules.md, "Push").
+
+    ``backend``: "graph" or "ews" (the configured one); ``available``: push can run at all
+    (Graph: an https ``PSA_BASE_URL``); ``active``/``wanted``: subscriptions Graph confirmed,
+    of those held (the push job keeps a row per mailbox and folder that needs one, refused
+    ones included); ``refused``: mailboxes whose subscription Graph
+    refused, ``refusal`` the first reason; ``last_notification``: how long ago the newest
+    notification arrived ("" before the first).
+    """
+
+    backend: str
+    available: bool
+    active: int = 0
+    wanted: int = 0
+    refused: int = 0
+    refusal: str = ""
+    last_notification: str = ""
+
+
+def push_status(now: dt.datetime) -> PushStatus | None:
+    """The Status tab's push facts; None while the integration is off."""
+    from exchange_ext.jobs import push
+
+    config = ExchangeConfig.load()
+    if not config.enabled:
+        return None
+    if config.backend_name != "graph":
+        return PushStatus(backend="ews", available=False)
+    if not push.push_possible(config):
+        return PushStatus(backend="graph", available=False)
+    rows = GraphSubscription.objects.all()
+    counts = rows.aggregate(
+        total=Count("pk"),
+        active=Count("pk", filter=Q(subscription_id__isnull=False, expires_at__gt=now)),
+        refused=Count("pk", filter=Q(subscription_id__isnull=True)),
+        last=Max("last_notification_at"),
+    )
+    refusal = rows.filter(subscription_id__isnull=True).order_by("pk").first()
+    return PushStatus(
+        backend="graph",
+        available=True,
+        active=counts["active"],
+        wanted=counts["total"],
+        refused=counts["refused"],
+        refusal=refusal.error if refusal else "",
+        last_notification=format_age(counts["last"], now) if counts["last"] else "",
     )

@@ -28,7 +28,7 @@ from django.views.decorators.http import require_GET, require_POST
 from exchange_ext.engine import held
 from exchange_ext.engine import status as mailbox_status
 from exchange_ext.engine.runs import recent_runs
-from exchange_ext.jobs import dispatcher
+from exchange_ext.jobs import dispatcher, push
 from exchange_ext.jobs.notifications import send_setup_emails
 from exchange_ext.models import ExchangeConfig, HeldDeletion, MailboxSettings, SyncRun
 from exchange_ext.web.config_changes import SyncRunning, save_config
@@ -80,7 +80,10 @@ def general(request: HttpRequest) -> HttpResponse:
     """The General tab. When enabled, a save first tests the connection with the unsaved
     settings (docs/sync-rules.md, "Configuration changes")."""
     form = GeneralForm(request.POST or None, instance=ExchangeConfig.load())
-    context: dict[str, Any] = {"tab": "general", "admin_tabs": ADMIN_TABS, "form": form}
+    context: dict[str, Any] = {
+        "tab": "general", "admin_tabs": ADMIN_TABS, "form": form,
+        "push_url": push.notification_url(),
+    }  # fmt: skip
     if form.is_bound and form.is_valid():
         candidate = form.instance  # the stored row with the posted values, not saved yet
         report = probe_config_connection(candidate) if candidate.enabled else None

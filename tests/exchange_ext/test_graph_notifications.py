@@ -30,6 +30,7 @@ def subscription() -> GraphSubscription:
     return GraphSubscription.objects.create(
         mailbox_settings=settings,
         resource=GraphSubscription.Resource.EVENTS,
+        address="tech1@example.test",
         subscription_id="sub-tech1-events",
         client_state=SECRET,
         expires_at=clock.now() + dt.timedelta(days=3),

@@ -41,6 +41,10 @@ How the interface maps onto Graph:
   writes name their own zone), ``IdType="ImmutableId"`` (ids survive moves),
   ``outlook.body-content-type="text"``.
 - No public folders (``supports_public_folders = False``).
+- **Change notifications** (SPEC §4.3): :meth:`GraphSession.subscribe`, ``renew_subscription``
+  and ``delete_subscription`` manage ``/subscriptions`` of the mailbox's events and contacts
+  (https://learn.microsoft.com/graph/api/subscription-post-subscriptions); the jobs in
+  :mod:`exchange_ext.jobs.push` decide when.
 """
 
 from __future__ import annotations
@@ -68,6 +72,7 @@ from exchange_ext.backends.base import (
     MailboxSession,
     NewItem,
     ProbeResult,
+    SubscriptionRefused,
     SyncStateExpired,
     Throttled,
     Unavailable,
@@ -494,6 +499,62 @@ class GraphSession(MailboxSession):
 
     # --- occurrence ids -----------------------------------------------------------------------
 
+    # --- change notifications -------------------------------------------------------------
+
+    def subscribe(
+        self,
+        collection: str,
+        notification_url: str,
+        client_state: str,
+        expires_at: dt.datetime,
+    ) -> Subscription:
+        """Create a subscription to the mailbox's ``collection`` ("events" or "contacts") for
+        created, updated and deleted items; lifecycle notifications go to the same URL.
+
+        Graph first validates ``notification_url`` (it must answer the handshake within 10 s):
+        a failed validation, or any other refusal, raises :class:`SubscriptionRefused` with
+        Graph's words. https://learn.microsoft.com/graph/api/subscription-post-subscriptions
+        """
+        body = {
+            "changeType": "created,updated,deleted",
+            "notificationUrl": notification_url,
+            "lifecycleNotificationUrl": notification_url,
+            "resource": f"{self.user.lstrip('/')}/{SUBSCRIBED_COLLECTIONS[collection]}",
+            "expirationDateTime": _stamp(expires_at),
+            "clientState": client_state,
+        }
+        with self._call():
+            reply = self.http.send("POST", "/subscriptions", body=body)
+            if not reply.ok:
+                raise _subscription_refused(reply)
+            return _subscription(reply)
+
+    def renew_subscription(
+        self, subscription_id: str, expires_at: dt.datetime
+    ) -> Subscription | None:
+        """Move the expiry of a subscription; None when Graph no longer has it (create anew).
+        https://learn.microsoft.com/graph/api/subscription-update"""
+        with self._call():
+            reply = self.http.send(
+                "PATCH", f"/subscriptions/{quote(subscription_id, safe='')}",
+                body={"expirationDateTime": _stamp(expires_at)}, retry_on_reset=True,
+            )  # fmt: skip
+            if reply.status == 404:
+                return None
+            if not reply.ok:
+                raise _subscription_refused(reply)
+            return _subscription(reply)
+
+    def delete_subscription(self, subscription_id: str) -> None:
+        """Delete a subscription; one Graph no longer has is deleted already.
+        https://learn.microsoft.com/graph/api/subscription-delete"""
+        with self._call():
+            reply = self.http.send(
+                "DELETE", f"/subscriptions/{quote(subscription_id, safe='')}", retry_on_reset=True
+            )
+            if not reply.ok and reply.status != 404:
+                raise _subscription_refused(reply)
+
     def _resolve(self, exchange_ids: Sequence[str]) -> dict[str, str]:
         """Our ids → Graph ids; occurrences no longer in their series are left out."""
         resolved = {i: i for i in exchange_ids if master_of(i) is None}
@@ -534,6 +595,29 @@ class GraphSession(MailboxSession):
 
 
 # --- helpers ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Subscription:
+    """A change-notification subscription as Graph confirmed it."""
+
+    id: str
+    expires_at: dt.datetime
+
+
+#: What a subscription watches, by our name: the mailbox's events or contacts.
+SUBSCRIBED_COLLECTIONS = {"events": "events", "contacts": "contacts"}
+
+
+def _subscription(reply: GraphReply) -> Subscription:
+    body = reply.body if isinstance(reply.body, dict) else {}
+    expires = dt.datetime.fromisoformat(str(body["expirationDateTime"]).replace("Z", "+00:00"))
+    return Subscription(str(body["id"]), expires.astimezone(dt.UTC))
+
+
+def _subscription_refused(reply: GraphReply) -> SubscriptionRefused:
+    words = f"{reply.error_code}: {reply.error_message}".strip(": ")
+    return SubscriptionRefused(words or f"HTTP {reply.status}")
 
 
 def _no_public(folder: FolderKind) -> None:
