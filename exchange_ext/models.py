@@ -824,3 +824,19 @@ class GraphSubscription(models.Model):
 
     def __str__(self) -> str:
         return f"{self.resource} of {self.address}"
+
+
+class ListenerHeartbeat(models.Model):
+    """What a running ``manage.py exchange_listen`` last reported (one row per shard), for the
+    Status tab: it holds EWS streaming subscriptions (exchange_ext/jobs/ews_listener.py)."""
+
+    name = models.CharField(max_length=50, unique=True)  # "ews" or "ews 2/4" (a shard)
+    beat_at = models.DateTimeField()
+    wanted = models.PositiveIntegerField(default=0)  # mailboxes it should hold
+    subscribed = models.PositiveIntegerField(default=0)
+    streams = models.PositiveIntegerField(default=0)  # open GetStreamingEvents connections
+    last_event_at = models.DateTimeField(null=True, blank=True)
+    error = models.TextField(blank=True)  # the latest failure, "" when all is well
+
+    def __str__(self) -> str:
+        return f"listener {self.name} at {self.beat_at:%Y-%m-%d %H:%M:%S}"

@@ -306,6 +306,13 @@ class SubscriptionRefused(BackendError):
     )
 
 
+class SubscriptionsLost(BackendError):
+    """Exchange no longer knows a streaming subscription the listener held (it expired without
+    a connection, or the server restarted): subscribe again, and sync, as events may be lost."""
+
+    kind = "SubscriptionsLost"
+
+
 class GuardTripped(BackendError):
     """The mass-delete guard stopped a run before it deleted many items at once.
 

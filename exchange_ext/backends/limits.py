@@ -32,6 +32,8 @@ session (:class:`~exchange_ext.backends.graph.http.TimeoutSession`) both use it.
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -118,13 +120,47 @@ def check_decoded_size(content: bytes, source: str) -> None:
         )
 
 
+def bound_stream(response: requests.Response) -> None:
+    """Let ``response`` be read as a stream, within the same limits over its whole length: its
+    ``iter_content`` raises :class:`ResponseTooLarge` (and closes the connection) past them."""
+    refuse_declared_length(response)
+    unbounded = response.iter_content
+
+    def iter_content(chunk_size: int | None = 1, decode_unicode: bool = False) -> Iterator[Any]:
+        decoded = 0
+        for chunk in unbounded(chunk_size, decode_unicode):
+            decoded += len(chunk)
+            if decoded > MAX_DECODED_BYTES or _wire_bytes(response) > MAX_WIRE_BYTES:
+                response.close()
+                raise ResponseTooLarge(
+                    f"the streamed response from {_host(response)} passed "
+                    f"{_mib(MAX_DECODED_BYTES)}",
+                    read_bytes=decoded,
+                )
+            yield chunk
+
+    response.iter_content = iter_content  # type: ignore[method-assign]
+
+
 class BoundedBodyAdapter(requests.adapters.HTTPAdapter):
     """An HTTPAdapter that reads each response body within the limits as the response is
-    built, so no caller can read more (a caller asking ``stream=True`` gets the body already
-    read; none of the backends streams)."""
+    built, so no caller can read more. A request sent with ``stream=True`` (only EWS
+    GetStreamingEvents asks for it: a connection held open for minutes, its documents read as
+    they arrive) gets a bounded stream instead (:func:`bound_stream`)."""
+
+    _sending = threading.local()  # the stream flag of the request this thread is sending
+
+    def send(self, request: requests.PreparedRequest, stream: bool = False, **kwargs: Any) -> Any:
+        self._sending.stream = stream
+        try:
+            return super().send(request, stream=stream, **kwargs)
+        finally:
+            self._sending.stream = False
 
     def build_response(self, req: requests.PreparedRequest, resp: Any) -> requests.Response:
         response = super().build_response(req, resp)
-        if req.method != "HEAD":
+        if getattr(self._sending, "stream", False):
+            bound_stream(response)
+        elif req.method != "HEAD":
             read_body(response)
         return response

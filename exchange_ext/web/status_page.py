@@ -12,7 +12,7 @@ import datetime as dt
 import logging
 from dataclasses import dataclass, field, replace
 
-from django.db.models import Count, F, Max, Min, Q
+from django.db.models import Count, F, Max, Min, Q, Sum
 from django.db.models.functions import TruncHour
 from django.utils import formats, timezone
 from django.utils.translation import gettext, npgettext
@@ -20,6 +20,7 @@ from django.utils.translation import gettext, npgettext
 from exchange_ext.models import (
     ExchangeConfig,
     GraphSubscription,
+    ListenerHeartbeat,
     MailboxSettings,
     ServerOutage,
     SyncRun,
@@ -426,6 +427,8 @@ class PushStatus:
     refused: int = 0
     refusal: str = ""
     last_notification: str = ""
+    streams: int = 0  # EWS: open streaming connections
+    listener_seen: str = ""  # EWS: how long ago a listener last reported ("" never)
 
 
 def push_status(now: dt.datetime) -> PushStatus | None:
@@ -436,7 +439,7 @@ def push_status(now: dt.datetime) -> PushStatus | None:
     if not config.enabled:
         return None
     if config.backend_name != "graph":
-        return PushStatus(backend="ews", available=False)
+        return ews_push_status(now)
     if not push.push_possible(config):
         return PushStatus(backend="graph", available=False)
     rows = GraphSubscription.objects.all()
@@ -455,4 +458,31 @@ def push_status(now: dt.datetime) -> PushStatus | None:
         refused=counts["refused"],
         refusal=refusal.error if refusal else "",
         last_notification=format_age(counts["last"], now) if counts["last"] else "",
+    )
+
+
+#: A listener reports at least every 30 s (``exchange_listen``: its round, or 15 s when nothing
+#: changed); silent for this long, it is not running.
+LISTENER_SILENT_AFTER = dt.timedelta(minutes=3)
+
+
+def ews_push_status(now: dt.datetime) -> PushStatus:
+    """EWS push from the listeners' heartbeats (one row per ``exchange_listen`` shard)."""
+    beats = ListenerHeartbeat.objects.filter(name__startswith="ews")
+    counts = beats.filter(beat_at__gte=now - LISTENER_SILENT_AFTER).aggregate(
+        wanted=Sum("wanted"), subscribed=Sum("subscribed"), streams=Sum("streams"),
+        last=Max("last_event_at"),
+    )  # fmt: skip
+    latest = beats.aggregate(seen=Max("beat_at"))["seen"]
+    running = counts["wanted"] is not None
+    failing = beats.exclude(error="").order_by("-beat_at").first()
+    return PushStatus(
+        backend="ews",
+        available=running,
+        active=counts["subscribed"] or 0,
+        wanted=counts["wanted"] or 0,
+        streams=counts["streams"] or 0,
+        refusal=failing.error if failing and running else "",
+        last_notification=format_age(counts["last"], now) if counts["last"] else "",
+        listener_seen=format_age(latest, now) if latest else "",
     )

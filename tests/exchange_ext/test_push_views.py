@@ -112,3 +112,48 @@ def test_the_status_tab_before_any_notification(settings: Any) -> None:
 
     assert "Microsoft Graph: 0 of 0 subscriptions active." in page
     assert "No notification has arrived yet." in page
+
+
+def ews(**fields: Any) -> None:
+    store_config(enabled=True, use_basic_auth=True, use_graph=False, **fields)
+
+
+def test_the_status_tab_shows_the_ews_listener_from_its_heartbeats(settings: Any) -> None:
+    from exchange_ext.models import ListenerHeartbeat
+
+    ews()
+    now = clock.now()
+    for name, wanted, streams in (("ews 0/2", 300, 2), ("ews 1/2", 200, 1)):
+        ListenerHeartbeat.objects.create(
+            name=name, beat_at=now - dt.timedelta(seconds=20), wanted=wanted,
+            subscribed=wanted - 1, streams=streams, last_event_at=now - dt.timedelta(minutes=2),
+            error="tech9@x.test: the mailbox was not found" if streams == 1 else "",
+        )  # fmt: skip
+
+    page = status(settings)
+
+    assert "EWS streaming: 498 of 500 mailboxes subscribed, on 3 open connections." in page
+    assert "Last notification 2 min" in page
+    assert "Latest problem: tech9@x.test: the mailbox was not found." in page
+
+
+def test_the_status_tab_says_when_the_ews_listener_stopped(settings: Any) -> None:
+    from exchange_ext.models import ListenerHeartbeat
+
+    ews()
+    ListenerHeartbeat.objects.create(
+        name="ews", beat_at=clock.now() - dt.timedelta(minutes=20), wanted=5, subscribed=5
+    )
+
+    page = status(settings)
+
+    assert "EWS streaming notifications are not running: the listener last reported 20 min" in page
+    assert "manage.py exchange_listen" in page
+
+
+def test_the_status_tab_before_any_ews_listener_ran(settings: Any) -> None:
+    ews()
+
+    page = status(settings)
+
+    assert "EWS streaming notifications are not running: start manage.py exchange_listen" in page

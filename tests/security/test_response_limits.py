@@ -131,3 +131,40 @@ def test_the_hostile_fault_kinds_are_validated_and_listed() -> None:
         faults.rule_from_json(3, {"kind": "gzip_bomb", "inflated_mib": 0})
     with pytest.raises(ValueError, match="depth must be an integer"):
         faults.rule_from_json(4, {"kind": "deep_document", "depth": "deep"})
+
+
+def streamed(body: bytes, **headers: str) -> requests.Response:
+    """``body`` as the adapter builds a response asked for with ``stream=True``."""
+    raw = HTTPResponse(
+        body=io.BytesIO(body), headers=headers, status=200, preload_content=False,
+        decode_content=False,
+    )  # fmt: skip
+    request = requests.Request("POST", URL, data=b"<x/>").prepare()
+    adapter = BoundedBodyAdapter()
+    adapter._sending.stream = True  # what send(..., stream=True) sets around build_response
+    try:
+        return adapter.build_response(request, raw)
+    finally:
+        adapter._sending.stream = False
+
+
+def test_a_stream_is_not_read_ahead_and_its_documents_arrive_as_sent() -> None:
+    documents = [envelope(b"<a/>"), envelope(b"<b/>")]
+    response = streamed(b"".join(documents))
+
+    assert not response._content_consumed  # nothing read when the response was built
+    assert b"".join(response.iter_content(16)) == b"".join(documents)
+
+
+def test_a_stream_past_the_decoded_limit_is_cut(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(limits, "MAX_DECODED_BYTES", 1 * MIB)
+    response = streamed(envelope(b"<x>" + b"y" * (2 * MIB) + b"</x>"))
+
+    with pytest.raises(ResponseTooLarge, match="streamed response"):
+        for _chunk in response.iter_content(READ_CHUNK):
+            pass
+
+
+def test_a_stream_announced_past_the_wire_limit_is_refused() -> None:
+    with pytest.raises(ResponseTooLarge, match="announced"):
+        streamed(b"<x/>", **{"Content-Length": str(65 * MIB)})

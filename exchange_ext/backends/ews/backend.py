@@ -46,7 +46,7 @@ from exchangelib import (
 )
 from exchangelib import errors as ews
 from exchangelib.fields import FieldPath
-from exchangelib.folders import Calendar, Contacts, Folder, Root
+from exchangelib.folders import Calendar, Contacts, Folder, FolderCollection, Root
 from exchangelib.items import (
     ALL_OCCURRENCES,
     ID_ONLY,
@@ -57,8 +57,16 @@ from exchangelib.items import (
 )
 from exchangelib.properties import DistinguishedFolderId, ItemId, Mailbox, RecurringMasterItemId
 from exchangelib.protocol import Protocol, close_connections
-from exchangelib.services import CreateItem, DeleteItem, GetItem, SyncFolderItems, UpdateItem
-from exchangelib.services.common import folder_ids_element
+from exchangelib.services import (
+    CreateItem,
+    DeleteItem,
+    GetItem,
+    GetStreamingEvents,
+    SyncFolderItems,
+    Unsubscribe,
+    UpdateItem,
+)
+from exchangelib.services.common import EWSAccountService, folder_ids_element
 from exchangelib.util import create_element
 
 from exchange_ext.backends.base import (
@@ -76,6 +84,7 @@ from exchange_ext.backends.base import (
     MailboxSession,
     NewItem,
     ProbeResult,
+    SubscriptionsLost,
     Unavailable,
     WriteResult,
 )
@@ -87,7 +96,7 @@ from exchange_ext.backends.ews.errors import (
     item_error,
     session_error,
 )
-from exchange_ext.backends.ews.guard import IncompleteResponse, SyncRetryPolicy
+from exchange_ext.backends.ews.guard import IncompleteResponse, SyncRetryPolicy, check_envelope
 from exchange_ext.backends.ews.tls import install_exchangelib_trust
 from exchange_ext.sync.records import (
     CalendarItemType,
@@ -114,6 +123,16 @@ _FULL_READ_PREFIX = "psa-full-read:"
 _PUBLIC_STATE = "psa-public-folder-listing"
 # What a server or network failure raises in exchangelib and below it.
 _EXPECTED_ERRORS = (ews.EWSError, IncompleteResponse, requests.RequestException, OSError)
+#: Exchange no longer holds (or never gave this login) a streaming subscription.
+_SUBSCRIPTION_ERRORS = (
+    ews.ErrorSubscriptionNotFound,
+    ews.ErrorInvalidSubscription,
+    ews.ErrorSubscriptionAccessDenied,
+    ews.ErrorSubscriptionUnsubsribed,
+)
+#: The item events a streaming subscription asks for (folder-level and new-mail events are
+#: of no use to the sync).
+STREAM_EVENTS = ("CreatedEvent", "ModifiedEvent", "DeletedEvent", "MovedEvent", "CopiedEvent")
 
 
 @dataclass(frozen=True)
@@ -336,6 +355,21 @@ class _CreateItem(_PerItemErrors, CreateItem):
         return payload
 
 
+class _CheckedDocuments(EWSAccountService):  # type: ignore[misc]
+    """Every envelope of a stream checked as one complete SOAP envelope (E1, size, depth)
+    before exchangelib parses it: GetStreamingEvents hands each document it cut out of the
+    stream to this ``_get_soap_parts`` (next in the MRO of :class:`_GetStreamingEvents`)."""
+
+    @classmethod
+    def _get_soap_parts(cls, response: Any) -> Any:
+        check_envelope(response.content)
+        return super()._get_soap_parts(response=response)
+
+
+class _GetStreamingEvents(GetStreamingEvents, _CheckedDocuments):
+    pass
+
+
 class _UpdateItem(_PerItemErrors, UpdateItem):
     pass
 
@@ -402,6 +436,47 @@ class EwsSession(MailboxSession):
         if kind not in self._folders:
             self._folders[kind] = self._make_folder(kind)
         return self._folders[kind]
+
+    # --- streaming notifications (SPEC §4.3; held by exchange_ext/jobs/ews_listener.py) -------
+
+    def subscribe_streaming(self, folders: Sequence[FolderKind]) -> str:
+        """One streaming subscription to item changes in ``folders`` of this mailbox; its id.
+        https://learn.microsoft.com/exchange/client-developer/web-service-reference/subscribe-operation
+        """
+        with self._call():
+            collection = FolderCollection(
+                account=self.account, folders=[self._folder(kind) for kind in folders]
+            )
+            return str(collection.subscribe_to_streaming(event_types=STREAM_EVENTS))
+
+    def unsubscribe_streaming(self, subscription_id: str) -> None:
+        """End a streaming subscription; one Exchange no longer holds is ended already."""
+        with self._call(), contextlib.suppress(_SUBSCRIPTION_ERRORS):
+            Unsubscribe(account=self.account).get(subscription_id=subscription_id)
+
+    def stream(self, subscription_ids: Sequence[str], minutes: int) -> Iterator[str]:
+        """Hold one GetStreamingEvents connection for ``subscription_ids`` (of this login; the
+        request acts as this session's mailbox) for up to ``minutes`` (1–30); yield the
+        subscription id of every notification that carries item events, as it arrives.
+
+        Returns when Exchange closes the connection (``ConnectionStatus`` Closed). Raises
+        :class:`SubscriptionsLost` when Exchange no longer knows a subscription of the list
+        (expired after 30 minutes without a connection, or the server restarted): events may
+        have been lost, so the caller subscribes again and syncs. Anything else raises as
+        every call does (a dropped connection is :class:`Unavailable`). ``close()`` from
+        another thread breaks the connection off.
+        https://learn.microsoft.com/exchange/client-developer/web-service-reference/getstreamingevents-operation
+        """
+        with self._call():
+            service = _GetStreamingEvents(account=self.account)
+            try:
+                for notification in service.call(
+                    subscription_ids=list(subscription_ids), connection_timeout=minutes
+                ):
+                    if notification.events:
+                        yield str(notification.subscription_id)
+            except _SUBSCRIPTION_ERRORS as error:
+                raise SubscriptionsLost(str(error)) from None
 
     def _make_folder(self, kind: FolderKind) -> Any:
         if kind is FolderKind.PUBLIC_CONTACTS:

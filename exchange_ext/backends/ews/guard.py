@@ -125,6 +125,10 @@ class SyncRetryPolicy(FaultTolerance):
             raise UnauthorizedError(f"Invalid credentials for {response.url}")
         if response.status_code == 429:
             raise ErrorServerBusy("Caused by HTTP 429 response", back_off=_retry_after(response))
+        if response.status_code == 200 and not getattr(response, "_content_consumed", True):
+            # A stream (GetStreamingEvents): its envelopes are checked one by one as they
+            # arrive (the backend's _GetStreamingEvents), never read whole here.
+            return
         super().raise_response_errors(response)
         # Only 200 and XML 500 (SOAP faults) reach exchangelib's parser; check those (E1).
         content = response.content or b""

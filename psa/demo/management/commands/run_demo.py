@@ -1,4 +1,5 @@
-"""``manage.py run_demo``: the web server, a worker and (when present) the Exchange sandbox.
+"""``manage.py run_demo``: the web server, a worker, the EWS push listener and (when present) the
+Exchange sandbox.
 
 ``make run`` calls this after ``load_demo``. Ctrl-C or SIGTERM stops every child cleanly; if one
 child dies, the others are stopped and the command exits non-zero. ``PSA_PORT`` changes the port.
@@ -85,6 +86,8 @@ class Command(BaseCommand):
                 logs / "web.log",
             ),
             Child("worker", [*manage, "qcluster"], logs / "worker.log"),
+            # EWS streaming notifications: Outlook edits reach the demo within seconds.
+            Child("push listener", [*manage, "exchange_listen"], logs / "listener.log"),
         ]
         if "exchange_sandbox" in get_commands():
             trust_sandbox()
@@ -100,6 +103,8 @@ class Command(BaseCommand):
                         str(SANDBOX_PORT),
                         "--state",
                         str(state),
+                        # The demo's web server is plain http on loopback (Graph push there).
+                        "--allow-http-notifications",
                     ],
                 )
             )
