@@ -9,13 +9,12 @@ from typing import Any
 
 import pytest
 from django.test import Client
-from django_q.models import OrmQ
 
-from exchange_ext.jobs import dispatcher
 from exchange_ext.models import GraphSubscription, MailboxSettings, SyncRun
 from tests import clock
 from tests.builders import make_resource
 from tests.exchange_ext.pages import enable, store_config
+from tests.integration.prompt_syncs import queued_syncs
 
 pytestmark = pytest.mark.django_db
 URL = "/extensions/exchange/notifications/graph/"
@@ -54,13 +53,6 @@ def change(subscription_id: str = "sub-tech1-events", client_state: str = SECRET
 def post(body: Any, *, raw: bytes | None = None) -> Any:
     data = raw if raw is not None else json.dumps(body).encode()
     return Client().post(URL, data=data, content_type="application/json")
-
-
-def queued_syncs() -> list[tuple[Any, ...]]:
-    return [
-        tuple(task.task["args"]) for task in OrmQ.objects.all()
-        if task.func() == dispatcher.SYNC_TASK
-    ]  # fmt: skip
 
 
 def test_the_validation_handshake_echoes_the_token_as_plain_text() -> None:

@@ -17,19 +17,17 @@ import pytest
 import requests
 from django.core.management import call_command
 from django.core.management.base import CommandError
-from django.db import OperationalError
 from django_q.models import OrmQ
 
-from exchange_ext import tasks
 from exchange_ext.jobs import dispatcher, ews_listener
 from exchange_ext.models import ExchangeConfig, ListenerHeartbeat, MailboxSettings, SyncRun
 from exchange_ext.sandbox.server import SandboxHandle, load_config, start_sandbox
 from psa.scheduling.models import Appointment
 from tests import clock
+from tests.integration.prompt_syncs import queued_syncs, run_queued_syncs, wait_for
 from tests.integration.sync_rules.rules import Harness
 
 pytestmark = pytest.mark.django_db(transaction=True)
-WAIT = 15.0
 MINUTE = 0.5  # seconds per protocol minute in the sandbox
 
 
@@ -89,39 +87,6 @@ def listen() -> Iterator[Any]:
         item.close()
 
 
-def wait_for(condition: Any, what: str, timeout: float = WAIT) -> None:
-    """Poll ``condition``. SQLite's in-memory test database locks a table while another
-    thread (the listener's) writes it: such a poll counts as "not yet" (a file database waits
-    instead, as in production)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if condition():
-                return
-        except OperationalError as error:
-            if "locked" not in str(error):
-                raise
-        time.sleep(0.2)
-    raise AssertionError(f"not within {timeout} s: {what}")
-
-
-def queued_syncs() -> list[tuple[Any, ...]]:
-    return [
-        tuple(task.task["args"]) for task in OrmQ.objects.all()
-        if task.func() == dispatcher.SYNC_TASK
-    ]  # fmt: skip
-
-
-def run_queued() -> list[SyncRun]:
-    runs = []
-    for task in OrmQ.objects.order_by("pk"):
-        if task.func() == dispatcher.SYNC_TASK:
-            tasks.sync_mailbox(*task.task["args"])
-            runs.append(SyncRun.objects.order_by("-pk").first())
-        task.delete()
-    return runs
-
-
 def synced(harness: Harness, n: int = 1) -> MailboxSettings:
     mailbox = harness.enrol(n)
     assert harness.sync(mailbox).outcome == SyncRun.Outcome.OK
@@ -150,6 +115,7 @@ def edit_arrives(harness: Harness, mailbox: MailboxSettings, subject: str) -> No
     """An Outlook create queues a prompt sync of its mailbox (no slot due). The sync itself is
     run by the first test, once the listener stopped (SQLite's in-memory database cannot take
     the listener's writes and a sync's at once)."""
+
     def taken() -> bool:  # what a worker does when it starts the queued syncs
         OrmQ.objects.all().delete()
         return MailboxSettings.objects.update(queued_at=None) >= 0
@@ -176,7 +142,7 @@ def test_an_outlook_edit_reaches_the_psa_with_no_polling_slot_due(
 
     beat = ListenerHeartbeat.objects.get(name="ews")
     assert (beat.wanted, beat.subscribed, beat.streams) == (1, 1, 1)
-    [run] = run_queued()
+    [run] = run_queued_syncs()
     assert (run.trigger, run.outcome) == (SyncRun.Trigger.EXCHANGE_CHANGE, SyncRun.Outcome.OK)
     assert Appointment.objects.filter(title="Boiler check from Outlook").exists()
 

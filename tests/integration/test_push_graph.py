@@ -17,18 +17,17 @@ import pytest
 import requests
 from django_q.models import OrmQ
 
-from exchange_ext import tasks
 from exchange_ext.jobs import dispatcher, push
 from exchange_ext.models import ExchangeConfig, GraphSubscription, MailboxSettings, SyncRun
 from exchange_ext.sandbox.server import SandboxHandle, load_config, start_sandbox
 from psa.scheduling.models import Appointment
 from tests import clock
+from tests.integration.prompt_syncs import queued_syncs, run_queued_syncs, wait_for
 from tests.integration.sync_rules.rules import Harness
 from tests.tls_front import TlsFront
 
 pytestmark = pytest.mark.django_db(transaction=True)
 PATH = "/extensions/exchange/notifications/graph/"
-WAIT = 15.0  # seconds: a notification normally arrives well within one
 
 
 @pytest.fixture(scope="module")
@@ -92,32 +91,6 @@ def control(harness: Harness, path: str, body: dict[str, Any]) -> Any:
     return reply.json()
 
 
-def queued_syncs() -> list[tuple[Any, ...]]:
-    return [
-        tuple(task.task["args"]) for task in OrmQ.objects.all()
-        if task.func() == dispatcher.SYNC_TASK
-    ]  # fmt: skip
-
-
-def wait_for(condition: Any, what: str) -> None:
-    deadline = time.monotonic() + WAIT
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"not within {WAIT} s: {what}")
-
-
-def run_queued() -> list[SyncRun]:
-    runs = []
-    for task in OrmQ.objects.order_by("pk"):
-        if task.func() == dispatcher.SYNC_TASK:
-            tasks.sync_mailbox(*task.task["args"])
-            runs.append(SyncRun.objects.order_by("-pk").first())
-        task.delete()
-    return runs
-
-
 def subscribed(harness: Harness, n: int = 1) -> MailboxSettings:
     """tech<n> enabled, synced once, its calendar subscribed."""
     mailbox = harness.enrol(n)
@@ -143,7 +116,7 @@ def test_an_outlook_edit_reaches_the_psa_with_no_polling_slot_due(
     wait_for(queued_syncs, "a prompt sync queued by the notification")
 
     assert queued_syncs() == [(mailbox.pk, SyncRun.Trigger.EXCHANGE_CHANGE)]
-    [run] = run_queued()
+    [run] = run_queued_syncs()
     assert run.trigger == SyncRun.Trigger.EXCHANGE_CHANGE and run.outcome == SyncRun.Outcome.OK
     assert Appointment.objects.filter(title="Boiler check from Outlook").exists()
     row.refresh_from_db()

@@ -12,7 +12,6 @@ import pytest
 from django.utils import translation
 from django_q.models import OrmQ
 
-from exchange_ext import tasks
 from exchange_ext.backends import factory
 from exchange_ext.backends.memory import MemoryBackend
 from exchange_ext.jobs import dispatcher
@@ -23,6 +22,7 @@ from psa.scheduling.actions import do_update_appointment
 from tests.builders import make_appointment, make_resource
 from tests.clock import now
 from tests.exchange_ext.pages import client_for, enable, make_exchange_admin, store_config
+from tests.integration.prompt_syncs import run_queued_syncs
 
 pytestmark = pytest.mark.django_db
 Trigger = SyncRun.Trigger
@@ -36,17 +36,6 @@ def tech(monkeypatch: pytest.MonkeyPatch):
     backend = MemoryBackend([resource.email])
     monkeypatch.setattr(factory, "backend_for", lambda config, mailbox_settings=None: backend)
     return resource
-
-
-def run_queued_syncs() -> list[SyncRun]:
-    """What a worker does: run every queued sync task with the arguments it was queued with."""
-    runs = []
-    for task in OrmQ.objects.order_by("pk"):
-        if task.func() == dispatcher.SYNC_TASK:
-            tasks.sync_mailbox(*task.task["args"])
-            runs.append(SyncRun.objects.order_by("-pk").first())
-        task.delete()
-    return runs
 
 
 def triggers_of(resource) -> list[str]:

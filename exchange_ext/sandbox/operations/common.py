@@ -111,9 +111,18 @@ def children(parent: etree._Element | None) -> list[etree._Element]:
 
 
 def resolve_folder(ctx: Context, ref: etree._Element) -> Folder:
-    """The folder named by a ``t:FolderId`` or ``t:DistinguishedFolderId`` (with t:Mailbox)."""
+    """The folder named by a ``t:FolderId`` or ``t:DistinguishedFolderId`` (with t:Mailbox),
+    if the caller may use it."""
+    folder = find_folder(ctx, ref)
+    check_folder_access(ctx, folder)
+    return folder
+
+
+def find_folder(ctx: Context, ref: etree._Element) -> Folder:
+    """The folder named by a ``t:FolderId`` or ``t:DistinguishedFolderId``, access unchecked
+    (ErrorNonExistentMailbox / ErrorFolderNotFound when there is none)."""
     if ref.tag == t("DistinguishedFolderId"):
-        owner = ref.findtext(f"{T}Mailbox/{T}EmailAddress") or ctx.mailbox
+        owner = (ref.findtext(f"{T}Mailbox/{T}EmailAddress") or ctx.mailbox).lower()
         name = ref.get("Id", "")
         if name != "publicfoldersroot" and not ctx.store.has_mailbox(owner):
             raise EwsError("ErrorNonExistentMailbox", f"No mailbox with address {owner}.")
@@ -122,7 +131,6 @@ def resolve_folder(ctx: Context, ref: etree._Element) -> Folder:
         folder = ctx.store.folder(ref.get("Id", ""))
     if folder is None:
         raise EwsError("ErrorFolderNotFound", "The specified folder could not be found.")
-    check_folder_access(ctx, folder)
     return folder
 
 

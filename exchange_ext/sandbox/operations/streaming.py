@@ -44,13 +44,14 @@ from exchange_ext.sandbox.operations.common import (
     bool_attr,
     children,
     error_message,
+    find_folder,
     m,
     response,
     success,
     t,
 )
 from exchange_ext.sandbox.soap import render_error_message
-from exchange_ext.sandbox.store import PUBLIC_ROOT, Change, Folder, Store
+from exchange_ext.sandbox.store import Change, Folder, Store
 
 SUBSCRIBE = "Subscribe"
 UNSUBSCRIBE = "Unsubscribe"
@@ -533,16 +534,7 @@ def _watched_folders(
 
 
 def _subscribable_folder(ctx: Context, ref: etree._Element) -> Folder:
-    if ref.tag == t("DistinguishedFolderId"):
-        owner = (ref.findtext(f"{t('Mailbox')}/{t('EmailAddress')}") or ctx.mailbox).lower()
-        name = ref.get("Id", "")
-        if name != PUBLIC_ROOT and not ctx.store.has_mailbox(owner):
-            raise EwsError("ErrorNonExistentMailbox", f"No mailbox with address {owner}.")
-        folder = ctx.store.distinguished_folder(owner, name)
-    else:
-        folder = ctx.store.folder(ref.get("Id", ""))
-    if folder is None:
-        raise EwsError("ErrorFolderNotFound", "The specified folder could not be found.")
+    folder = find_folder(ctx, ref)
     if folder.mailbox not in (None, ctx.mailbox):
         # Exchange refuses subscriptions through delegate access, whatever the folder rights
         # (subscribe-operation, error example); impersonation is the way to other mailboxes.
