@@ -16,7 +16,7 @@ POSTGRES_URL ?= postgres://postgres@127.0.0.1:5432/test
 PYTEST_ARGS ?= -n 2 --dist loadfile
 
 .PHONY: messages catalogues vendor gettext-deps fonts-deps run test test-sqlite test-postgres test-clock lint format migrate demo demo-refresh worker lock \
-	browser-deps install install-test clean bench bench-scale
+	browser-deps install install-test clean bench bench-scale bench-push
 
 # --- setup -------------------------------------------------------------------------------
 install: $(RUN_STAMP)
@@ -188,6 +188,14 @@ bench-scale: $(TEST_STAMP)
 	@mkdir -p var/bench
 	$(BIN)/python bench/scale_bench.py \
 	  --json var/bench/scale-$$(date -u +%Y%m%dT%H%M%SZ).json $(BENCH_ARGS)
+
+# The push benchmark (docs/performance.md, "Push"): edit-to-PSA latency with real runserver,
+# qcluster and exchange_listen processes, about 14 minutes.
+# `make bench-push BENCH_ARGS="--backend ews --edits 20"` for a quicker run.
+bench-push: $(TEST_STAMP)
+	@mkdir -p var/bench
+	env -u DATABASE_URL -u REDIS_URL $(BIN)/python bench/push_bench.py \
+	  --json var/bench/push-$$(date -u +%Y%m%dT%H%M%SZ).json $(BENCH_ARGS)
 
 # Style, the architecture's import boundaries (pyproject.toml, [tool.importlinter]) and strict
 # types on the pure core and the backend interface.
