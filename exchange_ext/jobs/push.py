@@ -19,8 +19,9 @@ converges the :class:`~exchange_ext.models.GraphSubscription` rows on what is wa
   it, always here; a subscription left in Graph expires by itself within :data:`LIFETIME` and its
   notifications are refused meanwhile.
 
-Each run does at most ``limit`` Graph calls (the rest is due next minute), so enabling 10,000
-mailboxes at once spreads over minutes instead of one long task. Polling never depends on any
+Each run does at most ``limit`` Graph calls and starts none after :data:`SECONDS_PER_RUN` (the
+rest is due next minute), so enabling 10,000 mailboxes at once spreads over minutes instead of
+one long task, and two runs never overlap. Polling never depends on any
 of this: a mailbox without a subscription is synced at its slot as always.
 """
 
@@ -30,6 +31,7 @@ import datetime as dt
 import ipaddress
 import logging
 import secrets
+import time
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
@@ -51,6 +53,9 @@ LIFETIME = dt.timedelta(days=3)
 RENEW_WITHIN = dt.timedelta(days=2)
 RETRY_AFTER = dt.timedelta(minutes=30)
 CALLS_PER_RUN = 200
+#: A run stops starting Graph calls after this long, so that it is over before the schedule's
+#: next run (every minute) could start beside it in another worker.
+SECONDS_PER_RUN = 45.0
 RESOURCES = {FolderKind.CALENDAR: "events", FolderKind.CONTACTS: "contacts"}
 
 
@@ -116,13 +121,18 @@ def maintain_graph_subscriptions(
     """Create, renew and delete subscriptions as the module docstring says; never raises for
     one mailbox's failure (it is recorded on its row and logged)."""
     now = now or timezone.now()
+    deadline = time.monotonic() + SECONDS_PER_RUN
     config = ExchangeConfig.load()
     wanted = wanted_subscriptions(config)
     summary = Summary()
+
+    def spent() -> bool:
+        return summary.calls >= limit or time.monotonic() >= deadline
+
     rows = GraphSubscription.objects.select_related("mailbox_settings__resource").order_by("pk")
     held = {(row.mailbox_settings_id, row.resource): row for row in rows}
     for key, row in list(held.items()):
-        if summary.calls >= limit:
+        if spent():
             return summary
         if wanted.get(key) != row.address:
             _delete(config, row, summary)
@@ -134,7 +144,7 @@ def maintain_graph_subscriptions(
     missing = sorted(wanted.keys() - held.keys())
     by_pk = MailboxSettings.objects.select_related("resource").in_bulk({pk for pk, _ in missing})
     for key in missing:
-        if summary.calls >= limit:
+        if spent():
             return summary
         _create(config, by_pk[key[0]], key[1], wanted[key], now, summary, None)
     return summary

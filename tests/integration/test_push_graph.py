@@ -272,3 +272,15 @@ def test_each_run_is_bounded(harness: Harness) -> None:
     assert push.maintain_graph_subscriptions(limit=2).created == 2
     assert push.maintain_graph_subscriptions(limit=2).created == 1
     assert GraphSubscription.objects.filter(subscription_id__isnull=False).count() == 3
+
+
+def test_a_run_starts_no_call_after_its_time(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for n in range(1, 3):
+        harness.enrol(n)
+    monkeypatch.setattr(push, "SECONDS_PER_RUN", 0.0)
+
+    assert push.maintain_graph_subscriptions().calls == 0
+    monkeypatch.setattr(push, "SECONDS_PER_RUN", 45.0)
+    assert push.maintain_graph_subscriptions().created == 2
