@@ -79,7 +79,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from report import machine, write_results  # bench/report.py, beside this script
+from report import run_header, write_results  # bench/report.py, beside this script
 from scale_bench import (
     CONFIG_PREFIXES,
     MANAGE,
@@ -992,10 +992,7 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print_report(results, rows)
     output = {
-        "when": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
-        "options": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
-        "machine": machine(),
+        **run_header(args),
         "deployment": {
             "database": "SQLite (file, WAL), django-q2 ORM broker",
             "q_workers": q_workers(),

@@ -6,12 +6,25 @@ plain name from their own directory.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
+import datetime as dt
 import json
 import os
 import platform
+import sys
 from pathlib import Path
 from typing import Any
+
+
+def run_header(args: argparse.Namespace) -> dict[str, Any]:
+    """What every results file starts with: when, the command line, its options, the machine."""
+    return {
+        "when": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "options": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+        "machine": machine(),
+    }
 
 
 def machine() -> dict[str, Any]:

@@ -55,7 +55,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from report import machine, write_results  # bench/report.py, beside this script
+from report import run_header, write_results  # bench/report.py, beside this script
 
 ROOT = Path(__file__).resolve().parents[1]
 MANAGE = str(ROOT / "manage.py")
@@ -687,10 +687,7 @@ def _bench(args: argparse.Namespace, env: Environment, sandbox: SandboxProcess,
     print()
     print_table(cycles, summary)
     results = {
-        "when": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
-        "options": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
-        "machine": machine(),
+        **run_header(args),
         "setup_s": setup_s,
         "cycles": [asdict(c) for c in cycles],
         "summary": summary,

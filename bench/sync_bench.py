@@ -53,7 +53,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from report import machine, write_results  # bench/report.py, beside this script
+from report import run_header, write_results  # bench/report.py, beside this script
 
 ROOT = Path(__file__).resolve().parents[1]
 DOMAIN = "northwind.example"
@@ -937,12 +937,9 @@ def _bench(args: argparse.Namespace, workdir: Path) -> int:
     verdicts = summarise(phases, memory, args)
     print_table(phases, memory, verdicts)
     results = {
-        "when": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
-        "options": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+        **run_header(args),
         "sandbox_schema_validation": args.validate,
         "sandbox_messages_validated": validated,
-        "machine": machine(),
         "phases": [asdict(p) for p in phases],
         "memory": memory,
         "targets": verdicts,

@@ -12,7 +12,6 @@ import datetime as dt
 import logging
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -50,18 +49,15 @@ from exchange_ext.sync.records import (
 )
 from exchange_ext.sync.windows import SyncWindow
 from tests import clock
+from tests.integration.sandboxes import running_sandbox
 
 TECH1 = "tech1@northwind.example"
 
 
 @pytest.fixture(scope="module")
 def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    from exchange_ext.sandbox.server import load_config, start_sandbox
-
-    cert_dir: Path = tmp_path_factory.mktemp("ews-backend-certs")
-    handle = start_sandbox(load_config(), tls="ca", port=0, validate="fatal", cert_dir=cert_dir)
-    yield handle
-    handle.stop()
+    with running_sandbox(tmp_path_factory, "ews-backend") as handle:
+        yield handle
 
 
 @pytest.fixture(autouse=True)

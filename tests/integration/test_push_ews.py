@@ -10,7 +10,6 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,10 +20,11 @@ from django_q.models import OrmQ
 
 from exchange_ext.jobs import dispatcher, ews_listener
 from exchange_ext.models import ExchangeConfig, ListenerHeartbeat, MailboxSettings, SyncRun
-from exchange_ext.sandbox.server import SandboxHandle, load_config, start_sandbox
+from exchange_ext.sandbox.server import SandboxHandle
 from psa.scheduling.models import Appointment
 from tests import clock
 from tests.integration.prompt_syncs import queued_syncs, run_queued_syncs, wait_for
+from tests.integration.sandboxes import running_sandbox
 from tests.integration.sync_rules.rules import Harness
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -33,11 +33,10 @@ MINUTE = 0.5  # seconds per protocol minute in the sandbox
 
 @pytest.fixture(scope="module")
 def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SandboxHandle]:
-    cert_dir: Path = tmp_path_factory.mktemp("listen-certs")
-    handle = start_sandbox(load_config(), tls="ca", port=0, validate="fatal", cert_dir=cert_dir,
-                           streaming={"minute_seconds": MINUTE})  # fmt: skip
-    yield handle
-    handle.stop()
+    with running_sandbox(
+        tmp_path_factory, "listen", streaming={"minute_seconds": MINUTE}
+    ) as handle:
+        yield handle
 
 
 @pytest.fixture

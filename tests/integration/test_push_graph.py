@@ -10,7 +10,6 @@ from __future__ import annotations
 import datetime as dt
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,10 +18,11 @@ from django_q.models import OrmQ
 
 from exchange_ext.jobs import dispatcher, push
 from exchange_ext.models import ExchangeConfig, GraphSubscription, MailboxSettings, SyncRun
-from exchange_ext.sandbox.server import SandboxHandle, load_config, start_sandbox
+from exchange_ext.sandbox.server import SandboxHandle
 from psa.scheduling.models import Appointment
 from tests import clock
 from tests.integration.prompt_syncs import queued_syncs, run_queued_syncs, wait_for
+from tests.integration.sandboxes import running_sandbox
 from tests.integration.sync_rules.rules import Harness
 from tests.tls_front import TlsFront
 
@@ -32,10 +32,8 @@ PATH = "/extensions/exchange/notifications/graph/"
 
 @pytest.fixture(scope="module")
 def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SandboxHandle]:
-    cert_dir: Path = tmp_path_factory.mktemp("push-certs")
-    handle = start_sandbox(load_config(), tls="ca", port=0, validate="fatal", cert_dir=cert_dir)
-    yield handle
-    handle.stop()
+    with running_sandbox(tmp_path_factory, "push") as handle:
+        yield handle
 
 
 @pytest.fixture

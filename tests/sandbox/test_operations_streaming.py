@@ -383,14 +383,20 @@ def test_a_subscription_expires_after_thirty_minutes_without_an_open_stream(stre
     assert streaming_state(defaults)["settings"]["subscription_idle_minutes"] == 30
 
 
-def test_dropped_streams_break_off_and_a_new_stream_gets_what_happened_meanwhile(
-    streaming_sandbox,
-):
-    handle = streaming_sandbox(minute_seconds=1.0)
+def stream_of_creates(handle: Any) -> tuple[Any, str, Listener]:
+    """svc-sync's account, a subscription to creates in its calendar, and an open stream of it."""
     account = service(handle)
     subscription = account.calendar.subscribe_to_streaming(event_types=["CreatedEvent"])
     listener = Listener(account, [subscription], minutes=30)
     wait_until(lambda: streaming_state(handle)["connections"], "the stream is open")
+    return account, subscription, listener
+
+
+def test_dropped_streams_break_off_and_a_new_stream_gets_what_happened_meanwhile(
+    streaming_sandbox,
+):
+    handle = streaming_sandbox(minute_seconds=1.0)
+    account, subscription, listener = stream_of_creates(handle)
 
     dropped = control_post(handle, "/streaming/drop", {})
     listener.join()
@@ -407,10 +413,7 @@ def test_forgotten_subscriptions_are_not_found_and_the_client_subscribes_again(
     streaming_sandbox,
 ):
     handle = streaming_sandbox(minute_seconds=1.0)
-    account = service(handle)
-    subscription = account.calendar.subscribe_to_streaming(event_types=["CreatedEvent"])
-    listener = Listener(account, [subscription], minutes=30)
-    wait_until(lambda: streaming_state(handle)["connections"], "the stream is open")
+    account, subscription, listener = stream_of_creates(handle)
 
     dropped = control_post(handle, "/streaming/drop", {"forget_subscriptions": True})
     listener.join()

@@ -9,13 +9,13 @@ Microsoft's schema (fatal validation).
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from exchange_ext.models import ExchangeConfig
-from exchange_ext.sandbox.server import SandboxHandle, load_config, start_sandbox
+from exchange_ext.sandbox.server import SandboxHandle
+from tests.integration.sandboxes import running_sandbox
 from tests.integration.sync_rules.rules import Harness
 
 
@@ -26,10 +26,8 @@ def backend_kind(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture(scope="module")
 def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SandboxHandle]:
-    cert_dir: Path = tmp_path_factory.mktemp("sync-rules-certs")
-    handle = start_sandbox(load_config(), tls="ca", port=0, validate="fatal", cert_dir=cert_dir)
-    yield handle
-    handle.stop()
+    with running_sandbox(tmp_path_factory, "sync-rules") as handle:
+        yield handle
 
 
 @pytest.fixture
