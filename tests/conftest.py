@@ -23,6 +23,26 @@ SANDBOX_NETWORKS = "127.0.0.0/8,::1/128"
 os.environ.setdefault("EXCHANGE_ALLOWED_NETWORKS", SANDBOX_NETWORKS)
 
 
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(
+    django_db_modify_db_settings_parallel_suffix: None, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """On SQLite the test database is a file (one per xdist worker), opened with the settings
+    production uses (WAL, IMMEDIATE transactions, a busy timeout: psa/settings.py), not Django's
+    default in-memory database. That one is shared by the live server's threads through the
+    test thread's own connection, and two threads in one SQLite connection deadlock when one
+    waits for SQLite's lock holding the GIL while the other runs a Python callback (the
+    collation, Django's SQL functions) holding SQLite's lock. It also refused a second
+    connection's write at once ("table is locked") where a file database waits, as in
+    production."""
+    from django.conf import settings
+
+    for database in settings.DATABASES.values():
+        if database["ENGINE"] == "django.db.backends.sqlite3":
+            name = tmp_path_factory.mktemp("database") / "test.sqlite3"
+            database.setdefault("TEST", {})["NAME"] = str(name)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _sandbox_loopback_is_allowed() -> Iterator[None]:
     networks = env_networks("EXCHANGE_ALLOWED_NETWORKS")

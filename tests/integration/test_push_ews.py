@@ -192,7 +192,10 @@ def test_disabling_a_mailbox_ends_its_subscription(harness: Harness, listen: Any
     running = listen()
     wait_for(lambda: len(running.listener.held) == 2, "both subscribed")
 
-    MailboxSettings.objects.filter(pk=mailbox.pk).update(sync_enabled=False)
+    # While the listener reads the table, SQLite's in-memory test database refuses the write
+    # ("table is locked"): wait_for tries again, as the listener itself does.
+    disabled = MailboxSettings.objects.filter(pk=mailbox.pk)
+    wait_for(lambda: disabled.update(sync_enabled=False) == 1, "the mailbox disabled")
     wait_for(lambda: list(running.listener.held) == [other.pk], "the disabled one dropped")
     wait_for(lambda: len(streams(harness)["subscriptions"]) == 1, "unsubscribed in Exchange")
 
