@@ -437,6 +437,9 @@ class _Cycle:
             keys |= self.retry.get(folder, set()) | held.keys(self.mailbox, folder.value)
             keys = {key for key in keys if _in(key, folder)}
             baseline = load_links(self.mailbox, keys) if keys else {}
+            if chunk.split:  # a middle page of a full read: re-identification only
+                chunk = self.with_gaps(folder, chunk, baseline)
+                view = self.view_of(folder, chunk, expand=False)
             psa = psa_store.load_psa_items(self.mailbox, self.options, self.window, keys)
             linked = count_linked(self.mailbox, folder)
             cursor = changes.cursor if changes else None
@@ -519,10 +522,18 @@ class _Cycle:
         expand: bool,
         changes: scope.PsaChanges | None,
     ) -> bool:
-        """Whether no key set can stand for the whole: a full read, an expanded window, a
-        folder never planned in full or planned under other options, the daily
-        reconciliation, or a PSA change that concerns every item."""
-        if chunk.full_read or expand or row is None or row.psa_cursor is None:
+        """Whether no key set can stand for the whole: a full read (its first and its last
+        page), an expanded window, a folder never planned in full or planned under other
+        options, the daily reconciliation, or a PSA change that concerns every item.
+
+        The pages between a full read's first and last are planned against the keys they
+        touch, as pages of the change feed are: the first planned every PSA item, the last
+        plans every link against all the read listed, and PSA changes in between reach the
+        pages through the audit cursor. So a full read of ``n`` items over ``p`` pages plans
+        ``O(n + p × page)`` keys, not ``O(p × n)`` (docs/performance.md, "Full reads")."""
+        if chunk.full_read and (chunk.first or chunk.last):
+            return True
+        if expand or row is None or row.psa_cursor is None:
             return True
         if changes is not None and changes.everything:
             return True
@@ -540,11 +551,15 @@ class _Cycle:
         """
         listed = {item.exchange_id for item in chunk.items} | set(chunk.unchanged)
         if not chunk.first:
-            listed |= set(
-                FullReadSeen.objects.filter(
-                    mailbox_settings=self.mailbox, folder=folder.value
-                ).values_list("exchange_id", flat=True)
-            )
+            seen = FullReadSeen.objects.filter(mailbox_settings=self.mailbox, folder=folder.value)
+            asked = {link.exchange_id for link in baseline.values() if link.exchange_id}
+            asked = {*asked, *filter(None, map(master_of, asked))} - listed
+            if len(asked) > SEEN_LOOKUP:  # the last page's whole baseline: read them all
+                listed |= set(seen.values_list("exchange_id", flat=True))
+            else:  # a middle page: only whether its few links' items were listed before
+                listed |= set(
+                    seen.filter(exchange_id__in=asked).values_list("exchange_id", flat=True)
+                )
         claimed = {link.exchange_id for link in baseline.values()}
         identities = {
             item.identity
@@ -753,6 +768,9 @@ def _follow_ups(ops: Iterable[o.Op]) -> set[PsaKey]:
 
 #: A whole plan of a view without items runs in slices of this many keys (bounded memory).
 SLICE = 1000
+#: A full read's page asks which of at most this many ids earlier pages listed; with more
+#: (its last page, with every link) it reads all the read listed.
+SEEN_LOOKUP = 500
 
 
 def _in(key: PsaKey, folder: FolderKind) -> bool:
