@@ -287,6 +287,13 @@ class _Planner:
             # Found under a new id: the link follows first, so the delete below drops it (a
             # delete of another id is a duplicate's, which leaves the link in place).
             self.ops.append(Relink(link, "found under a new id (another protocol or folder)"))
+        elif isinstance(current, ExchangeItem) and current.change_key != link.change_key:
+            # Seen at a new version (an edit, or a dismissed reminder): the link keeps it now.
+            # The delete waits for the end of its pass and is planned again by later pages,
+            # which may not list the item: from the link's old version it would meet a
+            # conflict at every run, the feed never listing the item again.
+            link = replace(link, change_key=current.change_key)
+            self.ops.append(Relink(link, "seen at a new version; its deletion waits"))
         change_key = current.change_key if isinstance(current, ExchangeItem) else link.change_key
         rule = rule_of_link(link)
         may_delete = rule.on_psa_delete is OnPsaDelete.DELETE_IN_EXCHANGE or (

@@ -80,6 +80,9 @@ REASONS: dict[str, Promise] = {
     ),
     "restored: exported again": pgettext_lazy("sync reason", "restored: exported again"),
     "restored: kept": pgettext_lazy("sync reason", "restored: kept"),
+    "seen at a new version; its deletion waits": pgettext_lazy(
+        "sync reason", "seen at a new version; its deletion waits"
+    ),
     "tagged item found without a link": pgettext_lazy(
         "sync reason", "tagged item found without a link"
     ),

@@ -16,10 +16,10 @@ from exchange_ext import engine
 from exchange_ext.backends.base import FolderKind
 from exchange_ext.backends.memory import MemoryBackend
 from exchange_ext.engine import cycle, scope
-from exchange_ext.models import FolderSyncState, ItemLink, MailboxSettings
+from exchange_ext.models import FolderSyncState, ItemLink, MailboxSettings, SyncRun
 from psa.audit.models import AuditEntry
 from psa.audit.origin import Origin
-from psa.scheduling.actions import do_update_appointment
+from psa.scheduling.actions import do_delete_appointment, do_update_appointment
 from psa.scheduling.models import Appointment
 from tests import clock
 from tests.builders import make_appointment
@@ -183,3 +183,26 @@ def test_an_export_in_slices_survives_a_crash_between_two_slices(config, monkeyp
     items = backend.items_of(mailbox.effective_mailbox, FolderKind.CALENDAR)
     assert sorted(i.record.subject for i in items) == sorted(f"V{n}" for n in range(35))
     assert ItemLink.objects.count() == 35
+
+
+def test_a_psa_deletion_of_an_item_touched_in_outlook_is_carried_out_over_a_pass_of_pages(config):
+    """An Outlook touch (a dismissed reminder: a new change key, the same content) and a PSA
+    deletion of the same item, then a pass of several pages: the deletion waits for the pass's
+    end and is planned again by each later page, which does not list the item. It must go out
+    with the version read, not the link's older one — refused as a conflict at every run, the
+    feed never listing the item again."""
+    mailbox, backend = filled("tech", 6)
+    backend.page_size = 2
+    box = mailbox.effective_mailbox
+    touched = Appointment.objects.get(title="V0")
+    exchange_id = ItemLink.objects.get(mailbox_settings=mailbox, psa_id=touched.pk).exchange_id
+    backend.bump_change_key(box, exchange_id)  # first in the feed: the pass's first page
+    for item in backend.items_of(box)[1:5]:  # and two more pages of Outlook touches
+        backend.bump_change_key(box, item.exchange_id)
+    do_delete_appointment(USER, touched)
+    settled()
+    run = sync(mailbox, backend)
+    assert run.outcome == SyncRun.Outcome.OK, run.error
+    assert exchange_id not in {item.exchange_id for item in backend.items_of(box)}
+    assert not ItemLink.objects.filter(mailbox_settings=mailbox, psa_id=touched.pk).exists()
+    assert sync(mailbox, backend).counts == {}

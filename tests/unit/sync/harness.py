@@ -1,7 +1,8 @@
 """A tiny engine for tests: a dict-based PSA, a MemoryBackend mailbox, plan() and an applier.
 
 It does what the real engine does, minus the ORM: read the change feed page by page (a full
-read without a state, planned as one chunk once all its pages are read), expand series through
+read without a state too: its first and last page planned whole, the pages between against the
+keys they touch, what it never listed gone with its last page), expand series through
 ``read_window``, plan each page, apply its ops one by one (persisting each op's baseline after
 it succeeded), and store the page's new sync state only after every op was applied.
 ``crash_at`` simulates a kill after the k-th op's write and before its baseline was saved —
@@ -63,6 +64,7 @@ from exchange_ext.sync.records import (
     Record,
     Side,
     SyncOptions,
+    master_of,
     merge_groups,
 )
 from exchange_ext.sync.scope import touched_keys
@@ -132,6 +134,9 @@ class SyncHarness:
     planned_at: dict[FolderKind, dt.datetime] = field(default_factory=dict)
     # How many pages were planned both ways and found to agree.
     incremental_checks: int = 0
+    # The Exchange ids a full read split over pages has listed so far (FullReadSeen), kept
+    # with each committed page, as the engine does.
+    full_seen: dict[FolderKind, set[str]] = field(default_factory=dict)
     _before_apply_due: bool = field(default=False, repr=False)
 
     # --- held deletions -------------------------------------------------------------------
@@ -188,25 +193,104 @@ class SyncHarness:
         applied: list[o.Op],
         crash_at: int | None,
     ) -> None:
-        """Page by page from the stored state (a full read: one chunk), then settle the pass."""
+        """Page by page from the stored state (``None``: a full read), then settle the pass."""
         window = window_for(self.options, now)
         state = self.states.get(folder)
-        if state is None:
-            view, new_state = self.read(session, folder, now)
-            self._sync_chunk(session, folder, now, view, new_state, applied, crash_at)
-        else:
-            while True:
-                page = session.read_changes(folder, state, window)
+        while True:
+            page = session.read_changes(folder, state, window)
+            first, last = state is None, not page.more_available
+            if page.full_read:
+                view = self._full_read_view(session, folder, window, page.created, first, last)
+            else:
                 items = [*page.created, *page.updated]
-                view = self._with_occurrences(
-                    session, folder, window, items, list(page.deleted), full=False
-                )
-                self._sync_chunk(session, folder, now, view, page.new_state, applied, crash_at)
-                stuck = page.more_available and page.new_state == state
-                state = page.new_state
-                if not page.more_available or stuck:
-                    break
+                view = self._with_occurrences(session, folder, window, items, list(page.deleted))
+            before = dict(self.links)
+            # A full read's first and last page are planned whole, as the engine does.
+            whole = page.full_read and (first or last)
+            self._sync_chunk(
+                session, folder, now, view, page.new_state, applied, crash_at, whole=whole
+            )
+            if page.full_read and not view.full_read:
+                self._keep_listed(folder, page.created, before, first, last)
+            stuck = page.more_available and page.new_state == state
+            state = page.new_state
+            if not page.more_available or stuck:
+                break
         self._settle(session, folder, applied, crash_at)
+
+    def _full_read_view(
+        self,
+        session: MailboxSession,
+        folder: FolderKind,
+        window: SyncWindow,
+        listed_items: tuple[ExchangeItem, ...],
+        first: bool,
+        last: bool,
+    ) -> ExchangeView:
+        """A page of a full read as the engine's ``with_gaps`` and ``view_of`` make it: in one
+        page, the whole folder; split, what it shows gone so far (with its last page, every
+        linked item never listed; before, a linked item not listed whose identity an unlinked
+        item of the page carries), the recurring window expanded with the last page only."""
+        items = list(listed_items)
+        gone: set[str] = set()
+        if not (first and last):
+            listed = {item.exchange_id for item in items}
+            if not first:
+                listed |= self.full_seen.get(folder, set())
+            baseline = _in_folder(self.links, folder)
+            claimed = {link.exchange_id for link in baseline.values()}
+            identities = {
+                item.identity
+                for item in items
+                if item.psa_tag is None and item.exchange_id not in claimed and item.identity
+            }
+            for link in baseline.values():
+                if not link.exchange_id or link.exchange_id in listed:
+                    continue
+                master_id = master_of(link.exchange_id)
+                if master_id is not None:
+                    if last and master_id not in listed:
+                        gone.add(master_id)
+                elif last or (link.identity is not None and link.identity in identities):
+                    gone.add(link.exchange_id)
+        masters: set[str] = set()
+        if folder is FolderKind.CALENDAR and last:
+            masters = {
+                item.exchange_id
+                for item in items
+                if item.calendar_item_type is CalendarItemType.RECURRING_MASTER
+            }
+            occurrences = [i for i in session.read_window(folder, window) if i.master_id]
+            masters |= {i.master_id for i in occurrences if i.master_id}
+            items += occurrences
+        return ExchangeView(
+            items=tuple(items),
+            deleted=frozenset(gone),
+            full_read=first and last,
+            expanded_series=frozenset(masters),
+        )
+
+    def _keep_listed(
+        self,
+        folder: FolderKind,
+        listed_items: tuple[ExchangeItem, ...],
+        before: Mapping[PsaKey, Link],
+        first: bool,
+        last: bool,
+    ) -> None:
+        """A committed page of a split full read: keep the ids it listed and the items it
+        linked (created or moved meanwhile, they are alive) until the read ends."""
+        if first or last:
+            self.full_seen.pop(folder, None)
+        if last:
+            return
+        seen = self.full_seen.setdefault(folder, set())
+        seen |= {item.exchange_id for item in listed_items}
+        seen |= {
+            link.exchange_id
+            for key, link in self.links.items()
+            if link.exchange_id and before.get(key) != link
+        }
 
     def _sync_chunk(
         self,
@@ -217,12 +301,15 @@ class SyncHarness:
         new_state: str,
         applied: list[o.Op],
         crash_at: int | None,
+        *,
+        whole: bool = False,
     ) -> None:
-        """Plan one page; apply its ops but the destructive ones, which are kept pending."""
+        """Plan one page (``whole``: every key, a full read's first or last page); apply its
+        ops but the destructive ones, which are kept pending."""
         baseline = _in_folder(self.links, folder)
         psa = _in_folder(self.psa.items, folder)
         options = replace(self.options, guard_overridden=True)  # counted over the pass instead
-        keys = self._planned_keys(folder, psa, view, now)
+        keys = None if whole else self._planned_keys(folder, psa, view, now)
         result = self._plan_both_ways(baseline, psa, view, options, now, keys)
         # Before creating, look our tags up (a copy written before a crash may be on a page
         # not read yet): adopt it instead of creating a second one, as the engine does.
@@ -428,24 +515,6 @@ class SyncHarness:
 
     # --- reading ------------------------------------------------------------------------------
 
-    def read(
-        self, session: MailboxSession, folder: FolderKind, now: dt.datetime
-    ) -> tuple[ExchangeView, str]:
-        """Every page of changes since the stored state (a full read without one)."""
-        window = window_for(self.options, now)
-        state = self.states.get(folder)
-        items: list[ExchangeItem] = []
-        deleted: list[str] = []
-        full = state is None
-        while True:
-            page = session.read_changes(folder, state, window)
-            items += [*page.created, *page.updated]
-            deleted += page.deleted
-            state = page.new_state
-            if not page.more_available:
-                break
-        return self._with_occurrences(session, folder, window, items, deleted, full), state
-
     def _with_occurrences(
         self,
         session: MailboxSession,
@@ -453,22 +522,22 @@ class SyncHarness:
         window: SyncWindow,
         items: list[ExchangeItem],
         deleted: list[str],
-        full: bool,
     ) -> ExchangeView:
-        # Series come as masters from the feed; their occurrences from a window read.
+        """A page of the change feed. Series come as masters from the feed; their occurrences
+        from a window read."""
         masters = {
             i.exchange_id
             for i in items
             if i.calendar_item_type is CalendarItemType.RECURRING_MASTER
         }
         occurrences: list[ExchangeItem] = []
-        if folder is FolderKind.CALENDAR and (masters or full or self._known_series()):
+        if folder is FolderKind.CALENDAR and (masters or self._known_series()):
             occurrences = [i for i in session.read_window(folder, window) if i.master_id]
             masters |= {i.master_id for i in occurrences if i.master_id}
         return ExchangeView(
             items=tuple(items + occurrences),
             deleted=frozenset(deleted),
-            full_read=full,
+            full_read=False,
             expanded_series=frozenset(masters),
         )
 
@@ -497,8 +566,8 @@ class SyncHarness:
         if isinstance(op, o.DeleteInExchange):
             folder = _folder_of_kind(op.key)
             result = session.delete(folder, [ItemDeletion(op.exchange_id, op.change_key)])[0]
-            self._ok(result)
-            return None
+            # A refused delete keeps the link (planned again next run), as the engine's does.
+            return None if self._ok(result) else self.links.get(op.key)
         return self._psa_effect(op)
 
     def _psa_effect(self, op: o.Op) -> Link | None:

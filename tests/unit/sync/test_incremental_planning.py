@@ -65,3 +65,22 @@ def test_after_a_psa_edit_the_next_run_plans_that_key_alone_and_agrees_with_the_
     assert harness.incremental_checks > checked
     assert [type(op).__name__ for op in run.ops] == ["UpdateInExchange"]
     assert {op.key for op in run.ops} == {edited}
+
+
+def test_a_full_read_over_pages_plans_the_pages_between_its_first_and_last_by_their_keys():
+    now = clock.now()
+    backend = MemoryBackend([MAILBOX], page_size=4)
+    harness = SyncHarness(backend, MAILBOX, OPTIONS)
+    for n in range(10):  # three pages: whole, by keys (checked against whole), whole
+        start = now + dt.timedelta(days=1 + n % 5, hours=n)
+        backend.put(MAILBOX, CalendarRecord(f"Visit {n}", "", start, start + dt.timedelta(hours=1)))
+    first = harness.run(now)
+    assert [type(op).__name__ for op in first.ops] == ["CreateInPsa"] * 10
+    assert harness.incremental_checks == 1 and not harness.full_seen
+    harness.drop_states()  # read in full again: every item linked, nothing to do
+    renamed = backend.reidentify(MAILBOX)  # and under new ids: re-identified on every page
+    again = harness.run(now)
+    assert harness.incremental_checks == 2
+    assert [type(op).__name__ for op in again.ops] == ["Relink"] * 10
+    assert {link.exchange_id for link in harness.links.values()} == set(renamed.values())
+    assert harness.run(now).ops == ()
