@@ -622,7 +622,8 @@ class _Cycle:
                 book = LinkBook(self, baseline, written, counted, titles=_by_id(titles))
                 links = book.replay(result.ops)
                 save_links(self.mailbox, links)
-                held.forget_revived(self.mailbox, result.ops, book.failed)
+                again = {deferred.key_of(op) for op in pending.ops} if pending else set()
+                held.forget_revived(self.mailbox, result.ops, book.failed, again)
                 if settled is not None:
                     held.drop([r for r in settled if not _failed(r, book.failed)])
                 self.log.flush()

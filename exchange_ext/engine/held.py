@@ -44,11 +44,14 @@ def defer(
 
 
 def forget_revived(
-    mailbox: MailboxSettings, ops: Iterable[o.Op], failed: Collection[PsaKey] = ()
+    mailbox: MailboxSettings,
+    ops: Iterable[o.Op],
+    failed: Collection[PsaKey] = (),
+    deleted: Collection[PsaKey] = (),
 ) -> None:
     """Drop stored deletions of items this page shows alive (edited, relinked, adopted), but
-    of the ``failed`` ones."""
-    keys = deferred.revived(ops, failed)
+    of the ``failed`` ones and of those it deletes again (``deleted``; ``sync.held.revived``)."""
+    keys = deferred.revived(ops, failed, deleted)
     by_kind: dict[str, list[int]] = {}
     for key in keys:
         by_kind.setdefault(key.kind.value, []).append(key.psa_id)

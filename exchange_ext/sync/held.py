@@ -72,11 +72,20 @@ def deferred_of(op: o.Op) -> Deferred:
     return Deferred(key.kind.value, key.psa_id, kind.value, exchange_id, change_key, op.reason)
 
 
-def revived(ops: Iterable[o.Op], failed: Collection[PsaKey] = ()) -> set[PsaKey]:
+def revived(
+    ops: Iterable[o.Op], failed: Collection[PsaKey] = (), deleted: Collection[PsaKey] = ()
+) -> set[PsaKey]:
     """The keys whose stored deletions ``ops`` (a page's applied ops) make stale. An op of a
     ``failed`` key proves nothing: an update of a copy that is gone fails "not found" while its
-    deletion is held, and dropping the deletion then would lose it (the feed reported it once)."""
-    return {key_of(op) for op in ops if isinstance(op, ALIVE) and key_of(op) not in failed}
+    deletion is held, and dropping the deletion then would lose it (the feed reported it once).
+    Nor does the relink of a key the same page deletes again (``deleted``: found under a new
+    id, or seen at a new version): its deletion stays as stored, held or pending — dropped and
+    stored afresh it would be counted as new and escape a hold."""
+    return {
+        key_of(op)
+        for op in ops
+        if isinstance(op, ALIVE) and key_of(op) not in failed and key_of(op) not in deleted
+    }
 
 
 def holds(ops: Iterable[o.Op], linked: int, options: SyncOptions, *, already_held: bool) -> bool:

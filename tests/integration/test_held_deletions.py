@@ -14,12 +14,15 @@ from exchange_ext.backends.memory import MemoryBackend
 from exchange_ext.engine import held
 from exchange_ext.models import ExchangeConfig, HeldDeletion, ItemLink, MailboxSettings, SyncRun
 from exchange_ext.sync.records import CalendarRecord
+from psa.audit.origin import Origin
+from psa.scheduling.actions import do_delete_appointment
 from psa.scheduling.models import Appointment
 from tests import clock
 from tests.builders import make_appointment, make_resource
 from tests.clock import day
 
 pytestmark = pytest.mark.django_db
+USER = Origin.by_system("tests")
 
 
 @pytest.fixture
@@ -189,3 +192,36 @@ def test_restore_exports_psa_items_again_and_keeps_exchange_copies(tech):
 
 def test_a_decision_on_rows_no_longer_held_changes_nothing(tech):
     assert held.decide(tech, [12345], HeldDeletion.State.CONFIRMED) == 0
+
+
+def test_a_held_deletion_stays_held_when_outlook_touches_its_item(tech):
+    """Outlook moves a held item's change key (a dismissed reminder): the page that reads it
+    keeps the new version for the deletion, but that is no sign of life — the deletion stays
+    held for the administrator, even when it is the folder's last one, and Confirm then
+    deletes it without a conflict."""
+    backend = backend_for(tech, page_size=10)
+    for n in range(40):
+        make_appointment(tech.resource, day(1 + n % 5, f"{8 + n % 9:02d}:00"), title=f"V{n}")
+    drain(tech, backend)
+    for appointment in Appointment.objects.order_by("pk")[:30]:
+        do_delete_appointment(USER, appointment)
+    assert drain(tech, backend).outcome == SyncRun.Outcome.GUARD_TRIPPED
+    rows = list(HeldDeletion.objects.order_by("pk"))
+    assert len(rows) == 30
+    held.decide(tech, [row.pk for row in rows[:29]], HeldDeletion.State.CONFIRMED)
+    drain(tech, backend)
+    [last] = HeldDeletion.objects.all()
+    assert last.state == HeldDeletion.State.HELD and len(calendar(backend, tech)) == 11
+
+    backend.bump_change_key(tech.effective_mailbox, last.exchange_id)
+    drain(tech, backend)
+    [still] = HeldDeletion.objects.all()
+    assert still.state == HeldDeletion.State.HELD and len(calendar(backend, tech)) == 11
+
+    held.decide(tech, [still.pk], HeldDeletion.State.CONFIRMED)
+    assert drain(tech, backend).outcome == SyncRun.Outcome.OK
+    assert len(calendar(backend, tech)) == 10 and not HeldDeletion.objects.exists()
+
+
+def calendar(backend, tech) -> list:
+    return backend.items_of(tech.effective_mailbox, FolderKind.CALENDAR)

@@ -326,7 +326,8 @@ class SyncHarness:
         failed = self._apply_all(session, kept, applied, crash_at)
         # Durable progress, in one step: the page's pending deletions, the base of a pass that
         # begins with it, its state — only once its changes were applied.
-        for key in revived(kept, failed):
+        again = {key_of(op) for op in result.ops if isinstance(op, o.DESTRUCTIVE)}
+        for key in revived(kept, failed, again):
             self.deferred.pop((key.kind.value, key.psa_id), None)
         for op in result.ops:
             if isinstance(op, o.DESTRUCTIVE):

@@ -53,6 +53,15 @@ def test_only_a_write_that_succeeded_revives_an_item() -> None:
     assert revived([o.Forget(key(1), "left the window")]) == set()
 
 
+def test_a_relink_of_an_item_the_page_deletes_again_revives_nothing() -> None:
+    """Found under a new id, or seen at a new version, and still deleted by the same page: its
+    stored deletion stays as it is (held stays held)."""
+    link = linked(key(1), calendar(), exchange_id="AAMk1", change_key="ck2")
+    relink = o.Relink(link, "seen at a new version; its deletion waits")
+    assert revived([relink]) == {key(1)}
+    assert revived([relink], deleted={key(1)}) == set()
+
+
 def test_deletions_join_a_held_set_whatever_their_number() -> None:
     one = [o.DeletePsa(key(1), "AAMk1", "deleted in Exchange")]
     assert not holds(one, 10, OPTIONS, already_held=False)
