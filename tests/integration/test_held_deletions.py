@@ -194,11 +194,8 @@ def test_a_decision_on_rows_no_longer_held_changes_nothing(tech):
     assert held.decide(tech, [12345], HeldDeletion.State.CONFIRMED) == 0
 
 
-def test_a_held_deletion_stays_held_when_outlook_touches_its_item(tech):
-    """Outlook moves a held item's change key (a dismissed reminder): the page that reads it
-    keeps the new version for the deletion, but that is no sign of life — the deletion stays
-    held for the administrator, even when it is the folder's last one, and Confirm then
-    deletes it without a conflict."""
+def one_psa_deletion_left_held(tech) -> tuple[MemoryBackend, HeldDeletion]:
+    """40 exported appointments, 30 deleted in the PSA at once (held), 29 of them confirmed."""
     backend = backend_for(tech, page_size=10)
     for n in range(40):
         make_appointment(tech.resource, day(1 + n % 5, f"{8 + n % 9:02d}:00"), title=f"V{n}")
@@ -212,7 +209,15 @@ def test_a_held_deletion_stays_held_when_outlook_touches_its_item(tech):
     drain(tech, backend)
     [last] = HeldDeletion.objects.all()
     assert last.state == HeldDeletion.State.HELD and len(calendar(backend, tech)) == 11
+    return backend, last
 
+
+def test_a_held_deletion_stays_held_when_outlook_touches_its_item(tech):
+    """Outlook moves a held item's change key (a dismissed reminder): the page that reads it
+    keeps the new version for the deletion, but that is no sign of life — the deletion stays
+    held for the administrator, even when it is the folder's last one, and Confirm then
+    deletes it without a conflict."""
+    backend, last = one_psa_deletion_left_held(tech)
     backend.bump_change_key(tech.effective_mailbox, last.exchange_id)
     drain(tech, backend)
     [still] = HeldDeletion.objects.all()
@@ -221,6 +226,17 @@ def test_a_held_deletion_stays_held_when_outlook_touches_its_item(tech):
     held.decide(tech, [still.pk], HeldDeletion.State.CONFIRMED)
     assert drain(tech, backend).outcome == SyncRun.Outcome.OK
     assert len(calendar(backend, tech)) == 10 and not HeldDeletion.objects.exists()
+
+
+def test_a_held_deletion_stays_held_when_its_item_is_found_under_a_new_id(tech):
+    """EWS ⇄ Graph: every id changes and the folder is read in full again; the held item is
+    re-identified (relinked) and still deleted by its page: it stays held."""
+    backend, _ = one_psa_deletion_left_held(tech)
+    renamed = backend.reidentify(tech.effective_mailbox)
+    drain(tech, backend)
+    [still] = HeldDeletion.objects.all()
+    assert still.state == HeldDeletion.State.HELD and len(calendar(backend, tech)) == 11
+    assert still.exchange_id in renamed.values()
 
 
 def calendar(backend, tech) -> list:
