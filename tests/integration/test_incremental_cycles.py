@@ -9,7 +9,6 @@ import datetime as dt
 
 import pytest
 from django.db import connection
-from django.db.models import F
 from django.test.utils import CaptureQueriesContext
 
 from exchange_ext import engine
@@ -25,6 +24,7 @@ from tests import clock
 from tests.builders import make_appointment
 from tests.clock import day
 from tests.exchange_ext.pages import enrol
+from tests.integration.audit_cursor import settled
 
 pytestmark = pytest.mark.django_db
 USER = Origin.by_system("tests")
@@ -32,12 +32,6 @@ USER = Origin.by_system("tests")
 
 def sync(mailbox: MailboxSettings, backend: MemoryBackend, **kwargs):
     return engine.run_sync(mailbox.pk, backend=backend, now=kwargs.pop("now", clock.now()))
-
-
-def settled() -> None:
-    """Age the audit trail past the cursor's patience: on PostgreSQL the ids of this test follow
-    those of rolled-back tests, a gap the cursor otherwise waits out (scope.GAP_PATIENCE)."""
-    AuditEntry.objects.update(at=F("at") - 2 * scope.GAP_PATIENCE)
 
 
 def filled(name: str, items: int) -> tuple[MailboxSettings, MemoryBackend]:
