@@ -79,7 +79,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from report import run_header, write_results  # bench/report.py, beside this script
+from report import finish  # bench/report.py, beside this script
 from scale_bench import (
     CONFIG_PREFIXES,
     MANAGE,
@@ -90,7 +90,8 @@ from scale_bench import (
     stop_group,
     wait_running,
 )
-from sync_bench import GRAPH_APP, GRAPH_SECRET, GRAPH_TENANT, SYNC_LOGIN, SYNC_PASSWORD, time_limit
+from sync_bench import configure as configure_sandbox
+from sync_bench import time_limit
 
 ROOT = Path(__file__).resolve().parents[1]
 #: Issue 17's targets, seconds from the edit to the PSA row.
@@ -237,26 +238,15 @@ def make_template(env: Environment) -> Path:
 
 
 def configure(port: int, backend: str) -> None:
-    """The General and Synchronization tabs: the sandbox, the backend, appointments imported
-    with all details, contacts off, polling every 30 minutes."""
+    """The sync benchmark's General tab (the sandbox, the backend, contacts off), with
+    appointments imported with all details and polling every 30 minutes."""
     from exchange_ext.models import ExchangeConfig
-    from exchange_ext.secrets import Secret
 
+    configure_sandbox(port, backend)
     config = ExchangeConfig.load()
     config.profile_name = "Push benchmark sandbox"
-    config.server_address = f"localhost:{port}"
-    config.domain = "NORTHWIND"
-    config.use_for_all_users = True
-    config.sync_contacts = False
     config.import_mode = "all"
     config.sync_interval_minutes = INTERVAL_MINUTES
-    if backend == "graph":
-        config.use_basic_auth, config.use_graph = False, True
-        config.tenant_id, config.client_id = GRAPH_TENANT, GRAPH_APP
-        config.client_secret = Secret(GRAPH_SECRET)
-    else:
-        config.use_basic_auth, config.use_graph = True, False
-        config.username, config.password = SYNC_LOGIN, Secret(SYNC_PASSWORD)
     config.save()
     assert config.backend_name == backend
 
@@ -991,19 +981,13 @@ def main(argv: list[str] | None = None) -> int:
     rows = targets(results)
     print()
     print_report(results, rows)
-    output = {
-        **run_header(args),
-        "deployment": {
-            "database": "SQLite (file, WAL), django-q2 ORM broker",
-            "q_workers": q_workers(),
-            "interval_minutes": INTERVAL_MINUTES,
-        },
-        "backends": [asdict(r) for r in results],
-        "targets": rows,
-        "total_s": round(time.perf_counter() - began, 1),
+    deployment = {
+        "database": "SQLite (file, WAL), django-q2 ORM broker",
+        "q_workers": q_workers(),
+        "interval_minutes": INTERVAL_MINUTES,
     }
-    write_results(args.json, output)
-    return 0
+    backends = [asdict(r) for r in results]
+    return finish(args, began, deployment=deployment, backends=backends, targets=rows)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ import json
 import os
 import platform
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -53,3 +54,12 @@ def write_results(path: Path | None, results: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(results, indent=2, default=str) + "\n", encoding="utf-8")
     print(f"\nresults: {path}")
+
+
+def finish(args: argparse.Namespace, began: float, **figures: Any) -> int:
+    """A benchmark's last step: its results file (``run_header``, then ``figures``, then the
+    run's total time since ``began``, a ``time.perf_counter()`` reading) written to
+    ``args.json``; returns the exit status, 0."""
+    results = {**run_header(args), **figures, "total_s": round(time.perf_counter() - began, 1)}
+    write_results(args.json, results)
+    return 0

@@ -55,7 +55,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from report import run_header, write_results  # bench/report.py, beside this script
+from report import finish  # bench/report.py, beside this script
 
 ROOT = Path(__file__).resolve().parents[1]
 MANAGE = str(ROOT / "manage.py")
@@ -686,15 +686,8 @@ def _bench(args: argparse.Namespace, env: Environment, sandbox: SandboxProcess,
     summary = summarise(cycles, interval, args.items)
     print()
     print_table(cycles, summary)
-    results = {
-        **run_header(args),
-        "setup_s": setup_s,
-        "cycles": [asdict(c) for c in cycles],
-        "summary": summary,
-        "total_s": round(time.perf_counter() - began, 1),
-    }
-    write_results(args.json, results)
-    return 0
+    cycle_rows = [asdict(c) for c in cycles]
+    return finish(args, began, setup_s=setup_s, cycles=cycle_rows, summary=summary)
 
 
 if __name__ == "__main__":

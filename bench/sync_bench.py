@@ -53,7 +53,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from report import run_header, write_results  # bench/report.py, beside this script
+from report import finish  # bench/report.py, beside this script
 
 ROOT = Path(__file__).resolve().parents[1]
 DOMAIN = "northwind.example"
@@ -936,17 +936,11 @@ def _bench(args: argparse.Namespace, workdir: Path) -> int:
         sandbox.handle.stop()
     verdicts = summarise(phases, memory, args)
     print_table(phases, memory, verdicts)
-    results = {
-        **run_header(args),
-        "sandbox_schema_validation": args.validate,
-        "sandbox_messages_validated": validated,
-        "phases": [asdict(p) for p in phases],
-        "memory": memory,
-        "targets": verdicts,
-        "total_s": round(time.perf_counter() - started, 1),
-    }
-    write_results(args.json, results)
-    return 0
+    return finish(
+        args, started, sandbox_schema_validation=args.validate,
+        sandbox_messages_validated=validated, phases=[asdict(p) for p in phases], memory=memory,
+        targets=verdicts,
+    )  # fmt: skip
 
 
 if __name__ == "__main__":
